@@ -1,0 +1,53 @@
+"""One exception type for every expected failure, so CLIs can print a clean chain.
+
+Programs raise ``RurocoError("top-level message") from cause``; ``format_error`` renders
+the chain the way the original prints anyhow errors (``Error: ...`` / ``Caused by:``), which
+keeps operator-facing output stable without tracebacks.
+"""
+
+from __future__ import annotations
+
+
+class RurocoError(Exception):
+    """An expected, user-facing failure; the message is safe to print (never a key)."""
+
+
+def error_chain(exc: BaseException) -> list[str]:
+    """Messages of ``exc`` and its causes, outermost first, without duplicates."""
+    out: list[str] = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        msg = _message(cur)
+        if msg and (not out or out[-1] != msg):
+            out.append(msg)
+        cur = cur.__cause__
+    return out
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} (os error {exc.errno})"
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+def format_error(exc: BaseException) -> str:
+    """``Error: top`` plus an indented ``Caused by:`` block, as the original CLI prints it."""
+    chain = error_chain(exc)
+    lines = [f"Error: {chain[0] if chain else type(exc).__name__}"]
+    causes = chain[1:]
+    if causes:
+        lines += ["", "Caused by:"]
+        if len(causes) == 1:
+            lines.append(f"    {causes[0]}")
+        else:
+            lines += [f"    {i}: {c}" for i, c in enumerate(causes)]
+    return "\n".join(lines)
+
+
+def qpath(value: object) -> str:
+    """Quote a path or string the way Rust's ``{:?}`` does, so messages match the original."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

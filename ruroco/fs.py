@@ -1,0 +1,121 @@
+"""File-system helpers shared by client, server and commander.
+
+``write_atomic`` is how every state file (counter, blocklist) is written: a crash at any
+point leaves either the old or the new content, never a torn file, and a failed write leaves
+no temporary file behind (the original leaks it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ruroco import log
+from ruroco.errors import RurocoError, qpath
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` via a fsynced temp file in the same directory and rename."""
+    target = os.fspath(path)
+    tmp = f"{target}.{time.time_ns()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise RurocoError(f"open {tmp}") from exc
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError as exc:
+            raise RurocoError(f"write tmp {tmp}") from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise RurocoError(f"fsync tmp {tmp}") from exc
+        if mode is not None:
+            try:
+                os.fchmod(fd, mode)
+            except OSError as exc:
+                raise RurocoError(f"set mode on tmp {tmp}") from exc
+        os.close(fd)
+        fd = -1
+        try:
+            os.rename(tmp, target)
+        except OSError as exc:
+            raise RurocoError(f"rename {tmp} -> {target}") from exc
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(os.path.dirname(target) or ".")
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def resolve_path(path: str | os.PathLike[str]) -> Path:
+    """Absolute paths stay as given; relative ones are joined to the CWD and canonicalized."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    try:
+        joined = Path.cwd() / p
+    except OSError as exc:
+        log.error(f"Could not get current directory: {exc}")
+        return p
+    try:
+        return joined.resolve(strict=True)
+    except OSError as exc:
+        log.error(f"Could not canonicalize {qpath(joined)}: {exc}")
+        return joined
+
+
+def lookup_ids(user: str, group: str) -> tuple[int, int]:
+    """uid/gid for names; an empty (after trimming) name means "keep" and yields -1."""
+    import grp
+    import pwd
+
+    user, group = user.strip(), group.strip()
+    uid = gid = -1
+    if user:
+        try:
+            uid = pwd.getpwnam(user).pw_uid
+        except KeyError:
+            raise RurocoError(f"Could not find user {user}") from None
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise RurocoError(f"Could not find group {group}") from None
+    return uid, gid
+
+
+def chown_by_name(path: str | os.PathLike[str], user: str, group: str) -> None:
+    uid, gid = lookup_ids(user, group)
+    if uid == -1 and gid == -1:
+        return
+    try:
+        os.chown(path, uid, gid)
+    except OSError as exc:
+        shown_uid = None if uid == -1 else uid
+        shown_gid = None if gid == -1 else gid
+        raise RurocoError(
+            f"Could not change ownership of {qpath(path)} to {shown_uid}:{shown_gid}"
+        ) from exc

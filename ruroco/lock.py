@@ -1,0 +1,59 @@
+"""Single-instance lock on a file with flock(2).
+
+The kernel drops the lock when the holder dies, so there is no stale-lock handling; the file
+is never deleted and its content is irrelevant. ``timeout`` lets library callers (the
+Ansible action plugin running many forks) wait for their turn instead of failing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+from ruroco.errors import RurocoError, qpath
+
+
+class InstanceLock:
+    def __init__(self, path: str | os.PathLike[str], what: str) -> None:
+        self.path = os.fspath(path)
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float | None = None) -> InstanceLock:
+        """Take the lock; fail at once (``timeout=None``) or after waiting ``timeout`` s."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise RurocoError(f"Lock file unavailable at {qpath(self.path)}") from exc
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as exc:
+                if deadline is None or time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise RurocoError(
+                        f"{self.what} already running (lock at {qpath(self.path)}): "
+                        f"{exc.strerror or exc}"
+                    ) from None
+                time.sleep(0.005)
+            except OSError as exc:
+                os.close(fd)
+                raise RurocoError(f"Lock file unavailable at {qpath(self.path)}") from exc
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> InstanceLock:
+        if self._fd is None:
+            self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

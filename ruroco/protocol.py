@@ -1,0 +1,227 @@
+"""The ruroco wire protocol, version 1: the single source of truth for every byte.
+
+Packet (94 bytes): key_id(8) ‖ iv(12) ‖ tag(16) ‖ ciphertext(58), AES-256-GCM-SIV, no AAD.
+Plaintext (58 bytes): version(1) ‖ cmd_hash u64 BE ‖ counter u128 BE ‖ strict(1) ‖
+src_ip(16) ‖ dst_ip(16). Commander message (24 bytes): cmd_hash u64 BE ‖ ip(16).
+Client, server, commander and the Ansible collection all import this module.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+
+from ruroco.errors import RurocoError
+from ruroco.ipaddr import UNSPECIFIED, ip_text
+
+try:  # the C module directly: importing hashlib costs the client's cold start ~4 ms
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - other interpreters
+    from hashlib import blake2b
+
+PROTOCOL_VERSION = 1
+KEY_ID_SIZE = 8
+AES_KEY_SIZE = 32
+KEY_SIZE = KEY_ID_SIZE + AES_KEY_SIZE
+IV_SIZE = 12
+TAG_SIZE = 16
+PLAINTEXT_SIZE = 58
+CIPHERTEXT_SIZE = IV_SIZE + TAG_SIZE + PLAINTEXT_SIZE  # 86
+MSG_SIZE = KEY_ID_SIZE + CIPHERTEXT_SIZE  # 94
+COMMANDER_DATA_SIZE = 24
+U64_MAX = (1 << 64) - 1
+U128_MAX = (1 << 128) - 1
+
+# Rust's str::trim set (Unicode White_Space); str.strip() would also strip \x1c-\x1f.
+_WHITESPACE = (
+    " \t\n\x0b\x0c\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+class ProtocolError(RurocoError):
+    """A key, packet or message that does not follow the protocol."""
+
+
+def hex_list(data: bytes) -> str:
+    """Rust ``{:X?}`` of a byte array, e.g. ``[0, 1, 7F, FF]``: how key ids appear in logs."""
+    return "[" + ", ".join(f"{b:X}" for b in data) + "]"
+
+
+class Key:
+    """A parsed shared key: public 8-byte id plus the AES-256 key, which is never shown."""
+
+    __slots__ = ("_aead", "_secret", "key_id")
+
+    def __init__(self, key_id: bytes, secret: bytes) -> None:
+        if len(key_id) != KEY_ID_SIZE or len(secret) != AES_KEY_SIZE:
+            raise ProtocolError("Key length must be 32 bytes")
+        self.key_id = bytes(key_id)
+        self._secret = bytearray(secret)
+        self._aead = AESGCMSIV(bytes(self._secret))
+
+    def __repr__(self) -> str:
+        return f"Key(id={hex_list(self.key_id)}, key=<redacted>)"
+
+    __str__ = __repr__
+
+    def same_secret(self, other: Key) -> bool:
+        return self._secret == other._secret
+
+    def wipe(self) -> None:
+        """Best-effort zeroization of our copy of the secret (the AEAD object keeps its own)."""
+        for i in range(len(self._secret)):
+            self._secret[i] = 0
+
+    def encrypt(self, plaintext: bytes, iv: bytes | None = None) -> bytes:
+        """The 94-byte datagram for ``plaintext`` (58 bytes); a fresh random IV unless given."""
+        if len(plaintext) != PLAINTEXT_SIZE:
+            raise ProtocolError(f"Plaintext must be {PLAINTEXT_SIZE} bytes, got {len(plaintext)}")
+        iv = os.urandom(IV_SIZE) if iv is None else iv
+        out = self._aead.encrypt(iv, plaintext, None)  # ciphertext ‖ tag
+        return self.key_id + iv + out[-TAG_SIZE:] + out[:-TAG_SIZE]
+
+    def decrypt(self, blob: bytes) -> bytes:
+        """Decrypt the 86 bytes after the key id (iv ‖ tag ‖ ciphertext)."""
+        if len(blob) != CIPHERTEXT_SIZE:
+            raise ProtocolError(f"Ciphertext must be {CIPHERTEXT_SIZE} bytes, got {len(blob)}")
+        try:
+            return self._aead.decrypt(
+                blob[:IV_SIZE], blob[IV_SIZE + TAG_SIZE :] + blob[IV_SIZE : IV_SIZE + TAG_SIZE], None
+            )
+        except InvalidTag:
+            raise ProtocolError("Could not decrypt packet (authentication tag mismatch)") from None
+
+
+def parse_key(text: str) -> Key:
+    """Parse the textual key (base64 of id ‖ key) with the original's strict rules."""
+    stripped = text.strip(_WHITESPACE)
+    try:
+        raw = binascii.a2b_base64(stripped.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ProtocolError("Could not decode base64 key") from None
+    # strict_mode still accepts non-zero trailing bits (e.g. "QR=="): require canonical form.
+    if binascii.b2a_base64(raw, newline=False).decode("ascii") != stripped:
+        raise ProtocolError("Could not decode base64 key")
+    if len(raw) < KEY_ID_SIZE:
+        raise ProtocolError("Key too short")
+    if len(raw) - KEY_ID_SIZE != AES_KEY_SIZE:
+        raise ProtocolError("Key length must be 32 bytes")
+    buf = bytearray(raw)
+    try:
+        return Key(bytes(buf[:KEY_ID_SIZE]), bytes(buf[KEY_ID_SIZE:]))
+    finally:
+        for i in range(len(buf)):
+            buf[i] = 0
+
+
+def generate_key() -> str:
+    """A new key string: 56 base64 characters ending in ``==`` (id first, then key)."""
+    secret = os.urandom(AES_KEY_SIZE)
+    key_id = os.urandom(KEY_ID_SIZE)
+    return binascii.b2a_base64(key_id + secret, newline=False).decode("ascii")
+
+
+def key_id_of(text: str) -> bytes:
+    """The id of a key string, validating the whole key (for tools that show only the id)."""
+    key = parse_key(text)
+    key.wipe()
+    return key.key_id
+
+
+def command_hash(name: str) -> int:
+    """BLAKE2b with an 8-byte digest (not a truncated 64-byte one), as a big-endian u64."""
+    return int.from_bytes(blake2b(name.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+class ClientData:
+    """The authenticated plaintext; IPs are 16-byte wire forms (see ``ruroco.ipaddr``)."""
+
+    __slots__ = ("cmd_hash", "counter", "dst_ip", "src_ip", "strict")
+
+    def __init__(
+        self, cmd_hash: int, counter: int, strict: bool, src_ip: bytes | None, dst_ip: bytes
+    ) -> None:
+        if not 0 <= cmd_hash <= U64_MAX:
+            raise ProtocolError("cmd_hash must fit in 64 bits")
+        if not 0 <= counter <= U128_MAX:
+            raise ProtocolError("counter must fit in 128 bits")
+        if (src_ip is not None and len(src_ip) != 16) or len(dst_ip) != 16:
+            raise ProtocolError("IP addresses must be 16 bytes")
+        self.cmd_hash = cmd_hash
+        self.counter = counter
+        self.strict = strict
+        self.src_ip = None if src_ip == UNSPECIFIED else src_ip
+        self.dst_ip = dst_ip
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClientData):
+            return NotImplemented
+        return self.encode() == other.encode()
+
+    def __hash__(self) -> int:
+        return hash(self.encode())
+
+    def __repr__(self) -> str:
+        src = None if self.src_ip is None else ip_text(self.src_ip)
+        return (
+            f"ClientData(cmd_hash={self.cmd_hash}, counter={self.counter}, strict={self.strict},"
+            f" src_ip={src}, dst_ip={ip_text(self.dst_ip)})"
+        )
+
+    def encode(self) -> bytes:
+        return b"".join(
+            (
+                bytes((PROTOCOL_VERSION,)),
+                self.cmd_hash.to_bytes(8, "big"),
+                self.counter.to_bytes(16, "big"),
+                b"\x01" if self.strict else b"\x00",
+                UNSPECIFIED if self.src_ip is None else self.src_ip,
+                self.dst_ip,
+            )
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> ClientData:
+        if len(data) != PLAINTEXT_SIZE:
+            raise ProtocolError(f"Plaintext must be {PLAINTEXT_SIZE} bytes, got {len(data)}")
+        if data[0] != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"Unsupported protocol version {data[0]}, expected {PROTOCOL_VERSION}"
+            )
+        return cls(
+            cmd_hash=int.from_bytes(data[1:9], "big"),
+            counter=int.from_bytes(data[9:25], "big"),
+            strict=data[25] != 0,
+            src_ip=bytes(data[26:42]),
+            dst_ip=bytes(data[42:58]),
+        )
+
+
+def split_packet(packet: bytes) -> tuple[bytes, bytes]:
+    """``(key_id, blob)`` of a 94-byte datagram."""
+    if len(packet) != MSG_SIZE:
+        raise ProtocolError(f"Packet must be {MSG_SIZE} bytes, got {len(packet)}")
+    return bytes(packet[:KEY_ID_SIZE]), bytes(packet[KEY_ID_SIZE:])
+
+
+def build_packet(key: Key, data: ClientData, iv: bytes | None = None) -> bytes:
+    return key.encrypt(data.encode(), iv)
+
+
+def encode_commander_data(cmd_hash: int, ip: bytes) -> bytes:
+    if len(ip) != 16:
+        raise ProtocolError("IP addresses must be 16 bytes")
+    return cmd_hash.to_bytes(8, "big") + ip
+
+
+def decode_commander_data(data: bytes) -> tuple[int, bytes]:
+    """``(cmd_hash, ip16)``; exactly 24 bytes."""
+    if len(data) != COMMANDER_DATA_SIZE:
+        raise ProtocolError(
+            f"Commander message must be {COMMANDER_DATA_SIZE} bytes, got {len(data)}"
+        )
+    return int.from_bytes(data[:8], "big"), bytes(data[8:])

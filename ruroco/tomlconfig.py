@@ -1,0 +1,105 @@
+"""Reading TOML config files with errors that name the file and the key, never the content.
+
+The original echoes whole files into parse errors (leaking the command set into logs);
+tomllib's messages carry only the position, and the typed getters here report the key and
+the expected type, not the value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ruroco.errors import RurocoError, qpath
+
+
+class ConfigError(RurocoError):
+    """A config file that cannot be read or does not have the expected shape."""
+
+
+def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """Load ``path``; ``what`` names the file's role in messages (e.g. "server config")."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"Could not read {qpath(path)}: {exc.strerror} (os error {exc.errno})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"Could not parse {what} {qpath(path)}: file is not valid UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Could not parse {what} {qpath(path)}: {exc}") from None
+
+
+class Table:
+    """Typed access to one TOML table, with messages that point at ``file: key``."""
+
+    def __init__(self, data: dict[str, Any], path: str | os.PathLike[str], what: str) -> None:
+        self.data = data
+        self.path = path
+        self.what = what
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"Could not parse {self.what} {qpath(self.path)}: {key!s} {problem}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+        if key not in self.data:
+            if required:
+                raise self.fail(key, "is required")
+            return default
+        value = self.data[key]
+        if not isinstance(value, str):
+            raise self.fail(key, f"must be a string, not {_kind(value)}")
+        return value
+
+    def path_value(self, key: str, default: Path | None = None) -> Path | None:
+        value = self.str(key)
+        return default if value is None else Path(value)
+
+    def bool(self, key: str, default: bool) -> bool:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, not {_kind(value)}")
+        return value
+
+    def int(self, key: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"must be an integer, not {_kind(value)}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise self.fail(key, f"must be an integer {bound}")
+        return value
+
+    def str_list(self, key: str, required: bool = False) -> list[str] | None:
+        if key not in self.data:
+            if required:
+                raise self.fail(key, "is required")
+            return None
+        value = self.data[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, "must be an array of strings")
+        return value
+
+
+def _kind(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
