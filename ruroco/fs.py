@@ -7,6 +7,7 @@ no temporary file behind (the original leaks it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -49,10 +50,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = N
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     _fsync_dir(os.path.dirname(target) or ".")
 

@@ -90,7 +90,9 @@ class Key:
             raise ProtocolError(f"Ciphertext must be {CIPHERTEXT_SIZE} bytes, got {len(blob)}")
         try:
             return self._aead.decrypt(
-                blob[:IV_SIZE], blob[IV_SIZE + TAG_SIZE :] + blob[IV_SIZE : IV_SIZE + TAG_SIZE], None
+                blob[:IV_SIZE],
+                blob[IV_SIZE + TAG_SIZE :] + blob[IV_SIZE : IV_SIZE + TAG_SIZE],
+                None,
             )
         except InvalidTag:
             raise ProtocolError("Could not decrypt packet (authentication tag mismatch)") from None

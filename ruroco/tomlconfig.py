@@ -25,11 +25,15 @@ def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
         with open(path, "rb") as fh:
             raw = fh.read()
     except OSError as exc:
-        raise ConfigError(f"Could not read {qpath(path)}: {exc.strerror} (os error {exc.errno})") from None
+        raise ConfigError(
+            f"Could not read {qpath(path)}: {exc.strerror} (os error {exc.errno})"
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"Could not parse {what} {qpath(path)}: file is not valid UTF-8") from None
+        raise ConfigError(
+            f"Could not parse {what} {qpath(path)}: file is not valid UTF-8"
+        ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
