@@ -1,0 +1,64 @@
+"""Atomic writes, path resolution and chown helpers (spec §5.2–§5.4)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from ruroco.errors import RurocoError
+from ruroco.fs import chown_by_name, lookup_ids, resolve_path, write_atomic
+
+
+def test_write_atomic_creates_overwrites_and_leaves_no_tmp(tmp_path: Path) -> None:
+    target = tmp_path / "state"
+    write_atomic(target, b"one")
+    write_atomic(target, b"two", mode=0o755)
+    assert target.read_bytes() == b"two"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+
+
+def test_write_atomic_missing_parent_fails_with_open(tmp_path: Path) -> None:
+    with pytest.raises(RurocoError, match=r"^open "):
+        write_atomic(tmp_path / "missing" / "file", b"x")
+
+
+def test_failed_rename_keeps_old_content_and_cleans_tmp(tmp_path: Path) -> None:
+    target = tmp_path / "dir-in-the-way"
+    target.mkdir()
+    (target / "child").write_text("keep")
+    with pytest.raises(RurocoError, match="rename"):
+        write_atomic(target, b"new")
+    assert (target / "child").read_text() == "keep"
+    assert [p.name for p in tmp_path.iterdir()] == ["dir-in-the-way"]
+
+
+def test_resolve_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_path("/foo/../bar") == Path("/foo/../bar")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    assert resolve_path("link") == (tmp_path / "real").resolve()
+    assert resolve_path("does-not-exist") == tmp_path / "does-not-exist"
+
+
+def test_lookup_ids() -> None:
+    assert lookup_ids("root", "root") == (0, 0)
+    assert lookup_ids(" ", "") == (-1, -1)
+    with pytest.raises(RurocoError, match="Could not find user no-such-user-xyz"):
+        lookup_ids("no-such-user-xyz", "")
+    with pytest.raises(RurocoError, match="Could not find group no-such-group-xyz"):
+        lookup_ids("", "no-such-group-xyz")
+
+
+def test_chown_by_name(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("x")
+    chown_by_name(target, "", "")
+    chown_by_name(target, "root", "root")
+    assert (target.stat().st_uid, target.stat().st_gid) == (0, 0)
+    with pytest.raises(RurocoError, match="Could not change ownership"):
+        chown_by_name(tmp_path / "missing", "root", "")
