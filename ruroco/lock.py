@@ -23,7 +23,7 @@ class InstanceLock:
     def acquire(self, timeout: float | None = None) -> InstanceLock:
         """Take the lock; fail at once (``timeout=None``) or after waiting ``timeout`` s."""
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise RurocoError(f"Lock file unavailable at {qpath(self.path)}") from exc
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -1,0 +1,3 @@
+from ruroco.commander.cli import main
+
+main(prog_name="ruroco-commander")

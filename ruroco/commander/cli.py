@@ -1,0 +1,60 @@
+"""``ruroco-commander`` command line: a thin click layer over ``commander.run`` and ``check``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from ruroco import __version__
+from ruroco.commander.check import check
+from ruroco.commander.commands import DEFAULT_COMMANDS_PATH, load_commands
+from ruroco.commander.config import DEFAULT_CONFIG_PATH, load_config
+from ruroco.errors import RurocoError, format_error
+
+_PATH = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-c", "--config", "config_path", type=_PATH, default=DEFAULT_CONFIG_PATH, show_default=True
+)
+@click.option(
+    "--commands", "commands_path", type=_PATH, default=DEFAULT_COMMANDS_PATH, show_default=True
+)
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Validate the files given with -c/--commands (both defaults if neither is given), "
+    "print a summary and exit; touches no lock or socket.",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="ruroco-commander")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path, commands_path: Path, check_only: bool) -> None:
+    """Run the commands that ruroco-server forwards over the Unix socket (runs as root)."""
+    if check_only:
+        given_config = ctx.get_parameter_source("config_path") != ParameterSource.DEFAULT
+        given_commands = ctx.get_parameter_source("commands_path") != ParameterSource.DEFAULT
+        both = given_config == given_commands
+        problems, summary = check(
+            config_path if both or given_config else None,
+            commands_path if both or given_commands else None,
+        )
+        for problem in problems:
+            click.echo(f"Error: {problem}", err=True)
+        if problems:
+            sys.exit(1)
+        click.echo(summary)
+        return
+    from ruroco.commander.commander import run  # keep --check and --help light
+
+    try:
+        config = load_config(config_path)  # config errors win over commands errors (§4.4)
+        commands = load_commands(commands_path)
+        run(config, commands)
+    except RurocoError as exc:
+        click.echo(format_error(exc), err=True)
+        sys.exit(1)

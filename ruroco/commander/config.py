@@ -1,0 +1,62 @@
+"""The commander's view of ``config.toml`` (spec §4.2).
+
+The same file also feeds the server, so unknown keys are ignored and every key is optional;
+only syntax and type errors fail. Errors name the file and key, never the content.
+
+One key is ours, not the original's: ``max_concurrent_commands`` (integer 1..1024, default
+32) bounds how many commands run at once (deviation 3); requests beyond it wait in order.
+The original ignores the key, so a file carrying it stays valid for both implementations.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruroco.fs import resolve_path
+from ruroco.tomlconfig import Table, read_toml
+
+DEFAULT_CONFIG_PATH = Path("/etc/ruroco/config.toml")
+DEFAULT_CONFIG_DIR = Path("/etc/ruroco")
+SOCKET_NAME = "ruroco.socket"
+LOCK_NAME = "commander.lock"
+# Deviation 3: commands run concurrently, bounded so a burst cannot fork-bomb the host.
+DEFAULT_MAX_CONCURRENT_COMMANDS = 32
+MAX_CONCURRENT_COMMANDS_LIMIT = 1024
+WHAT = "commander config"
+
+
+@dataclass(frozen=True)
+class CommanderConfig:
+    config_dir: Path = DEFAULT_CONFIG_DIR
+    socket_dir: Path | None = None
+    socket_user: str = "ruroco"
+    socket_group: str = "ruroco"
+    allow_non_routable_ips: bool = False
+    max_concurrent_commands: int = DEFAULT_MAX_CONCURRENT_COMMANDS
+
+    def socket_path(self) -> Path:
+        """Resolved at use time, like the server does, so both sides agree on relative dirs."""
+        return resolve_path(self.socket_dir or self.config_dir) / SOCKET_NAME
+
+
+def parse_config(data: dict, path: str | os.PathLike[str]) -> CommanderConfig:
+    table = Table(data, path, WHAT)
+    return CommanderConfig(
+        config_dir=table.path_value("config_dir", DEFAULT_CONFIG_DIR),
+        socket_dir=table.path_value("socket_dir"),
+        socket_user=table.str("socket_user", "ruroco").strip(),
+        socket_group=table.str("socket_group", "ruroco").strip(),
+        allow_non_routable_ips=table.bool("allow_non_routable_ips", False),
+        max_concurrent_commands=table.int(
+            "max_concurrent_commands",
+            DEFAULT_MAX_CONCURRENT_COMMANDS,
+            minimum=1,
+            maximum=MAX_CONCURRENT_COMMANDS_LIMIT,
+        ),
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> CommanderConfig:
+    return parse_config(read_toml(path, WHAT), path)

@@ -1,0 +1,155 @@
+"""Helpers for the commander tests: a real ``ruroco-commander`` process and its socket."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ruroco.ipaddr import parse_ip
+from ruroco.protocol import command_hash, encode_commander_data
+
+STARTUP_TIMEOUT = 15.0
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until truthy or ``timeout`` seconds passed (bounded loop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def message(name: str, ip: str = "1.2.3.4") -> bytes:
+    return encode_commander_data(command_hash(name), parse_ip(ip))
+
+
+def send(sock_path: Path, data: bytes) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(os.fspath(sock_path))
+        s.sendall(data)
+
+
+def pid_gone(pid: int) -> bool:
+    """Dead means no /proc entry or a zombie waiting for its (new) parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def toml_str(value: str) -> str:
+    """A TOML basic string for any text (control characters as ``\\uXXXX`` escapes)."""
+    out = []
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def write_config(directory: Path, **keys: object) -> Path:
+    lines = []
+    for key, value in keys.items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int):
+            lines.append(f"{key} = {value}")
+        else:
+            lines.append(f"{key} = {toml_str(str(value))}")
+    path = directory / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_commands(directory: Path, commands: dict[str, str | tuple[str, int]]) -> Path:
+    lines = ["[commands]"]
+    for name, spec in commands.items():
+        if isinstance(spec, tuple):
+            lines.append(
+                f"{toml_str(name)} = {{ cmd = {toml_str(spec[0])}, timeout_sec = {spec[1]} }}"
+            )
+        else:
+            lines.append(f"{toml_str(name)} = {toml_str(spec)}")
+    path = directory / "commands.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class CommanderProcess:
+    """One ``python -m ruroco.commander`` with its output in files (no pipe can fill up)."""
+
+    def __init__(self, directory: Path, config: Path, commands: Path, umask: int = 0o022) -> None:
+        self.dir = directory
+        self.socket = directory / "ruroco.socket"
+        self.out_path = directory / f"commander-{time.monotonic_ns()}.out"
+        self.err_path = self.out_path.with_suffix(".err")
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ruroco.commander",
+                    "-c",
+                    str(config),
+                    "--commands",
+                    str(commands),
+                ],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                umask=umask,
+                start_new_session=True,
+            )
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        ok = wait_for(
+            lambda: "Commander listening" in self.stdout or self.proc.poll() is not None,
+            STARTUP_TIMEOUT,
+        )
+        assert ok and self.proc.poll() is None, (
+            f"commander did not start:\n{self.stdout}\n{self.stderr}"
+        )
+
+    def send(self, name: str, ip: str = "1.2.3.4") -> None:
+        send(self.socket, message(name, ip))
+
+    def send_raw(self, data: bytes) -> None:
+        send(self.socket, data)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)

@@ -1,0 +1,40 @@
+"""Fixture: a real ``ruroco-commander`` process on a temp dir, killed after the test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from commander_helpers import CommanderProcess, write_commands, write_config
+
+
+@pytest.fixture
+def start_commander(tmp_path: Path) -> Iterator[Callable[..., CommanderProcess]]:
+    """``start(commands, **config_keys)``: a ready commander on ``tmp_path``; killed at the end."""
+    started: list[CommanderProcess] = []
+
+    def start(
+        commands: dict[str, str | tuple[str, int]],
+        directory: Path | None = None,
+        wait: bool = True,
+        **config: object,
+    ) -> CommanderProcess:
+        directory = directory or tmp_path
+        keys: dict[str, object] = {
+            "config_dir": str(directory),
+            "socket_user": "",
+            "socket_group": "",
+        }
+        keys.update(config)
+        proc = CommanderProcess(
+            directory, write_config(directory, **keys), write_commands(directory, commands)
+        )
+        started.append(proc)
+        if wait:
+            proc.wait_ready()
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()

@@ -1,0 +1,165 @@
+"""Command execution (spec §4.7, deviation 3) with real ``sh`` processes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from commander_helpers import pid_gone, wait_for
+
+from ruroco.commander.commands import Command
+from ruroco.commander.executor import Executor, Status
+from ruroco.ipaddr import parse_ip
+
+
+@pytest.fixture(autouse=True)
+def private_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Capture files go to $TMPDIR; point it at a private dir to see what is left behind."""
+    capture = tmp_path / "tmpdir"
+    capture.mkdir()
+    monkeypatch.setenv("TMPDIR", str(capture))
+    monkeypatch.setattr(tempfile, "tempdir", str(capture))  # what $TMPDIR means at start-up
+    return capture
+
+
+def run(cmd: str, ip: str = "1.2.3.4", timeout: int = 30):
+    return Executor().run(Command("test", cmd, timeout), parse_ip(ip))
+
+
+@pytest.mark.parametrize(
+    ("ip", "text"),
+    [
+        ("1.2.3.4", "1.2.3.4"),
+        ("::ffff:192.168.178.123", "192.168.178.123"),
+        ("dead:beef:dead:beef:dead:beef:dead:beef", "dead:beef:dead:beef:dead:beef:dead:beef"),
+        ("2001:0db8:0:0:0:0:0:1", "2001:db8::1"),
+    ],
+)
+def test_ruroco_ip_reaches_command(tmp_path: Path, ip: str, text: str) -> None:
+    out = tmp_path / "ip.txt"
+    outcome = run(f'printf %s "$RUROCO_IP" > {out}', ip)
+    assert outcome.status is Status.SUCCESS
+    assert out.read_text() == text
+
+
+def test_environment_is_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUROCO_TEST_INHERITED", "yes-inherited")
+    outcome = run('printf %s "$RUROCO_TEST_INHERITED"')
+    assert outcome.stdout == "yes-inherited"
+
+
+def test_success_and_failure_are_logged_on_one_line(capfd: pytest.CaptureFixture[str]) -> None:
+    ok = run("echo hello; echo oops >&2")
+    assert (ok.status, ok.returncode, ok.stdout, ok.stderr) == (Status.SUCCESS, 0, "hello", "oops")
+    bad = run("false")
+    assert (bad.status, bad.returncode) == (Status.FAILURE, 1)
+    out, err = capfd.readouterr()
+    success = [line for line in out.splitlines() if "Execution was successful" in line]
+    assert success == [
+        success[0]  # one line holding command, ip and both outputs
+    ] and success[0].endswith(
+        "echo hello; echo oops >&2 for 1.2.3.4\\nstdout: hello\\nstderr: oops"
+    )
+    assert "Running command (" in out
+    assert "Execution was not successful (exit status 1): false for 1.2.3.4" in err
+
+
+def test_no_capture_files_left(private_tmpdir: Path) -> None:
+    run("echo x; echo y >&2")
+    run("sleep 5", timeout=0)
+    assert list(private_tmpdir.iterdir()) == []
+
+
+def test_chatty_command_cannot_deadlock_and_log_is_capped(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    outcome = run("head -c 3000000 /dev/zero | tr '\\0' a; head -c 3000000 /dev/zero >&2")
+    assert outcome.status is Status.SUCCESS
+    assert len(outcome.stdout) < 100_000 and "more bytes not logged" in outcome.stdout
+    out, _ = capfd.readouterr()
+    assert len(out) < 400_000
+
+
+def test_timeout_kills_whole_process_group(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    pidfile = tmp_path / "pid"
+    marker = tmp_path / "survived"
+    started = time.monotonic()
+    outcome = run(f"(sleep 3; touch {marker}) & echo $! > {pidfile}; sleep 30 & wait", timeout=1)
+    elapsed = time.monotonic() - started
+    assert outcome.status is Status.TIMEOUT
+    assert elapsed < 10  # 30 s sleeps did not run to the end
+    child = int(pidfile.read_text())
+    assert wait_for(lambda: pid_gone(child), 5)
+    time.sleep(3)
+    assert not marker.exists()  # the background child was killed, not just sh
+    assert "Execution timed out after 1s and was killed" in capfd.readouterr().err
+
+
+def test_timeout_zero_kills_at_once(tmp_path: Path) -> None:
+    marker = tmp_path / "never"
+    outcome = run(f"sleep 2 && touch {marker}", timeout=0)
+    assert outcome.status is Status.TIMEOUT
+    time.sleep(2.5)
+    assert not marker.exists()
+
+
+def test_quick_command_within_timeout(tmp_path: Path) -> None:
+    marker = tmp_path / "made"
+    assert run(f"touch {marker}", timeout=1).status is Status.SUCCESS
+    assert marker.exists()
+
+
+def test_huge_timeout_means_no_deadline(tmp_path: Path) -> None:
+    marker = tmp_path / "made"
+    assert run(f"touch {marker}", timeout=2**63 - 1).status is Status.SUCCESS
+    assert run(f"touch {marker}", timeout=10**30).status is Status.SUCCESS
+    assert marker.exists()
+
+
+def test_missing_tmpdir_is_an_error_not_a_crash(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    old = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path / "missing")
+    try:
+        outcome = run("true")
+    finally:
+        tempfile.tempdir = old
+    assert outcome.status is Status.ERROR
+    assert "Error executing true for 1.2.3.4: Could not create stdout capture" in (
+        capfd.readouterr().err
+    )
+
+
+def test_spawn_failure_is_reported(monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    outcome = run("true")
+    assert outcome.status is Status.ERROR
+    assert "Could not spawn true" in capfd.readouterr().err
+
+
+def test_kill_all_stops_running_commands(tmp_path: Path) -> None:
+    import threading
+
+    executor = Executor()
+    pidfile = tmp_path / "pid"
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault(
+            "o",
+            executor.run(
+                Command("n", f"sleep 30 & echo $! > {pidfile}; wait", 2**63 - 1), parse_ip("::1")
+            ),
+        )
+    )
+    thread.start()
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10)
+    assert executor.kill_all() == 1
+    thread.join(10)
+    assert not thread.is_alive()
+    assert result["o"].status is Status.FAILURE and result["o"].returncode == -9
+    assert wait_for(lambda: pid_gone(int(pidfile.read_text())), 5)
+    assert os.getpgrp() != 0  # we are still alive: only the command's group was killed

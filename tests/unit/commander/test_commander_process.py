@@ -1,0 +1,317 @@
+"""The commander as a real process on a real Unix socket (spec §4.4-§4.7, §10.5, deviation 3)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from commander_helpers import (
+    CommanderProcess,
+    message,
+    pid_gone,
+    wait_for,
+    write_commands,
+    write_config,
+)
+
+from ruroco.commander.commander import socket_dir_of
+from ruroco.errors import RurocoError
+
+RUN_WAIT = 10.0  # generous bound for "the command ran"
+STALLED = 20
+
+
+def test_socket_mode_owner_and_umask(start_commander, tmp_path: Path) -> None:
+    commander = start_commander({}, socket_user="root", socket_group="root")
+    st = os.stat(commander.socket)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o204
+    assert (st.st_uid, st.st_gid) == (0, 0)
+    status = Path(f"/proc/{commander.proc.pid}/status").read_text()
+    assert "Umask:\t0022" in status  # restored after binding under 077
+    assert (tmp_path / "commander.lock").exists()
+    assert 'Binding Unix Listener on "' in commander.stdout
+
+
+def test_socket_dir_is_created_and_preferred(start_commander, tmp_path: Path) -> None:
+    sock_dir = tmp_path / "run" / "deep" / "ruroco"
+    commander = start_commander({}, socket_dir=str(sock_dir))
+    assert stat.S_ISSOCK(os.stat(sock_dir / "ruroco.socket").st_mode)
+    assert (sock_dir / "commander.lock").exists()
+    assert not commander.socket.exists()  # not in config_dir
+
+
+def test_second_commander_refuses_and_first_keeps_working(
+    start_commander,
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "ran.txt"
+    first = start_commander(
+        {"default": f'printf %s "$RUROCO_IP" > {out}'}, allow_non_routable_ips=True
+    )
+    inode = os.stat(first.socket).st_ino
+    second = start_commander({}, wait=False, allow_non_routable_ips=True)
+    assert second.proc.wait(15) == 1
+    assert "Commander already running" in second.stderr
+    assert os.stat(first.socket).st_ino == inode  # the live socket was not touched
+    first.send("default", "127.0.0.1")
+    assert wait_for(lambda: out.exists() and out.read_text() == "127.0.0.1", RUN_WAIT)
+
+
+def test_old_socket_file_is_replaced(start_commander, tmp_path: Path) -> None:
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(tmp_path / "ruroco.socket"))
+    stale.close()  # leftover file of a killed commander
+    out = tmp_path / "ran"
+    commander = start_commander({"default": f"touch {out}"}, allow_non_routable_ips=True)
+    commander.send("default", "::1")
+    assert wait_for(out.exists, RUN_WAIT)
+
+
+@pytest.mark.parametrize(
+    ("ip", "expected"),
+    [
+        ("1.2.3.4", "1.2.3.4"),
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("dead:beef:dead:beef:dead:beef:dead:beef", "dead:beef:dead:beef:dead:beef:dead:beef"),
+    ],
+)
+def test_ruroco_ip_reaches_command(start_commander, tmp_path: Path, ip: str, expected: str) -> None:
+    out = tmp_path / "ip.txt"
+    commander = start_commander(
+        {"default": f'printf %s "$RUROCO_IP" > {out}.tmp && mv {out}.tmp {out}'},
+        allow_non_routable_ips=True,
+    )
+    commander.send("default", ip)
+    assert wait_for(out.exists, RUN_WAIT)
+    assert out.read_text() == expected
+
+
+def test_ip_filter_refuses_non_routable_and_runs_routable(
+    start_commander,
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "ips"
+    commander = start_commander({"default": f'echo "$RUROCO_IP" >> {out}'})
+    for ip in ("127.0.0.1", "::1", "10.0.0.1", "::ffff:192.168.1.1", "100.64.0.1", "2001:db8::1"):
+        commander.send("default", ip)
+    commander.send("default", "8.8.8.8")
+    assert wait_for(out.exists, RUN_WAIT)
+    time.sleep(0.5)
+    assert out.read_text() == "8.8.8.8\n"
+    assert wait_for(
+        lambda: commander.stderr.count("refusing to execute with non-routable IP") == 6, 5
+    )
+    assert "refusing to execute with non-routable IP: 192.168.1.1" in commander.stderr
+
+
+def test_timeout_kills_grandchildren_while_other_commands_run(
+    start_commander,
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "pid"
+    fast = tmp_path / "fast"
+    commander = start_commander(
+        {
+            "hang": (f"sleep 30 & echo $! > {pidfile}; wait", 6),
+            "fast": f"touch {fast}",
+        },
+        allow_non_routable_ips=True,
+    )
+    commander.send("hang")
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), RUN_WAIT)
+    grandchild = int(pidfile.read_text())
+    commander.send("fast")
+    assert wait_for(fast.exists, 4.5)  # before "hang" times out after 6 s
+    assert not pid_gone(grandchild)
+    assert wait_for(lambda: pid_gone(grandchild), RUN_WAIT)
+    assert wait_for(lambda: "Execution timed out after 6s and was killed" in commander.stderr, 5)
+    assert commander.proc.poll() is None
+
+
+def test_same_name_runs_in_arrival_order(start_commander, tmp_path: Path) -> None:
+    out = tmp_path / "order"
+    # The first request is the slowest: parallel execution would put it last.
+    cmd = f'case "$RUROCO_IP" in 1.0.0.1) sleep 0.5;; esac; echo "$RUROCO_IP" >> {out}'
+    commander = start_commander({"seq": cmd}, allow_non_routable_ips=True)
+    ips = [f"1.0.0.{i}" for i in range(1, 13)]
+    for ip in ips:
+        commander.send("seq", ip)
+    assert wait_for(lambda: out.exists() and len(out.read_text().split()) == len(ips), RUN_WAIT)
+    assert out.read_text().split() == ips
+
+
+def test_stalled_connections_do_not_block_others(start_commander, tmp_path: Path) -> None:
+    out = tmp_path / "ran"
+    commander = start_commander({"default": f"touch {out}"}, allow_non_routable_ips=True)
+    stalled = []
+    try:
+        for i in range(STALLED):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(commander.socket))
+            if i % 2:
+                s.sendall(message("default")[:12])  # half a message, then silence
+            stalled.append(s)
+        started = time.monotonic()
+        commander.send("default")
+        # Read one after another with a 1 s timeout each, this would take 20 s.
+        assert wait_for(out.exists, 6)
+        assert time.monotonic() - started < 6
+        # Still open on our side: the commander gives up on each after its 1 s.
+        assert wait_for(lambda: commander.stderr.count("timed out after 1s") == STALLED, RUN_WAIT)
+    finally:
+        for s in stalled:
+            s.close()
+    assert "timed out after 1s with 12 of 24 bytes" in commander.stderr
+    assert commander.proc.poll() is None
+
+
+def test_bad_input_never_stops_the_commander(start_commander, tmp_path: Path) -> None:
+    out = tmp_path / "ran"
+    commander = start_commander({"default": f"echo x >> {out}"}, allow_non_routable_ips=True)
+    commander.send("unknown-name")
+    commander.send_raw(b"")
+    commander.send_raw(b"short")
+    commander.send_raw(os.urandom(24))
+    commander.send_raw(b"\xff" * 23)
+    for _ in range(5):
+        commander.send_raw(os.urandom(int.from_bytes(os.urandom(1), "big")))
+    commander.send_raw(message("default") + b"trailing bytes are ignored")
+    assert wait_for(lambda: out.exists() and out.read_text() == "x\n", RUN_WAIT)
+    commander.send("default")
+    assert wait_for(lambda: out.read_text() == "x\nx\n", RUN_WAIT)
+    assert commander.proc.poll() is None
+    err = commander.stderr
+    assert "Unknown command name: " in err
+    assert "connection closed after 5 of 24 bytes" in err
+    assert "connection closed after 23 of 24 bytes" in err
+    assert "Traceback" not in err
+
+
+def test_sigterm_removes_socket_and_lets_running_command_finish(
+    start_commander,
+    tmp_path: Path,
+) -> None:
+    done = tmp_path / "done"
+    started = tmp_path / "started"
+    commander = start_commander(
+        {"job": (f"touch {started}; sleep 1; touch {done}", 10)}, allow_non_routable_ips=True
+    )
+    commander.send("job")
+    assert wait_for(started.exists, RUN_WAIT)
+    commander.proc.send_signal(signal.SIGTERM)
+    assert wait_for(lambda: not commander.socket.exists(), 5)  # stops accepting at once
+    assert commander.proc.wait(15) == 0
+    assert done.exists()
+    assert "Commander stopped" in commander.stdout
+
+
+def test_second_signal_kills_running_commands(start_commander, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    commander = start_commander(
+        {"forever": (f"sleep 60 & echo $! > {pidfile}; wait", 2**63 - 1)},
+        allow_non_routable_ips=True,
+    )
+    commander.send("forever")
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), RUN_WAIT)
+    commander.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert commander.proc.poll() is None  # graceful: still waiting for the command
+    commander.proc.send_signal(signal.SIGINT)
+    assert commander.proc.wait(10) == 0
+    assert wait_for(lambda: pid_gone(int(pidfile.read_text())), 5)
+    assert not commander.socket.exists()
+
+
+def test_missing_config_fails(tmp_path: Path) -> None:
+    commands = write_commands(tmp_path, {})
+    proc = CommanderProcess(tmp_path, tmp_path / "nope.toml", commands)
+    assert proc.proc.wait(15) == 1
+    assert f'Could not read "{tmp_path}/nope.toml": No such file or directory' in proc.stderr
+    assert not (tmp_path / "commander.lock").exists()
+
+
+def test_config_error_wins_over_commands_error(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("allow_non_routable_ips = 3\n")
+    proc = CommanderProcess(tmp_path, config, tmp_path / "missing-commands.toml")
+    assert proc.proc.wait(15) == 1
+    assert "allow_non_routable_ips" in proc.stderr
+    assert "missing-commands" not in proc.stderr
+
+
+def test_unknown_socket_user_fails_and_leaves_no_socket(tmp_path: Path) -> None:
+    config = write_config(tmp_path, config_dir=str(tmp_path), socket_user="no-such-user-xyz")
+    proc = CommanderProcess(tmp_path, config, write_commands(tmp_path, {}))
+    assert proc.proc.wait(15) == 1
+    assert "Could not find user no-such-user-xyz" in proc.stderr
+    assert not (tmp_path / "ruroco.socket").exists()
+
+
+def test_socket_path_without_parent() -> None:
+    with pytest.raises(RurocoError, match='Could not get parent dir for "/"'):
+        socket_dir_of(Path("/"))
+
+
+def test_only_owner_may_connect(start_commander, tmp_path_factory) -> None:
+    """0204 means: the socket user (the server) can connect, other non-root users cannot."""
+    user = f"rurocot{os.getpid() % 100000}"
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        directory = tmp_path_factory.mktemp("shared")
+        directory.chmod(0o755)
+        for parent in directory.parents:  # the test user must be able to reach the socket
+            if parent == Path("/tmp"):
+                break
+            parent.chmod(parent.stat().st_mode | 0o005)
+        out = directory / "ran"
+        commander = start_commander(
+            {"default": f"touch {out}"},
+            directory=directory,
+            socket_user=user,
+            socket_group=user,
+            allow_non_routable_ips=True,
+        )
+        assert os.stat(commander.socket).st_uid == entry.pw_uid
+        client = (
+            "import socket,sys\n"
+            "s=socket.socket(socket.AF_UNIX)\n"
+            "try:\n s.connect(sys.argv[1]); s.sendall(bytes.fromhex(sys.argv[2]))\n"
+            "except PermissionError: sys.exit(13)\n"
+        )
+        args = ["/usr/bin/python3", "-c", client, str(commander.socket), message("default").hex()]
+        other = subprocess.run(
+            args, user=entry.pw_uid + 1, group=entry.pw_gid + 1, extra_groups=[], timeout=30
+        )
+        assert other.returncode == 13
+        time.sleep(0.3)
+        assert not out.exists()
+        owner = subprocess.run(
+            args, user=entry.pw_uid, group=entry.pw_gid, extra_groups=[], timeout=30
+        )
+        assert owner.returncode == 0
+        assert wait_for(out.exists, RUN_WAIT)
+    finally:
+        subprocess.run(["userdel", user], check=False, capture_output=True)
+
+
+def test_module_entry_point_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ruroco.commander", "-V"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("ruroco-commander, version ")
