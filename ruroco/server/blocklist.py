@@ -1,0 +1,161 @@
+"""Per-key replay floors and their msgpack file (spec §3.5).
+
+The floor of a key is the highest counter accepted so far (or the startup time for a new
+key); a counter at or below it is a replay. The file layout is the original's rmp-serde
+compact encoding, so a ``blocklist.msgpck`` moves between the implementations unchanged:
+``[ { [b0, …, b7]: bin8(16-byte big-endian u128), … } ]``.
+
+An accepted counter is written to disk *before* the command is forwarded: if the write
+fails, the in-memory floor is rolled back and nothing runs, so a crash can never make an
+already executed packet acceptable again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import msgpack
+
+from ruroco.errors import RurocoError, qpath
+from ruroco.fs import write_atomic
+from ruroco.protocol import KEY_ID_SIZE, U128_MAX
+
+_U128_MOD = 1 << 128
+
+
+class BlocklistError(RurocoError):
+    """The blocklist file cannot be read, decoded or written."""
+
+
+def encode(entries: dict[bytes, int]) -> bytes:
+    """The exact bytes the original writes (key ids as arrays of small ints, values bin8)."""
+    return msgpack.packb(
+        [{tuple(key_id): value.to_bytes(16, "big") for key_id, value in entries.items()}],
+        use_bin_type=True,
+    )
+
+
+def _key_id(raw: object) -> bytes:
+    if isinstance(raw, bytes) and len(raw) == KEY_ID_SIZE:
+        return raw
+    if (
+        isinstance(raw, tuple)
+        and len(raw) == KEY_ID_SIZE
+        and all(type(b) is int and 0 <= b <= 255 for b in raw)
+    ):
+        return bytes(raw)
+    raise ValueError("key id must be 8 bytes")
+
+
+def _counter(raw: object) -> int:
+    if isinstance(raw, bytes) and len(raw) == 16:
+        return int.from_bytes(raw, "big")
+    if type(raw) is int and -(1 << 127) <= raw <= U128_MAX:
+        return raw % _U128_MOD  # negative ints are read as two's complement, as rmp-serde does
+    raise ValueError("counter must be a 16-byte bin or an integer")
+
+
+def decode(data: bytes) -> dict[bytes, int]:
+    """Parse what the original (or we) wrote, with the original reader's tolerances."""
+    try:
+        top = msgpack.unpackb(data, raw=False, use_list=False, strict_map_key=False)
+        if isinstance(top, dict):
+            if set(top) != {"map"}:
+                raise ValueError("struct map must have exactly the field 'map'")
+            mapping = top["map"]
+        elif isinstance(top, tuple) and len(top) == 1:
+            mapping = top[0]
+        else:
+            raise ValueError("top level must be an array of one element")
+        if not isinstance(mapping, dict):
+            raise ValueError("blocklist map must be a map")
+        return {_key_id(k): _counter(v) for k, v in mapping.items()}
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise BlocklistError(f"Could not create blocklist from vec: {exc}") from None
+
+
+def read_file(path: Path) -> dict[bytes, int]:
+    """The entries stored at ``path``; a missing file is an empty blocklist."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise BlocklistError(
+            f"Could not read blocklist from path {qpath(path)}: "
+            f"{exc.strerror} (os error {exc.errno})"
+        ) from None
+    return decode(data)
+
+
+class Blocklist:
+    """In-memory floors bound to their file; every mutation that matters is persisted."""
+
+    __slots__ = ("entries", "path")
+
+    def __init__(self, path: Path, entries: dict[bytes, int] | None = None) -> None:
+        self.path = path
+        self.entries: dict[bytes, int] = {} if entries is None else entries
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Blocklist:
+        p = Path(path)
+        return cls(p, read_file(p))
+
+    def get(self, key_id: bytes) -> int | None:
+        return self.entries.get(key_id)
+
+    def is_replayed(self, key_id: bytes, counter: int) -> bool:
+        """True when no floor exists or ``counter`` does not exceed it (equal is a replay)."""
+        floor = self.entries.get(key_id)
+        return floor is None or floor >= counter
+
+    def save(self) -> None:
+        try:
+            data = encode(self.entries)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise BlocklistError(f"Error serializing blocklist: {exc}") from None
+        try:
+            write_atomic(self.path, data)
+        except RurocoError as exc:
+            cause = exc.__cause__
+            detail = (
+                f"{cause.strerror} (os error {cause.errno})" if isinstance(cause, OSError) else ""
+            )
+            raise BlocklistError(
+                f"Error persisting blocklist {qpath(self.path)}: {exc}"
+                + (f": {detail}" if detail else "")
+            ) from exc
+
+    def seed_if_absent(self, key_ids: Iterable[bytes], floor: int) -> int:
+        """Give keys without a floor the startup time; returns how many were added."""
+        added = 0
+        for key_id in key_ids:
+            if key_id not in self.entries:
+                self.entries[key_id] = floor
+                added += 1
+        return added
+
+    def accept(self, key_id: bytes, counter: int) -> None:
+        """Raise the floor and persist it; on failure restore the previous state and raise."""
+        previous = self.entries.get(key_id)
+        self.entries[key_id] = counter
+        try:
+            self.save()
+        except BlocklistError:
+            if previous is None:
+                del self.entries[key_id]
+            else:
+                self.entries[key_id] = previous
+            raise
+
+
+def open_at_startup(path: Path, key_ids: Iterable[bytes], now_ns: int) -> Blocklist:
+    """Load (or start empty), save, seed unknown keys with one timestamp, save again."""
+    blocklist = Blocklist.load(path)
+    blocklist.save()
+    if blocklist.seed_if_absent(key_ids, now_ns):
+        blocklist.save()
+    return blocklist

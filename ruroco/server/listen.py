@@ -1,0 +1,119 @@
+"""Which UDP socket the server reads from (spec §3.6); the first matching rule wins.
+
+1. an explicit address (library callers only), 2. ``RUROCO_LISTEN_ADDRESS``,
+3. systemd socket activation (``LISTEN_PID`` and ``LISTEN_FDS`` both set: adopt fd 3),
+4. ``address`` from config.toml, 5. ``[::]:34020``.
+
+Under socket activation nothing is ever bound: the shipped unit allows only AF_UNIX
+sockets to be created, and the listening port belongs to the ``.socket`` unit.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+
+from ruroco import log
+from ruroco.errors import RurocoError, qpath
+
+FALLBACK_ADDRESS = "[::]:34020"
+SD_LISTEN_FDS_START = 3
+
+
+class ListenError(RurocoError):
+    """No usable UDP socket."""
+
+
+def _split(address: str) -> tuple[str, int]:
+    """``host:port`` / ``[v6]:port`` the way Rust's ``ToSocketAddrs for &str`` reads it."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host:
+        raise ValueError("invalid socket address")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            socket.inet_pton(socket.AF_INET6, host)
+        except OSError:
+            raise ValueError("invalid socket address") from None
+    elif ":" in host or "[" in host or "]" in host:
+        raise ValueError("invalid socket address")
+    if not port_text.isascii() or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError("invalid port value")
+    return host, int(port_text)
+
+
+def bind_udp(address: str) -> socket.socket:
+    """Resolve ``address`` and bind the first candidate that works (as Rust's ``bind`` does)."""
+    try:
+        host, port = _split(address)
+        candidates = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    except (ValueError, OSError, UnicodeError) as exc:
+        raise ListenError(f"Could not UdpSocket bind {qpath(address)}: {_reason(exc)}") from None
+    last: Exception | None = None
+    for family, socktype, proto, _name, sockaddr in candidates:
+        sock = socket.socket(family, socktype, proto)
+        try:
+            sock.bind(sockaddr)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        return sock
+    raise ListenError(
+        f"Could not UdpSocket bind {qpath(address)}: "
+        + (_reason(last) if last else "could not resolve to any address")
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} (os error {exc.errno})" if exc.errno else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def adopt_systemd_socket(fd: int = SD_LISTEN_FDS_START) -> socket.socket:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ListenError(
+            f"Could not use file descriptor {fd} from systemd socket activation: {_reason(exc)}"
+        ) from None
+    if sock.type != socket.SOCK_DGRAM:
+        sock.detach()
+        raise ListenError(
+            f"File descriptor {fd} from systemd socket activation is not a datagram socket"
+        )
+    return sock
+
+
+def select_socket(
+    config_address: str | None,
+    explicit: str | None = None,
+    env: Mapping[str, str] | None = None,
+    pid: int | None = None,
+) -> socket.socket:
+    """Apply the precedence rules; logs which rule chose the socket."""
+    env = os.environ if env is None else env
+    if explicit is not None:
+        log.info(f"UdpSocket bind to {explicit} - argument")
+        return bind_udp(explicit)
+    env_address = env.get("RUROCO_LISTEN_ADDRESS")
+    if env_address is not None:
+        log.info(f"UdpSocket bind to {env_address} - RUROCO_LISTEN_ADDRESS")
+        return bind_udp(env_address)
+    listen_pid = env.get("LISTEN_PID")
+    listen_fds = env.get("LISTEN_FDS")
+    if listen_pid is not None and listen_fds is not None:
+        if listen_fds != "1":
+            raise ListenError(f"LISTEN_FDS was set to {listen_fds}, expected 1")
+        own = os.getpid() if pid is None else pid
+        if listen_pid != str(own):
+            raise ListenError(f"LISTEN_PID ({listen_pid}) does not match current PID")
+        log.info(f"UdpSocket from_raw_fd {SD_LISTEN_FDS_START} (systemd socket activation)")
+        return adopt_systemd_socket()
+    if config_address is not None:
+        log.info(f"UdpSocket bind to {config_address} - config.toml address")
+        return bind_udp(config_address)
+    log.info(f"UdpSocket bind to {FALLBACK_ADDRESS} - fallback")
+    return bind_udp(FALLBACK_ADDRESS)

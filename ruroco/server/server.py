@@ -1,0 +1,247 @@
+"""The receive loop: drain the socket, decide per datagram, forward, never reply.
+
+The socket is non-blocking and drained in a tight loop; only when it is empty does the loop
+wait in ``poll`` (at most 1 s, and a signal wakes it at once through a wakeup pipe), so a
+flood costs one ``recvfrom_into`` into a preallocated buffer per datagram and SIGTERM or
+SIGINT still stop the server promptly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import __version__ as crypto_version
+
+from ruroco import log
+from ruroco.errors import RurocoError, qpath
+from ruroco.protocol import MSG_SIZE, hex_list
+from ruroco.server.blocklist import Blocklist, open_at_startup
+from ruroco.server.config import ServerConfig, load_config
+from ruroco.server.forward import DEFAULT_TIMEOUT, ForwardError, send_to_commander
+from ruroco.server.keys import find_key_files, load_keys
+from ruroco.server.listen import select_socket
+from ruroco.server.pipeline import REASONS, Acceptance, Pipeline, render
+from ruroco.server.throttle import INTERVAL as THROTTLE_INTERVAL
+from ruroco.server.throttle import ErrorThrottle, suppressed_suffix
+
+# Larger than a packet so an oversize datagram is seen as such; MSG_TRUNC reports its size.
+RECV_BUFFER = MSG_SIZE + 1
+DRAIN_BATCH = 512
+RECEIVE_QUEUE_BYTES = 4 << 20
+IDLE_POLL_MS = 1000
+
+
+@dataclass
+class Stats:
+    received: int = 0
+    forwarded: int = 0
+    forward_failed: int = 0
+    pipeline: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One ``key=value`` line; the benchmarks parse it."""
+        accepted = self.pipeline.get("accepted", 0)
+        rejected = sum(self.pipeline.get(r, 0) for r in REASONS)
+        parts = [
+            f"received={self.received}",
+            f"accepted={accepted}",
+            f"forwarded={self.forwarded}",
+            f"forward_failed={self.forward_failed}",
+            f"rejected={rejected}",
+        ]
+        parts += [f"rejected_{r}={self.pipeline.get(r, 0)}" for r in REASONS]
+        return "Server statistics: " + " ".join(parts)
+
+
+class Server:
+    def __init__(
+        self,
+        config: ServerConfig,
+        pipeline: Pipeline,
+        sock: socket.socket,
+        socket_path: Path,
+        forward_timeout: float = DEFAULT_TIMEOUT,
+        throttle_interval: float = THROTTLE_INTERVAL,
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.sock = sock
+        self.socket_path = socket_path
+        self.forward_timeout = forward_timeout
+        self.throttle = ErrorThrottle(throttle_interval)
+        self.stats = Stats(pipeline=pipeline.stats)
+        self._stop = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
+
+    def request_stop(self) -> None:
+        """Safe from signal handlers and other threads: sets the flag and wakes ``poll``."""
+        self._stop = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: object) -> None:
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+
+    def close(self) -> None:
+        for s in (self._wake_r, self._wake_w, self.sock):
+            s.close()
+
+    def run(self) -> Stats:
+        """Serve until a stop is requested; raises only on an unrecoverable receive error."""
+        sock = self.sock
+        sock.setblocking(False)
+        _grow_receive_buffer(sock)
+        log.info(f"Running server on {_describe(sock)}")
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        poller.register(self._wake_r.fileno(), select.POLLIN)
+        buf = bytearray(RECV_BUFFER)
+        view = memoryview(buf)
+        recv = sock.recvfrom_into
+        handle = self.pipeline.handle
+        gate = self.throttle.gate
+        stats = self.stats
+        debug = log.debug_enabled()
+        flags = socket.MSG_TRUNC
+        monotonic = time.monotonic
+        try:
+            while not self._stop:
+                received = 0
+                try:
+                    while received < DRAIN_BATCH:
+                        size, peer = recv(buf, RECV_BUFFER, flags)
+                        received += 1
+                        if debug:
+                            log.debug(f"Successfully received {size} bytes from {_sockaddr(peer)}")
+                        result = handle(view, size, peer[0], peer[1])
+                        if result.__class__ is tuple:
+                            if debug:
+                                log.debug(render(result))
+                            suppressed = gate(monotonic())
+                            if suppressed is not None:
+                                log.error(render(result) + suppressed_suffix(suppressed))
+                        else:
+                            self._forward(result)
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EINTR):
+                        raise RurocoError(
+                            f"Could not receive bytes from socket, giving up: {exc}"
+                        ) from exc
+                finally:
+                    stats.received += received
+                if received < DRAIN_BATCH and not self._stop:
+                    for fd, _ in poller.poll(IDLE_POLL_MS):
+                        if fd == self._wake_r.fileno():
+                            self._drain_wakeups()
+        finally:
+            if self._stop:
+                log.info("Shutdown requested, stopping server loop")
+            log.info(stats.summary())
+        return stats
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _forward(self, accepted: Acceptance) -> None:
+        try:
+            send_to_commander(self.socket_path, accepted.message, self.forward_timeout)
+        except ForwardError as exc:
+            self.stats.forward_failed += 1
+            log.error(f"{exc} (key {hex_list(accepted.key_id)})")
+            return
+        self.stats.forwarded += 1
+        log.info("Successfully sent data to commander")
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    """Best effort: a larger kernel queue absorbs bursts (the kernel caps it at rmem_max)."""
+    with contextlib.suppress(OSError):
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < RECEIVE_QUEUE_BYTES:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_QUEUE_BYTES)
+
+
+def _sockaddr(peer: tuple) -> str:
+    """``1.2.3.4:5`` or ``[::ffff:1.2.3.4]:5``: the raw peer, as the original prints it."""
+    return f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+
+
+def _describe(sock: socket.socket) -> str:
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return f"fd {sock.fileno()}"
+    if sock.family == socket.AF_INET6:
+        return f"[{name[0]}]:{name[1]}"
+    if sock.family == socket.AF_INET:
+        return f"{name[0]}:{name[1]}"
+    return str(name)
+
+
+def create_server(
+    config_path: str | os.PathLike[str],
+    address: str | None = None,
+    legacy_rate_limit: bool = False,
+    forward_timeout: float = DEFAULT_TIMEOUT,
+    throttle_interval: float = THROTTLE_INTERVAL,
+) -> Server:
+    """Startup in the original's order: config, keys, blocklist (load, save, seed), socket."""
+    config = load_config(config_path)
+    key_dir = config.key_dir()
+    paths = find_key_files(key_dir)
+    log.info(
+        f"Creating server, loading keys from [{', '.join(qpath(p) for p in paths)}], "
+        f"using cryptography {crypto_version} ..."
+    )
+    keys = load_keys(paths)
+    for key_id in keys:
+        log.info(f"loading key with id {hex_list(key_id)}")
+    blocklist: Blocklist = open_at_startup(config.blocklist_path(), keys.keys(), time.time_ns())
+    sock = select_socket(config.address, explicit=address)
+    pipeline = Pipeline(config, keys, blocklist, legacy_rate_limit=legacy_rate_limit)
+    return Server(config, pipeline, sock, config.socket_path(), forward_timeout, throttle_interval)
+
+
+def serve(
+    config_path: str | os.PathLike[str],
+    address: str | None = None,
+    legacy_rate_limit: bool = False,
+    throttle_interval: float = THROTTLE_INTERVAL,
+) -> Stats:
+    """What ``ruroco-server`` does; library callers (benchmarks, tests) may pass the options
+    the CLI does not offer: ``legacy_rate_limit`` and the error throttle interval."""
+    server = create_server(
+        config_path,
+        address=address,
+        legacy_rate_limit=legacy_rate_limit,
+        throttle_interval=throttle_interval,
+    )
+    server.install_signal_handlers()
+    try:
+        return server.run()
+    finally:
+        server.close()

@@ -1,0 +1,167 @@
+import shutil
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ruroco.server.blocklist import (
+    Blocklist,
+    BlocklistError,
+    decode,
+    encode,
+    open_at_startup,
+    read_file,
+)
+
+FF = b"\xff" * 8
+MIXED = bytes([0x00, 0x01, 0x7F, 0x80, 0xC8, 0xFF, 0x10, 0x11])
+VECTOR_FF = bytes.fromhex(
+    "918198ccffccffccffccffccffccffccffccffc410000000000000000017f3598501473c00"
+)
+VECTOR_MIXED = bytes.fromhex("91819800017fcc80ccc8ccff1011c4100000000000000000000000000000002a")
+
+
+def test_spec_vectors_byte_for_byte():
+    assert encode({FF: 1725821510 * 10**9}) == VECTOR_FF
+    assert len(VECTOR_FF) == 37
+    assert encode({MIXED: 42}) == VECTOR_MIXED
+    assert encode({}) == bytes.fromhex("9180")
+
+
+def test_spec_vectors_decode():
+    assert decode(VECTOR_FF) == {FF: 1725821510 * 10**9}
+    assert decode(VECTOR_MIXED) == {MIXED: 42}
+    assert decode(bytes.fromhex("9180")) == {}
+
+
+def test_reader_tolerances_of_the_original():
+    as_struct_map = msgpack.packb({"map": {tuple(FF): (5).to_bytes(16, "big")}})
+    assert decode(as_struct_map) == {FF: 5}
+    bin_key_int_value = msgpack.packb([{FF: 7}], use_bin_type=True)
+    assert decode(bin_key_int_value) == {FF: 7}
+    negative = msgpack.packb([{tuple(FF): -1}], use_bin_type=True)
+    assert decode(negative) == {FF: (1 << 128) - 1}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"garbage",
+        msgpack.packb([{}, {}]),  # extra top-level element
+        msgpack.packb([[]]),  # not a map
+        msgpack.packb([{(1, 2, 3): b"\0" * 16}]),  # short key id
+        msgpack.packb([{tuple(FF): b"\0" * 15}], use_bin_type=True),  # short value
+        msgpack.packb([{tuple(FF): "text"}]),
+        msgpack.packb([{(256,) * 8: 1}]),
+        msgpack.packb({"map": {}, "path": "x"}),
+        bytes.fromhex("9180") + b"\x00",  # trailing data
+    ],
+)
+def test_malformed_content_is_fatal(data):
+    with pytest.raises(BlocklistError, match=r"^Could not create blocklist from vec"):
+        decode(data)
+
+
+entries_strategy = st.dictionaries(
+    st.binary(min_size=8, max_size=8), st.integers(0, (1 << 128) - 1), max_size=40
+)
+
+
+@given(entries_strategy)
+def test_encode_decode_roundtrip(entries):
+    assert decode(encode(entries)) == entries
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_decode_or_fail_cleanly(data):
+    try:
+        result = decode(data)
+    except BlocklistError:
+        return
+    assert all(len(k) == 8 and 0 <= v < 1 << 128 for k, v in result.items())
+
+
+def test_is_replayed_table(tmp_path):
+    bl = Blocklist(tmp_path / "b", {FF: 42})
+    assert bl.is_replayed(FF, 42)
+    assert not bl.is_replayed(FF, 43)
+    assert bl.is_replayed(MIXED, 1)  # unknown id
+    bl.entries[FF] = 100
+    assert bl.is_replayed(FF, 100) and bl.is_replayed(FF, 50) and not bl.is_replayed(FF, 101)
+    assert bl.get(FF) == 100 and bl.get(MIXED) is None
+
+
+def test_accept_saves_and_reload_keeps_value(tmp_path):
+    path = tmp_path / "blocklist.msgpck"
+    bl = Blocklist(path)
+    bl.accept(FF, 10)
+    bl.accept(FF, 11)
+    assert Blocklist.load(path).entries == {FF: 11}
+    assert path.read_bytes() == encode({FF: 11})
+    assert [p.name for p in tmp_path.iterdir()] == ["blocklist.msgpck"]  # no temp leftovers
+
+
+def test_missing_file_is_empty(tmp_path):
+    assert Blocklist.load(tmp_path / "nope.msgpck").entries == {}
+    assert not (tmp_path / "nope.msgpck").exists()
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "blocklist.msgpck"
+    path.write_bytes(b"\xc1garbage")
+    with pytest.raises(BlocklistError, match=r"^Could not create blocklist from vec"):
+        Blocklist.load(path)
+
+
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "blocklist.msgpck"
+    path.mkdir()  # reading a directory fails even for root
+    with pytest.raises(BlocklistError, match=f'^Could not read blocklist from path "{path}"'):
+        read_file(path)
+
+
+def test_save_into_deleted_dir_fails_and_accept_rolls_back(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    bl = Blocklist(state / "blocklist.msgpck", {FF: 5})
+    shutil.rmtree(state)
+    with pytest.raises(BlocklistError, match=r"^Error persisting blocklist"):
+        bl.accept(FF, 6)
+    assert bl.entries == {FF: 5}
+    with pytest.raises(BlocklistError):
+        bl.accept(MIXED, 6)
+    assert bl.entries == {FF: 5}  # a new entry is removed again
+
+
+def test_seed_if_absent_does_not_overwrite(tmp_path):
+    bl = Blocklist(tmp_path / "b", {FF: 5})
+    assert bl.seed_if_absent([FF, MIXED], 1000) == 1
+    assert bl.entries == {FF: 5, MIXED: 1000}
+
+
+def test_startup_creates_file_and_seeds_new_keys(tmp_path):
+    path = tmp_path / "blocklist.msgpck"
+    bl = open_at_startup(path, [FF], 123)
+    assert bl.entries == {FF: 123}
+    assert read_file(path) == {FF: 123}
+
+
+def test_startup_keeps_existing_floors_and_entries_of_deleted_keys(tmp_path):
+    path = tmp_path / "blocklist.msgpck"
+    path.write_bytes(encode({FF: 999, MIXED: 7}))
+    bl = open_at_startup(path, [FF, b"\x01" * 8], 500)
+    assert bl.entries == {FF: 999, MIXED: 7, b"\x01" * 8: 500}
+    assert read_file(path) == bl.entries
+
+
+def test_startup_with_empty_key_set_still_writes_the_file(tmp_path):
+    path = tmp_path / "blocklist.msgpck"
+    open_at_startup(path, [], 1)
+    assert path.read_bytes() == bytes.fromhex("9180")
+
+
+def test_startup_fails_on_unwritable_dir(tmp_path):
+    with pytest.raises(BlocklistError, match=r"Error persisting blocklist"):
+        open_at_startup(tmp_path / "missing" / "blocklist.msgpck", [FF], 1)

@@ -1,0 +1,171 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from server_helpers import FIXTURE_KEY, packet, write_setup
+
+from ruroco.server.blocklist import encode
+
+BIN = os.path.join(os.path.dirname(sys.executable), "ruroco-server")
+
+
+def clean_env(**extra):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RUROCO_LISTEN_ADDRESS", "LISTEN_PID", "LISTEN_FDS", "RUROCO_LOG")
+    }
+    env.update(extra)
+    return env
+
+
+def cli(*args, **env):
+    return subprocess.run(
+        [BIN, *args], capture_output=True, text=True, timeout=30, env=clean_env(**env)
+    )
+
+
+def snapshot(root):
+    return sorted(
+        (str(p.relative_to(root)), p.stat().st_mtime_ns, p.stat().st_mode) for p in root.rglob("*")
+    )
+
+
+def test_help_and_version():
+    result = cli("--help")
+    assert result.returncode == 0
+    assert "--config" in result.stdout and "--check" in result.stdout
+    assert "/etc/ruroco/config.toml" in result.stdout
+    version = cli("-V")
+    assert version.returncode == 0 and version.stdout.startswith("ruroco-server, version ")
+
+
+def test_unknown_option_is_a_usage_error():
+    assert cli("--nope").returncode == 2
+
+
+def test_missing_config_exact_message():
+    result = cli("-c", "/tmp/path/does/not/exist")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        'Error: Could not read "/tmp/path/does/not/exist": No such file or directory (os error 2)'
+    )
+
+
+def test_config_without_ips(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('foo = "bar"\n')
+    result = cli("--config", str(path))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f'Error: Could not parse server config "{path}"')
+
+
+def test_check_ok_writes_nothing_and_binds_nothing(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        config = write_setup(tmp_path, extra=f'address = "127.0.0.1:{port}"\n')
+        before = snapshot(tmp_path)
+        result = cli("--check", "-c", str(config))
+        assert snapshot(tmp_path) == before
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and result.stderr == ""
+    assert lines[0].startswith(f'"{config}" OK: 2 destination IP(s), 1 key(s)')
+    assert "with 0 entries" in lines[0]
+    assert not (tmp_path / "state" / "blocklist.msgpck").exists()
+
+
+def test_check_reads_an_existing_blocklist(tmp_path):
+    config = write_setup(tmp_path)
+    (tmp_path / "state" / "blocklist.msgpck").write_bytes(encode({b"\xff" * 8: 5, b"\1" * 8: 1}))
+    result = cli("--check", "-c", str(config))
+    assert result.returncode == 0 and "with 2 entries" in result.stdout
+
+
+def test_check_reports_every_problem_naming_the_files(tmp_path):
+    config = write_setup(tmp_path)
+    (tmp_path / "etc" / "bad.key").write_text("DEADBEEF")
+    (tmp_path / "etc" / "copy.key").write_text(FIXTURE_KEY)
+    (tmp_path / "state" / "blocklist.msgpck").write_bytes(b"garbage")
+    result = cli("--check", "-c", str(config))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 3, errors
+    assert f'Error: Could not load key "{tmp_path}/etc/bad.key": Key too short' in errors
+    assert any("Duplicate key files detected" in e and "copy.key" in e for e in errors)
+    assert any(
+        e.startswith("Error: Could not create blocklist from vec")
+        and f'"{tmp_path}/state/blocklist.msgpck"' in e
+        for e in errors
+    )
+    assert FIXTURE_KEY not in result.stderr
+
+
+def test_check_bad_config_and_missing_keys(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('ips = ["nope"]\n')
+    result = cli("--check", "-c", str(path))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f'Error: Could not parse server config "{path}": ips[0]')
+    path.write_text(f'ips = []\nconfig_dir = "{tmp_path}/empty"\n')
+    (tmp_path / "empty").mkdir()
+    result = cli("--check", "-c", str(path))
+    assert result.returncode == 1
+    assert f'Could not find any .key files in "{tmp_path}/empty"' in result.stderr
+
+
+def start(tmp_path, **env):
+    config = write_setup(tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [BIN, "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(RUROCO_LISTEN_ADDRESS=f"127.0.0.1:{port}", **env),
+    )
+    deadline = time.monotonic() + 15
+    while not (tmp_path / "state" / "blocklist.msgpck").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.3)  # socket selection follows the blocklist write
+    return proc, port
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_process_cleanly_within_a_second(tmp_path, signum):
+    proc, port = start(tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(packet(), ("127.0.0.1", port))
+        client.sendto(b"short", ("127.0.0.1", port))
+    time.sleep(0.3)
+    begin = time.monotonic()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=5)
+    assert time.monotonic() - begin < 1.0
+    assert proc.returncode == 0, err
+    assert "Shutdown requested, stopping server loop" in out
+    assert "Server statistics: received=2 accepted=1" in out
+    assert "Valid data for key [FF, FF, FF, FF, FF, FF, FF, FF]" in out
+    assert "Rejected datagram from 127.0.0.1 port" in err
+
+
+def test_debug_logging_shows_every_rejection(tmp_path):
+    proc, port = start(tmp_path, RUROCO_LOG="DEBUG")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for _ in range(3):
+            client.sendto(bytes(94), ("127.0.0.1", port))
+    time.sleep(0.5)
+    proc.terminate()
+    out, err = proc.communicate(timeout=5)
+    assert out.count("DEBUG ] Successfully received 94 bytes from") == 3
+    assert out.count("DEBUG ] Rejected datagram from 127.0.0.1 port") == 3
+    assert err.count("ERROR ] Rejected datagram") == 1  # throttled

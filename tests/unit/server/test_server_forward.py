@@ -1,0 +1,67 @@
+import socket
+import time
+
+import pytest
+from server_helpers import CommanderStandIn
+
+from ruroco.ipaddr import parse_ip
+from ruroco.protocol import command_hash, encode_commander_data
+from ruroco.server.forward import ForwardError, send_to_commander
+
+MESSAGE = encode_commander_data(command_hash("default"), parse_ip("1.2.3.4"))
+
+
+def test_message_arrives_exactly(tmp_path):
+    listener = CommanderStandIn(tmp_path / "ruroco.socket")
+    try:
+        send_to_commander(tmp_path / "ruroco.socket", MESSAGE)
+        assert listener.wait_for(1) == [MESSAGE]
+        assert MESSAGE.hex() == "fe98b07b1ba6b3a200000000000000000000ffff01020304"
+    finally:
+        listener.close()
+
+
+def test_missing_socket_fails_at_once(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(ForwardError) as info:
+        send_to_commander(tmp_path / "ruroco.socket", MESSAGE)
+    assert time.monotonic() - start < 0.5
+    assert str(info.value) == (
+        f'Could not connect to socket "{tmp_path}/ruroco.socket": '
+        "No such file or directory (os error 2)"
+    )
+
+
+def test_path_that_is_not_a_socket(tmp_path):
+    path = tmp_path / "ruroco.socket"
+    path.write_text("")
+    with pytest.raises(ForwardError, match=r"Could not connect to socket.*Connection refused"):
+        send_to_commander(path, MESSAGE)
+
+
+def test_hung_commander_is_bounded_by_the_timeout(tmp_path):
+    path = tmp_path / "ruroco.socket"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(0)  # never accepts: the backlog fills up
+    fillers = []
+    try:
+        # fill the backlog with connections nobody accepts
+        for _ in range(8):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(str(path))
+            except BlockingIOError:
+                s.close()
+                break
+            fillers.append(s)
+        start = time.monotonic()
+        with pytest.raises(ForwardError, match=r"Could not connect to socket.*timed out"):
+            send_to_commander(path, MESSAGE, timeout=0.3)
+        elapsed = time.monotonic() - start
+        assert 0.25 <= elapsed < 1.0
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
