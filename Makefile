@@ -26,7 +26,7 @@ lint: venv
 	$(BIN)/ruff format --check ruroco tests bench
 
 test-python: venv sysdeps
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests bench
 
 test-collection: venv
 	scripts/test-collection.sh

@@ -1,0 +1,46 @@
+"""Builds the C flood sender (bench/flood.c) into bench/out/ when a C compiler exists.
+
+Rebuilt only when the source is newer than the binary. Without a compiler the benchmarks
+fall back to the Python sender and RESULTS.md says which engine ran.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parent / "flood.c"
+BINARY = Path(__file__).resolve().parent / "out" / "flood-c"
+
+
+def build() -> Path | None:
+    """Path of an up-to-date binary, or None without a working C compiler."""
+    if BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime:
+        return BINARY
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    BINARY.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [cc, "-O2", "-Wall", "-Wextra", "-o", str(BINARY), str(SOURCE)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    return BINARY if done.returncode == 0 else None
+
+
+def argv(
+    binary: Path,
+    host: str,
+    port: int,
+    sources: int,
+    octet: int,
+    seconds: float,
+    rate: float,
+    key_id: bytes | None,
+) -> list[str]:
+    """Command line for one run; ``key_id`` (public, sent in clear) selects known-key mode."""
+    out = [str(binary), host, str(port), str(sources), str(octet), str(seconds), str(rate)]
+    return out + (["known", key_id.hex()] if key_id is not None else ["random"])

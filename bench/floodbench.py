@@ -1,0 +1,149 @@
+"""Flood scenarios: a flood sender process plus one legitimate knock per second.
+
+The legitimate knocks are real ``ruroco-client send`` processes (source 127.0.0.1, which the
+flood never uses). "Absorbed" is what the server itself read, from its shutdown summary line;
+/proc/net/snmp deltas (this run has its own network namespace) show what the kernel
+delivered to the socket and what it dropped because the receive buffer was full.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import cflood, proc, stats
+from bench.rurocoenv import COMMAND, REPO, Deployment
+
+SOURCES = 1000
+
+
+def run_flood(
+    root: Path,
+    *,
+    mode: str,
+    legacy: bool,
+    duration: float = 20.0,
+    rate: float = 0.0,
+) -> dict:
+    """One deployment under flood for ``duration`` s; returns counts, rates and peak RSS."""
+    dep = Deployment(root, legacy=legacy)
+    conf_dir = root / "client"
+    conf_dir.mkdir()
+    client_env = dict(os.environ, RUROCO_CONF_DIR=str(conf_dir))
+    client_argv = [
+        proc.tool("ruroco-client"),
+        "send",
+        "-a",
+        f"127.0.0.1:{dep.port}",
+        "-k",
+        str(dep.key_file),
+        "-c",
+        COMMAND,
+    ]
+    binary = cflood.build() if mode == "random" and rate == 0 else None
+    if binary is not None:
+        key_id = dep.key.key_id if mode == "known" else None
+        flood_argv = cflood.argv(binary, "127.0.0.1", dep.port, SOURCES, 2, duration, rate, key_id)
+    else:
+        flood_argv = [
+            sys.executable,
+            "-m",
+            "bench.flood",
+            "--target",
+            f"127.0.0.1:{dep.port}",
+            "--mode",
+            mode,
+            "--sources",
+            str(SOURCES),
+            "--duration",
+            str(duration),
+            "--rate",
+            str(rate),
+        ]
+        if mode == "known":
+            flood_argv += ["--key-file", str(dep.key_file)]
+    knocks_sent = knocks_failed = 0
+    peak_kb = 0
+    flood_out = root / "flood.json"
+    try:
+        dep.start()
+        snmp0 = stats.read_snmp_udp()
+        flooder = proc.start(flood_argv, flood_out, cwd=REPO)
+        try:
+            time.sleep(1.0)  # the flood is at full rate before the first legitimate knock
+            clients: list[subprocess.Popen] = []
+            next_knock = time.monotonic()
+            hard_stop = time.monotonic() + duration + 30
+            while flooder.poll() is None and time.monotonic() < hard_stop:
+                if time.monotonic() >= next_knock:
+                    clients.append(
+                        subprocess.Popen(
+                            client_argv,
+                            env=client_env,
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
+                    )
+                    next_knock += 1.0
+                peak_kb = max(peak_kb, stats.peak_rss_kb(dep.server.pid) or 0)
+                dep.fifo.drain()
+                time.sleep(0.05)
+            for c in clients:
+                try:
+                    rc = c.wait(10)
+                except subprocess.TimeoutExpired:
+                    c.kill()
+                    rc = c.wait()
+                if rc == 0:
+                    knocks_sent += 1
+                else:
+                    knocks_failed += 1
+        finally:
+            proc.stop(flooder, grace=5)
+        dep.fifo.drain(2.0)  # commands of the last knocks
+        snmp1 = stats.read_snmp_udp()
+        peak_kb = max(peak_kb, stats.peak_rss_kb(dep.server.pid) or 0)
+        ran = dep.fifo.total
+        crashed = dep.crashed()
+    finally:
+        log = dep.stop()
+    flood_result = _last_json(flood_out.read_text(errors="replace"))
+    summary = stats.parse_summary(log)
+    delta = stats.snmp_delta(snmp0, snmp1)
+    seconds = flood_result.get("seconds") or duration
+    received = summary["received"] if summary else None
+    return {
+        "mode": mode,
+        "ordering": "legacy" if legacy else "new",
+        "sources": SOURCES,
+        "engine": "c-sendmmsg" if binary is not None else "python",
+        "target_rate": rate,
+        "flood": flood_result,
+        "sent_per_s": flood_result.get("rate"),
+        "server_summary": summary,
+        "absorbed_per_s": received / seconds if received is not None else None,
+        "snmp_delta": delta,
+        "delivered_per_s": delta.get("InDatagrams", 0) / seconds,
+        "rcvbuf_drops_per_s": delta.get("RcvbufErrors", 0) / seconds,
+        "legit_sent": knocks_sent,
+        "legit_client_failures": knocks_failed,
+        "legit_ran": ran,
+        "peak_rss_mb": peak_kb / 1024 if peak_kb else None,
+        **({"error": crashed} if crashed else {}),
+    }
+
+
+def _last_json(text: str) -> dict:
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    return {"error": text[-500:]}

@@ -1,0 +1,204 @@
+"""fwknop 2.6 for comparison: fwknopd in UDP server mode running the same FIFO write.
+
+Set-up (options from the fwknopd(8) manual): ``ENABLE_UDP_SERVER Y`` with ``UDPSERV_PORT``
+(the UDP server binds INADDR_ANY on that port, which is why run.sh gives the whole run its own
+network namespace), and an access.conf stanza with ``CMD_CYCLE_OPEN`` running a two-line
+shell script whose only job is ``printf x > FIFO`` (fwknopd splits the command line itself
+without a shell, so the redirection has to live in a script), ``CMD_CYCLE_CLOSE NONE`` and
+``CMD_CYCLE_TIMER``. Keys come from ``fwknop --key-gen`` into a private rc file; ``HOME``
+points at the temp dir so that nothing is written to the real home directory.
+
+Latency: packets are produced by the real client in test mode (``-T``, which prints the
+"Final SPA Data" it would send), then sent by the bench over UDP with timestamps around the
+send, exactly like the ruroco latency run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from bench import proc, stats
+from bench.clientbench import time_runs
+from bench.fifo import Fifo
+
+KEY_LINE = re.compile(r"^(KEY_BASE64|HMAC_KEY_BASE64):\s+(\S+)$", re.M)
+FINAL = re.compile(r"Final SPA Data:\s+(\S+)")
+
+
+def available() -> str | None:
+    """None if fwknop and fwknopd are installed, else why not."""
+    missing = [b for b in ("fwknop", "fwknopd") if shutil.which(b) is None]
+    return f"not installed: {', '.join(missing)}" if missing else None
+
+
+def parse_keygen(text: str) -> dict[str, str]:
+    """``{"KEY_BASE64": ..., "HMAC_KEY_BASE64": ...}`` from ``fwknop --key-gen`` output."""
+    keys = dict(KEY_LINE.findall(text))
+    if set(keys) != {"KEY_BASE64", "HMAC_KEY_BASE64"}:
+        raise ValueError("fwknop --key-gen printed no KEY_BASE64/HMAC_KEY_BASE64 pair")
+    return keys
+
+
+def write_configs(root: Path, port: int, keys: dict[str, str], fifo: Path) -> dict[str, Path]:
+    """fwknopd.conf, access.conf, the client rc file and the command script (all 0600/0700)."""
+    script = root / "knock.sh"
+    script.write_text(f"#!/bin/sh\nprintf x > '{fifo}'\n")
+    script.chmod(0o700)
+    files = {
+        "fwknopd.conf": (
+            "ENABLE_UDP_SERVER Y;\n"
+            f"UDPSERV_PORT {port};\n"
+            f"FWKNOP_RUN_DIR {root};\n"
+            f"FWKNOP_PID_FILE {root}/fwknopd.pid;\n"
+            f"DIGEST_FILE {root}/digest.cache;\n"
+        ),
+        "access.conf": (
+            "SOURCE ANY\n"
+            f"KEY_BASE64 {keys['KEY_BASE64']}\n"
+            f"HMAC_KEY_BASE64 {keys['HMAC_KEY_BASE64']}\n"
+            f"CMD_CYCLE_OPEN /bin/sh {script}\n"
+            "CMD_CYCLE_CLOSE NONE\n"
+            "CMD_CYCLE_TIMER 1\n"
+        ),
+        "client.rc": (
+            "[default]\n"
+            f"KEY_BASE64 {keys['KEY_BASE64']}\n"
+            f"HMAC_KEY_BASE64 {keys['HMAC_KEY_BASE64']}\n"
+            "USE_HMAC Y\n"
+            f"SPA_SERVER_PORT {port}\n"
+        ),
+    }
+    out = {}
+    for name, text in files.items():
+        path = root / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        out[name] = path
+    return out
+
+
+def run_fwknop(root: Path, knocks: int = 200, client_runs: int = 30) -> dict:
+    why = available()
+    if why:
+        return {"error": why}
+    if os.environ.get("RUROCO_BENCH_NETNS") != "1":
+        return {
+            "error": "not run outside a private network namespace: fwknopd sets up iptables"
+            " chains and its UDP server binds INADDR_ANY (run bench/run.sh as root)"
+        }
+    root.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, HOME=str(root))
+    gen = subprocess.run(
+        ["fwknop", "--key-gen", "--rc-file", str(root / "keygen.rc")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    keys = parse_keygen(gen.stdout)
+    port = proc.free_udp_port()
+    fifo = Fifo(root / "cmd.fifo")
+    files = write_configs(root, port, keys, fifo.path)
+    client = [
+        "fwknop",
+        "-A",
+        "tcp/22",
+        "-a",
+        "127.0.0.1",
+        "-D",
+        "127.0.0.1",
+        "--use-hmac",
+        "--rc-file",
+        str(files["client.rc"]),
+    ]
+    daemon = None
+    result: dict = {"port": port}
+    try:
+        daemon = proc.start(
+            [
+                "fwknopd",
+                "-f",
+                "-c",
+                str(files["fwknopd.conf"]),
+                "-a",
+                str(files["access.conf"]),
+                "-p",
+                str(root / "fwknopd.pid"),
+                "-d",
+                str(root / "digest.cache"),
+            ],
+            root / "fwknopd.log",
+            env=env,
+        )
+        proc.wait_for(lambda: proc.udp_port_bound(port), 20, "fwknopd", daemon)
+        time.sleep(0.2)
+        result["latency"] = _latency(client, env, fifo, port, knocks, daemon)
+        before = fifo.total
+        result["client"] = time_runs(client, client_runs, env)
+        fifo.drain(1.0)
+        # +1: time_runs makes one untimed run first
+        result["client"]["commands_ran"] = fifo.total - before
+        result["client"]["commands_expected"] = client_runs + 1
+        result["rss_mb"] = (stats.peak_rss_kb(daemon.pid) or 0) / 1024
+        if daemon.poll() is not None:
+            tail = (root / "fwknopd.log").read_text(errors="replace").strip().splitlines()
+            result["error"] = f"fwknopd exited with {daemon.returncode}: {(tail or [''])[-1]}"
+    finally:
+        if daemon is not None:
+            proc.stop(daemon)
+        fifo.close()
+    return result
+
+
+def _latency(
+    client: list[str],
+    env: dict[str, str],
+    fifo: Fifo,
+    port: int,
+    knocks: int,
+    daemon: subprocess.Popen,
+    time_limit: float = 60.0,
+) -> dict:
+    """Build ``knocks`` packets with the real client (-T), then time send -> FIFO byte."""
+    packets = []
+    deadline = time.monotonic() + time_limit
+    for _ in range(knocks):
+        if time.monotonic() > deadline:
+            break
+        done = subprocess.run(
+            [*client, "-T"], env=env, capture_output=True, text=True, timeout=10, check=False
+        )
+        m = FINAL.search(done.stdout)
+        if m:
+            packets.append(m.group(1).encode("ascii"))
+    lat_ms: list[float] = []
+    lost = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        for pkt in packets:
+            if time.monotonic() > deadline or daemon.poll() is not None:
+                break
+            t0 = time.perf_counter_ns()
+            sock.sendto(pkt, ("127.0.0.1", port))
+            t1 = fifo.wait_byte(2.0)
+            if t1 is None:
+                lost += 1
+            else:
+                lat_ms.append((t1 - t0) / 1e6)
+    fifo.drain(0.5)
+    out: dict = {"knocks": len(packets), "measured": len(lat_ms), "lost": lost}
+    if lat_ms:
+        out.update(
+            p50_ms=stats.percentile(lat_ms, 50),
+            p99_ms=stats.percentile(lat_ms, 99),
+            max_ms=max(lat_ms),
+        )
+    return out

@@ -1,0 +1,105 @@
+"""Knock-to-command latency: UDP send of a prebuilt packet -> ``printf`` into the FIFO.
+
+Each knock is built before the clock starts (fresh counter), sent from its own loopback
+source address (127.<octet>.x.y, so the per-IP limit of 2/s never applies), and timed until
+the command's byte arrives. Knocks are strictly sequential. The global limit in this
+deployment is raised (``GLOBAL_LIMIT``) because sequential knocks arrive at several hundred
+per second, which the default global cap of 100/s would otherwise refuse.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from bench import stats
+from bench.flood import source_addresses
+from bench.rurocoenv import COMMAND, Counter, Deployment
+from ruroco.ipaddr import parse_ip
+from ruroco.protocol import command_hash, encode_commander_data
+
+GLOBAL_LIMIT = 1_000_000
+WARMUP = 20
+WAIT_S = 2.0
+
+
+def run_latency(root: Path, knocks: int = 1000, time_limit: float = 90.0) -> dict:
+    """One server+commander, ``WARMUP`` untimed knocks, then ``knocks`` timed ones."""
+    dep = Deployment(root, global_limit=GLOBAL_LIMIT)
+    socks: list[socket.socket] = []
+    lat_ms: list[float] = []
+    lost = 0
+    try:
+        dep.start()
+        for addr in source_addresses(knocks + WARMUP, 3):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            socks.append(s)
+            s.bind((addr, 0))
+        counter = Counter()
+        deadline = time.monotonic() + time_limit
+        for i, sock in enumerate(socks):
+            if time.monotonic() > deadline:
+                break
+            pkt = dep.packet(counter.next())
+            t0 = time.perf_counter_ns()
+            sock.sendto(pkt, dep.address)
+            t1 = dep.fifo.wait_byte(WAIT_S)
+            if t1 is None and dep.crashed():
+                break
+            if i < WARMUP:
+                continue
+            if t1 is None:
+                lost += 1
+            else:
+                lat_ms.append((t1 - t0) / 1e6)
+        dep.fifo.drain(0.5)
+        direct_ms = _commander_only(dep, min(200, knocks))
+        crashed = dep.crashed()
+    finally:
+        for s in socks:
+            s.close()
+        log = dep.stop()
+    result = {
+        "knocks": knocks,
+        "measured": len(lat_ms),
+        "lost": lost,
+        "warmup": WARMUP,
+        "global_limit": GLOBAL_LIMIT,
+        "server_summary": stats.parse_summary(log),
+        **({"error": crashed} if crashed else {}),
+    }
+    if direct_ms:
+        result.update(
+            commander_only_p50_ms=stats.percentile(direct_ms, 50),
+            commander_only_p99_ms=stats.percentile(direct_ms, 99),
+            commander_only_n=len(direct_ms),
+        )
+    if lat_ms:
+        result.update(
+            p50_ms=stats.percentile(lat_ms, 50),
+            p99_ms=stats.percentile(lat_ms, 99),
+            max_ms=max(lat_ms),
+            min_ms=min(lat_ms),
+        )
+    return result
+
+
+def _commander_only(dep: Deployment, n: int) -> list[float]:
+    """Breakdown: the 24-byte request written straight to the commander socket -> FIFO byte.
+
+    The difference to the full knock latency is the server's share (receive, decrypt,
+    checks, fsync'd blocklist write, connect).
+    """
+    message = encode_commander_data(command_hash(COMMAND), parse_ip("127.0.0.1"))
+    out: list[float] = []
+    for _ in range(n):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2.0)
+            t0 = time.perf_counter_ns()
+            s.connect(str(dep.root / "ruroco.socket"))
+            s.sendall(message)
+        t1 = dep.fifo.wait_byte(WAIT_S)
+        if t1 is not None:
+            out.append((t1 - t0) / 1e6)
+    return out

@@ -1,0 +1,29 @@
+"""``ruroco-server`` with the original's rate-limit ordering, for the flood comparison.
+
+Same CLI subset the bench needs (``-c CONFIG``; the address comes from
+``RUROCO_LISTEN_ADDRESS`` as usual). ``legacy_rate_limit=True`` counts every correctly sized
+datagram against the per-IP and global caps before the key lookup, as ruroco 0.14 does.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ruroco.errors import RurocoError, format_error
+from ruroco.server.server import serve
+
+
+@click.command()
+@click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False))
+def main(config_path: str) -> None:
+    try:
+        serve(config_path, legacy_rate_limit=True)
+    except RurocoError as exc:
+        click.echo(format_error(exc), err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Runs every benchmark once, stores raw results in bench/out/results.json, writes RESULTS.md.
+
+Each stage is bounded in time and isolated: a failing stage records its error and the
+others still run, so RESULTS.md always says what was and was not measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from bench import proc, stats
+from bench.clientbench import run_client
+from bench.floodbench import run_flood
+from bench.fwknopbench import run_fwknop
+from bench.latency import run_latency
+from bench.report import write_results
+
+BENCH = Path(__file__).resolve().parent
+OUT = BENCH / "out"
+
+
+def machine() -> dict:
+    """What the figures depend on: cores, CPU, kernel, interpreter, namespace."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    fwknop = shutil.which("fwknop")
+    fw_version = None
+    if fwknop:
+        done = subprocess.run(
+            ["fwknop", "--version"],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, HOME=str(OUT)),
+            timeout=10,
+            check=False,
+        )
+        fw_version = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else None
+    return {
+        "nproc": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "fwknop": fw_version,
+        "own_netns": os.environ.get("RUROCO_BENCH_NETNS") == "1",
+        "rmem_default": _read_int("/proc/sys/net/core/rmem_default"),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def context(work: Path) -> dict:
+    """Reference costs that explain the figures: an fsync'd atomic write on this disk (the
+    server persists its blocklist so before every forward) and a bare interpreter start."""
+    from ruroco.fs import write_atomic
+
+    target = work / "fsync-probe"
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        write_atomic(target, b"x" * 37)
+        times.append((time.perf_counter() - t0) * 1000)
+    starts = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        starts.append((time.perf_counter() - t0) * 1000)
+    return {
+        "atomic_write_ms": stats.median(times),
+        "python_start_ms": stats.median(starts),
+    }
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _stage(results: dict, name: str, fn, *args, **kwargs) -> None:
+    t0 = time.monotonic()
+    load = os.getloadavg()[0]
+    click.echo(f"[bench] {name} ...", err=True)
+    try:
+        results[name] = fn(*args, **kwargs)
+    except Exception as exc:  # a broken stage must not hide the others
+        results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        traceback.print_exc()
+    results[name]["stage_seconds"] = round(time.monotonic() - t0, 1)
+    results[name]["loadavg_1min_before"] = round(load, 2)
+    click.echo(f"[bench] {name}: {json.dumps(results[name])[:400]}", err=True)
+
+
+@click.command()
+@click.option("--knocks", type=click.IntRange(1, 5000), default=1000)
+@click.option("--latency-runs", type=click.IntRange(1, 5), default=3)
+@click.option("--flood-seconds", type=click.FloatRange(1, 60), default=20.0)
+@click.option("--client-runs", type=click.IntRange(1, 100), default=30)
+@click.option("--known-rate", type=click.FloatRange(1), default=20_000.0)
+def main(knocks, latency_runs, flood_seconds, client_runs, known_rate) -> None:
+    proc.install_cleanup()
+    work = OUT / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started = datetime.now(UTC)
+    results: dict = {"started": started.isoformat(timespec="seconds"), "machine": machine()}
+    try:
+        _stage(results, "context", context, work)
+        for i in range(latency_runs):
+            _stage(results, f"latency_{i + 1}", run_latency, work / f"latency{i + 1}", knocks)
+        _stage(results, "client", run_client, work / "client", proc.free_udp_port(), client_runs)
+        for mode, rate in (("random", 0.0), ("known", known_rate)):
+            for legacy in (False, True):
+                name = f"flood_{mode}_{'legacy' if legacy else 'new'}"
+                _stage(
+                    results,
+                    name,
+                    run_flood,
+                    work / name,
+                    mode=mode,
+                    legacy=legacy,
+                    duration=flood_seconds,
+                    rate=rate,
+                )
+        _stage(results, "fwknop", run_fwknop, work / "fwknop", 200, client_runs)
+    finally:
+        proc.stop_all()
+        for pattern in ("*.key", "*.rc", "access.conf"):  # throw-away secrets, still secrets
+            for path in work.rglob(pattern):
+                path.unlink()
+    results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["argv"] = sys.argv[1:]
+    (OUT / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    # Only a run with the documented parameters may replace the committed RESULTS.md.
+    defaults = {p.name: p.default for p in main.params}
+    given = {
+        "knocks": knocks,
+        "latency_runs": latency_runs,
+        "flood_seconds": flood_seconds,
+        "client_runs": client_runs,
+        "known_rate": known_rate,
+    }
+    target = BENCH / "RESULTS.md" if given == defaults else OUT / "RESULTS.partial.md"
+    write_results(results, target)
+    click.echo(f"[bench] wrote {target} and {OUT / 'results.json'}", err=True)
+
+
+if __name__ == "__main__":
+    main()

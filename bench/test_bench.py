@@ -1,0 +1,281 @@
+"""Tests of the benchmark machinery itself: parsers, the flood sender, the FIFO probe.
+
+Run with ``.venv/bin/pytest bench``. Real sockets on loopback, real FIFOs and processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench import proc, stats
+from bench.fifo import Fifo
+from bench.flood import flood, payload_pool, source_addresses
+from bench.fwknopbench import FINAL, parse_keygen, write_configs
+from bench.report import write_results
+from ruroco.protocol import MSG_SIZE
+
+floats = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False)
+
+
+@given(st.lists(floats, min_size=1, max_size=200), st.floats(min_value=0, max_value=100))
+def test_percentile_is_a_sample_covering_pct_of_values(values, pct):
+    p = stats.percentile(values, pct)
+    assert p in values
+    share = sum(v <= p for v in values) / len(values)
+    assert share >= pct / 100 - 1e-9
+
+
+@given(st.lists(floats, min_size=1, max_size=200))
+def test_median_splits_the_values(values):
+    m = stats.median(values)
+    assert sum(v <= m for v in values) >= len(values) / 2
+    assert sum(v >= m for v in values) >= len(values) / 2
+
+
+def test_percentile_and_median_reject_empty_input():
+    with pytest.raises(ValueError):
+        stats.percentile([], 50)
+    with pytest.raises(ValueError):
+        stats.median([])
+
+
+names = st.from_regex(r"[A-Z][A-Za-z]{0,15}", fullmatch=True)
+
+
+@given(st.dictionaries(names, st.integers(0, 2**63), min_size=1, max_size=12))
+def test_snmp_udp_lines_round_trip(counters):
+    text = (
+        "Ip: Forwarding DefaultTTL\nIp: 1 64\n"
+        f"Udp: {' '.join(counters)}\nUdp: {' '.join(str(v) for v in counters.values())}\n"
+        "UdpLite: InDatagrams\nUdpLite: 0\n"
+    )
+    assert stats.parse_snmp_udp(text) == counters
+
+
+def test_snmp_of_this_namespace_has_the_counters_the_flood_uses():
+    assert {"InDatagrams", "InErrors", "RcvbufErrors"} <= stats.read_snmp_udp().keys()
+
+
+counts = st.integers(0, 10**12)
+
+
+@given(counts, counts, counts, counts)
+def test_summary_key_value_line(received, accepted, rejected, per_reason):
+    log = (
+        "[2026-01-01T00:00:00.000Z INFO ] Running server on 127.0.0.1:1\n"
+        f"[2026-01-01T00:00:01.000Z INFO ] Server statistics: received={received} "
+        f"accepted={accepted} forward_failed=0 rejected={rejected} "
+        f"rejected_rate_source={per_reason}\n"
+    )
+    got = stats.parse_summary(log)
+    assert got is not None
+    assert (got["received"], got["accepted"], got["rejected"]) == (received, accepted, rejected)
+    assert got["rejected_rate_source"] == per_reason
+
+
+@given(counts, counts, counts)
+def test_summary_prose_forms(received, accepted, rejected):
+    line = f"stopped: {received} received, accepted {accepted}, {rejected} rejected"
+    assert stats.parse_summary(line) == {
+        "received": received,
+        "accepted": accepted,
+        "rejected": rejected,
+    }
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="0123456789")))
+def test_summary_absent_without_numbers(text):
+    assert stats.parse_summary(text) is None
+
+
+def test_status_kb_field():
+    text = "Name:\tpython\nVmPeak:\t  20000 kB\nVmHWM:\t   12345 kB\nThreads:\t1\n"
+    assert stats.parse_status_kb(text, "VmHWM") == 12345
+    assert stats.parse_status_kb(text, "VmRSS") is None
+    assert stats.peak_rss_kb(os.getpid()) > 0
+
+
+def test_source_addresses_are_distinct_loopback():
+    addrs = source_addresses(1000, 2)
+    assert len(set(addrs)) == 1000
+    assert all(a.startswith("127.2.") for a in addrs)
+    assert all(0 < int(a.rsplit(".", 1)[1]) <= 250 for a in addrs)
+    with pytest.raises(ValueError):
+        source_addresses(0, 2)
+
+
+def _receiver() -> socket.socket:
+    r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    r.bind(("127.0.0.1", 0))
+    r.settimeout(1.0)
+    return r
+
+
+def _drain(r: socket.socket) -> list[tuple[bytes, str]]:
+    got = []
+    r.settimeout(0.2)
+    try:
+        while True:
+            data, peer = r.recvfrom(2048)
+            got.append((data, peer[0]))
+    except TimeoutError:
+        pass
+    return got
+
+
+def test_flood_sends_94_byte_datagrams_from_every_source():
+    with _receiver() as r:
+        sources = source_addresses(5, 9)
+        result = flood(r.getsockname(), sources, payload_pool(None, 64), 0.2, rate=2000)
+        got = _drain(r)
+    assert result["sent"] > 0 and result["errors"] == 0
+    assert len(got) == result["sent"]
+    assert {len(d) for d, _ in got} == {MSG_SIZE}
+    assert {peer for _, peer in got} == set(sources)
+
+
+def test_known_key_flood_carries_the_key_id_and_varying_garbage():
+    key_id = bytes(range(8))
+    with _receiver() as r:
+        flood(r.getsockname(), ["127.9.0.1"], payload_pool(key_id, 64), 0.1, rate=1000)
+        got = _drain(r)
+    assert got and all(d[:8] == key_id for d, _ in got)
+    assert len({d[8:] for d, _ in got}) > 1
+
+
+def test_rate_limited_flood_does_not_exceed_its_rate():
+    with _receiver() as r:
+        result = flood(r.getsockname(), ["127.9.0.2"], payload_pool(None, 64), 0.5, rate=2000)
+    # One batch of 512 may go out before the first pause.
+    assert result["sent"] <= 2000 * result["seconds"] + 512
+
+
+def test_fifo_sees_a_shell_printf(tmp_path):
+    fifo = Fifo(tmp_path / "f")
+    try:
+        assert fifo.wait_byte(0.05) is None
+        subprocess.run(["sh", "-c", f"printf x > '{fifo.path}'"], check=True, timeout=5)
+        assert fifo.wait_byte(2.0) is not None
+        subprocess.run(["sh", "-c", f"printf xy > '{fifo.path}'"], check=True, timeout=5)
+        assert fifo.drain(0.1) == 2
+        assert fifo.total == 3
+    finally:
+        fifo.close()
+
+
+def test_udp_port_bound_follows_a_real_socket():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert proc.udp_port_bound(port)
+    assert not proc.udp_port_bound(port)
+
+
+def test_stop_ends_the_whole_process_group(tmp_path):
+    child = proc.start(
+        ["sh", "-c", "sleep 30 & echo $! > pid; wait"], tmp_path / "log", cwd=tmp_path
+    )
+    proc.wait_for((tmp_path / "pid").exists, 5, "child")
+    time.sleep(0.05)
+    grandchild = int((tmp_path / "pid").read_text())
+    proc.stop(child, grace=0.5)
+    assert child.returncode is not None
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(grandchild, signal.SIGKILL)
+        pytest.fail("grandchild survived")
+
+
+KEYGEN = (
+    "KEY_BASE64: MQedQTs9cAJmVBeBhtCi79ZZQHsiBaIZR+3kn5MH6Ew=\n"
+    "HMAC_KEY_BASE64: 9VCTkoZrSPDtosj7rpWX1H2GWYw6NQ5Du1PDEcyOCBsLJzkatxt64vkd98Uj0fy0J==\n"
+)
+
+
+def test_fwknop_keygen_output_and_configs(tmp_path):
+    keys = parse_keygen("[*] Creating initial rc file: x.\n" + KEYGEN)
+    assert keys["KEY_BASE64"].startswith("MQed")
+    with pytest.raises(ValueError):
+        parse_keygen("KEY_BASE64: abc\n")
+    files = write_configs(tmp_path, 62201, keys, tmp_path / "fifo")
+    for path in files.values():
+        assert path.stat().st_mode & 0o777 == 0o600
+    conf = files["fwknopd.conf"].read_text()
+    assert "ENABLE_UDP_SERVER Y;" in conf and "UDPSERV_PORT 62201;" in conf
+    access = files["access.conf"].read_text()
+    assert f"CMD_CYCLE_OPEN /bin/sh {tmp_path / 'knock.sh'}" in access
+    assert "CMD_CYCLE_CLOSE NONE" in access
+    assert keys["HMAC_KEY_BASE64"] in files["client.rc"].read_text()
+    assert "printf x" in (tmp_path / "knock.sh").read_text()
+
+
+def test_final_spa_data_line():
+    m = FINAL.search("   HMAC: abc\n Final SPA Data: 8Eb0Y4Y+/fKh\n\ntest mode enabled")
+    assert m and m.group(1) == "8Eb0Y4Y+/fKh"
+
+
+def test_results_file_shows_given_figures_and_marks_missing_ones(tmp_path: Path):
+    results = {
+        "machine": {"nproc": 2, "cpu": "Test CPU", "kernel": "6.1", "own_netns": True},
+        "latency_1": {"p50_ms": 1.23, "p99_ms": 7.5, "knocks": 10, "measured": 10, "lost": 0},
+        "client": {"median_ms": 61.0},
+        "flood_random_new": {"error": "ruroco-server exited with 1"},
+    }
+    out = tmp_path / "RESULTS.md"
+    write_results(results, out)
+    text = out.read_text()
+    assert "| Knock → command latency p50 | ≤ 2 | 1.23 ✓ |" in text
+    assert "| Client wall time, median of 30 | ≤ 50 | 61.0 ✗ |" in text
+    assert "Test CPU" in text
+    assert "ruroco-server exited with 1" in text
+    assert "n/a" in text
+
+
+def test_c_sender_builds_and_floods_from_every_source():
+    from bench import cflood
+
+    binary = cflood.build()
+    assert binary is not None, "a C compiler is needed for the C flood sender"
+    key_id = bytes.fromhex("00ff10ab00cd7f80")
+    with _receiver() as r:
+        host, port = r.getsockname()
+        argv = cflood.argv(binary, host, port, 3, 9, 0.2, 500, key_id)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True)
+        got = _drain(r)
+    sent = json.loads(done.stdout)["sent"]
+    assert sent == len(got) > 0
+    assert {len(d) for d, _ in got} == {MSG_SIZE}
+    assert all(d[:8] == key_id for d, _ in got)
+    assert {peer for _, peer in got} == set(source_addresses(3, 9))
+
+
+def test_c_sender_rejects_bad_arguments():
+    from bench import cflood
+
+    binary = cflood.build()
+    assert binary is not None
+    done = subprocess.run(
+        [str(binary), "127.0.0.1", "9", "0", "2", "1", "0", "random"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert done.returncode == 2 and "out of range" in done.stderr
