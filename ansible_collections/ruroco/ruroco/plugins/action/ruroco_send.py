@@ -1,0 +1,201 @@
+# Copyright: ruroco contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller side of ``ruroco.ruroco.ruroco_send``.
+
+The packet is built by the ruroco package itself (``ruroco.client.sender``), never by a copy of
+the protocol here, so the collection cannot drift from the client. All work happens on the
+controller: the target is only the thing being knocked and, with ``wait_for``, polled over TCP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import time
+from pathlib import Path
+
+from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+try:
+    from ruroco.client.sender import SendRequest, send
+    from ruroco.errors import RurocoError, error_chain
+except ImportError as exc:
+    RUROCO_IMPORT_ERROR: ImportError | None = exc
+else:
+    RUROCO_IMPORT_ERROR = None
+
+display = Display()
+
+POLL_PAUSE = 0.2  # seconds between TCP connect attempts while waiting for the port
+
+ARGUMENT_SPEC = dict(
+    command=dict(type="str", default="default"),
+    address=dict(type="str"),
+    port=dict(type="int", default=80),
+    key_file=dict(type="path"),
+    key=dict(type="str", no_log=True),
+    permissive=dict(type="bool", default=False),
+    ip=dict(type="str"),
+    ipv4=dict(type="bool", default=False),
+    ipv6=dict(type="bool", default=False),
+    conf_dir=dict(type="path"),
+    send_delay_ms=dict(type="int", default=50),
+    lock_timeout=dict(type="float", default=30),
+    wait_for=dict(
+        type="dict",
+        options=dict(
+            port=dict(type="int", required=True),
+            host=dict(type="str"),
+            timeout=dict(type="float", default=30),
+            interval=dict(type="float", default=2),
+        ),
+    ),
+)
+
+
+def split_address(address: str) -> tuple[str, str | None]:
+    """``(host, port or None)`` of ``host[:port]``, ``ip``, ``[ipv6]`` or ``[ipv6]:port``."""
+    if address.startswith("["):
+        host, sep, rest = address[1:].partition("]")
+        if sep and rest.startswith(":"):
+            return host, rest[1:]
+        return host, None
+    if address.count(":") == 1:
+        host, _sep, port = address.partition(":")
+        return host, port
+    return address, None  # a name, an IPv4 literal or a bare IPv6 literal
+
+
+def destination(address: str, port: int) -> str:
+    """The ``ruroco-client send --address`` value: the address with ``port`` unless it has one."""
+    host, own_port = split_address(address)
+    if own_port is not None:
+        return address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def port_open(host: str, port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp: str | None = None, task_vars: dict | None = None) -> dict:
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        del tmp
+        args = self.validate_argument_spec(
+            argument_spec=ARGUMENT_SPEC,
+            required_one_of=[("key_file", "key")],
+            mutually_exclusive=[("key_file", "key")],
+        )[1]
+        address = args["address"] or self._inventory_address(task_vars)
+        target = destination(address, args["port"])
+        result.update(command=args["command"], knocks=0, destinations=[])
+
+        if self._task.check_mode:
+            result.update(
+                changed=True, destinations=[dict(destination=target, counter=None, error=None)]
+            )
+            return result
+
+        if RUROCO_IMPORT_ERROR is not None:
+            raise AnsibleError(
+                "ruroco_send needs the 'ruroco' Python package on the controller; install it into "
+                f"the Python that runs Ansible (import failed: {RUROCO_IMPORT_ERROR})"
+            ) from RUROCO_IMPORT_ERROR
+
+        request = SendRequest(
+            target,
+            key_file=self._key_file(args["key_file"]),
+            key=args["key"],
+            command=args["command"],
+            permissive=args["permissive"],
+            ip=args["ip"],
+            ipv4=args["ipv4"],
+            ipv6=args["ipv6"],
+            send_delay_ms=args["send_delay_ms"],
+        )
+        conf_dir = Path(args["conf_dir"]) if args["conf_dir"] else None
+        wait = args["wait_for"]
+        deadline = time.monotonic() + (wait["timeout"] if wait else 0)
+        while True:
+            sent = self._knock(request, conf_dir, args["lock_timeout"], task_vars)
+            result["destinations"].extend(sent)
+            result["knocks"] += 1
+            result["changed"] = True
+            if result["knocks"] == 1:  # later knocks would only repeat the warning
+                for item in sent:
+                    if item["error"]:
+                        result.setdefault("warnings", []).append(
+                            f"Could not send to {item['destination']}: {item['error']}"
+                        )
+            if not wait:
+                return result
+            host = wait["host"] or split_address(address)[0]
+            if self._poll(host, wait["port"], min(deadline, time.monotonic() + wait["interval"])):
+                return result
+            if time.monotonic() >= deadline:
+                result.update(
+                    failed=True,
+                    msg=(
+                        f"Port {wait['port']} on {host} did not accept a TCP connection within "
+                        f"{wait['timeout']:g}s after {result['knocks']} knock(s) to {target}; "
+                        "the ruroco protocol is silent, so it cannot tell whether the packets "
+                        "were lost, rejected (key, counter, source IP) or the command failed"
+                    ),
+                )
+                return result
+
+    def _inventory_address(self, task_vars: dict) -> str:
+        """The host's ansible_host (which may itself be a template), else its inventory name."""
+        for name in ("ansible_host", "inventory_hostname"):
+            value = task_vars.get(name)
+            if value:
+                return str(self._templar.template(value))
+        return ""
+
+    def _key_file(self, key_file: str | None) -> str | None:
+        """Relative key files are found like other play and role files; else left to the sender."""
+        if key_file is None or Path(key_file).is_absolute():
+            return key_file
+        try:
+            return self._find_needle("files", key_file)
+        except AnsibleError:
+            return key_file
+
+    @staticmethod
+    def _knock(request, conf_dir: Path | None, lock_timeout: float, task_vars: dict) -> list[dict]:
+        """One send; the client's own log lines go to verbose output, not into the play's."""
+        lines = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(lines), contextlib.redirect_stderr(lines):
+                sent = send(request, conf_dir=conf_dir, lock_timeout=lock_timeout)
+        except RurocoError as exc:
+            raise AnsibleActionFail(": ".join(error_chain(exc))) from None
+        finally:
+            for line in lines.getvalue().splitlines():
+                display.vvv(line, host=task_vars.get("inventory_hostname"))
+        return [dict(destination=r.destination, counter=r.counter, error=r.error) for r in sent]
+
+    @staticmethod
+    def _poll(host: str, port: int, until: float) -> bool:
+        """Try to connect until ``until`` (monotonic); True as soon as the port accepts."""
+        while True:
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            if port_open(host, port, min(left, 1.0)):
+                return True
+            time.sleep(min(POLL_PAUSE, max(until - time.monotonic(), 0)))

@@ -1,0 +1,197 @@
+#!/usr/bin/python
+# Copyright: ruroco contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ruroco_send
+short_description: Knock a ruroco server to run one of its commands
+version_added: 1.0.0
+description:
+  - Sends one encrypted ruroco packet per destination address (at most one IPv4 and one IPv6),
+    exactly like C(ruroco-client send), so that the ruroco server of the target runs the
+    command named O(command).
+  - Runs entirely on the controller, using the C(ruroco) Python package and the client's
+    counter file in O(conf_dir). Concurrent hosts (forks) wait for the client lock in turn, so
+    every packet carries its own counter value.
+  - The server never answers. With O(wait_for), the plugin polls a TCP port on the target after
+    knocking and knocks again (with a fresh counter) until the port accepts or the time is up.
+author: ruroco contributors (@ruroco)
+requirements:
+  - The C(ruroco) Python package on the controller, in the Python that runs Ansible.
+options:
+  command:
+    description: Name of the command to run, as configured in the server's C(commands.toml).
+    type: str
+    default: default
+  address:
+    description:
+      - Host name or IP address of the ruroco server, optionally with a port (C(host:port),
+        C([ipv6]:port)); a port given here wins over O(port).
+      - Defaults to the C(ansible_host) of the inventory host, else its C(inventory_hostname).
+    type: str
+  port:
+    description: UDP port of the ruroco server when O(address) has none.
+    type: int
+    default: 80
+  key_file:
+    description:
+      - File on the controller holding the key. A relative path is searched like other
+        C(files) of the play or role.
+      - Exactly one of O(key_file) and O(key) is required.
+    type: path
+  key:
+    description:
+      - The key itself, for example from Ansible Vault. It never appears in results or logs.
+      - Exactly one of O(key_file) and O(key) is required.
+    type: str
+  permissive:
+    description:
+      - Clear the packet's strict flag, so the server does not compare the claimed and the real
+        source IP.
+    type: bool
+    default: false
+  ip:
+    description:
+      - Source IP address to claim in the packet, for example the public address behind NAT.
+    type: str
+  ipv4:
+    description: Only send over IPv4.
+    type: bool
+    default: false
+  ipv6:
+    description: Only send over IPv6.
+    type: bool
+    default: false
+  conf_dir:
+    description:
+      - Client configuration directory on the controller (holds C(counter) and C(client.lock)).
+      - Defaults to E(RUROCO_CONF_DIR), else C(~/.config/ruroco), like C(ruroco-client).
+    type: path
+  send_delay_ms:
+    description: Pause between the IPv4 and the IPv6 packet, in milliseconds.
+    type: int
+    default: 50
+  lock_timeout:
+    description:
+      - Seconds to wait for the client lock held by other forks or a running C(ruroco-client).
+    type: float
+    default: 30
+  wait_for:
+    description:
+      - After knocking, wait until a TCP port on the target accepts connections, knocking again
+        whenever it does not accept within O(wait_for.interval).
+    type: dict
+    suboptions:
+      port:
+        description: TCP port that the knocked command opens.
+        type: int
+        required: true
+      host:
+        description: Host to connect to; defaults to the host part of O(address).
+        type: str
+      timeout:
+        description: Seconds to keep knocking and polling before failing.
+        type: float
+        default: 30
+      interval:
+        description: Seconds to poll after each knock before knocking again.
+        type: float
+        default: 2
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.conn
+  - ansible.builtin.action_common_attributes.flow
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+    details: Runs entirely on the controller.
+  become:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+    details: >-
+      Reports the destination and command that would be knocked; sends nothing and uses no
+      counter value.
+  connection:
+    support: none
+  delegation:
+    support: none
+    details: Always runs on the controller; delegation changes nothing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+notes:
+  - The protocol is silent, so a successful send only means the packet left the controller.
+    Use O(wait_for) to check that the command had its effect.
+seealso:
+  - module: ruroco.ruroco.ruroco_key
+"""
+
+EXAMPLES = r"""
+- name: Run the default command on the ruroco server of every host
+  ruroco.ruroco.ruroco_send:
+    key_file: files/ruroco.key
+
+- name: Knock, then connect - open SSH and wait until it accepts
+  ruroco.ruroco.ruroco_send:
+    command: open_ssh
+    key: "{{ vault_ruroco_key }}"
+    wait_for:
+      port: 22
+      timeout: 60
+      interval: 3
+
+- name: Knock a server on another port over IPv4 only, claiming the NAT address
+  ruroco.ruroco.ruroco_send:
+    address: knock.example.org
+    port: 34020
+    command: open_port
+    key_file: /home/ops/.config/ruroco/ruroco.key
+    ipv4: true
+    ip: 203.0.113.7
+  register: knock
+
+- name: Show the counters that were used
+  ansible.builtin.debug:
+    msg: "{{ knock.destinations | map(attribute='counter') | list }}"
+"""
+
+RETURN = r"""
+destinations:
+  description:
+    - One entry per packet sent, over all knocks, in order. In check mode, the single
+      destination that would be knocked, without counter.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    destination:
+      description: Address the packet went to (or would go to, in check mode).
+      type: str
+      sample: "192.0.2.10:80"
+    counter:
+      description: Counter value carried by the packet; null in check mode.
+      type: int
+      sample: 1725821510000000001
+    error:
+      description: Why sending to this destination failed, or null.
+      type: str
+      sample: null
+knocks:
+  description: How many times the server was knocked (0 in check mode).
+  returned: always
+  type: int
+  sample: 1
+command:
+  description: The command name that was (or would be) sent.
+  returned: always
+  type: str
+  sample: default
+"""

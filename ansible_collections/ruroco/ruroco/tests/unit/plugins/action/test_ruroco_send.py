@@ -1,0 +1,403 @@
+# Copyright: ruroco contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ruroco_send's run() with a real Task and local connection against real loopback sockets.
+
+Every packet is received on 127.0.0.1 and decrypted with ruroco.protocol, so the tests prove
+what actually went over the wire, not what the plugin claims it sent.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+from ansible.errors import AnsibleActionFail
+from ansible.parsing.dataloader import DataLoader
+from ansible.playbook.play_context import PlayContext
+from ansible.playbook.task import Task
+from ansible.plugins.loader import connection_loader
+from ansible.template import Templar, trust_as_template
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ansible_collections.ruroco.ruroco.plugins.action.ruroco_send import (
+    ActionModule,
+    destination,
+    split_address,
+)
+from ruroco import protocol
+from ruroco.ipaddr import parse_ip
+
+FIXTURE = "///////////erb7v3q2+796tvu/erb7v3q2+796tvu/erb7v3q2+7w=="
+SECRET_PART = "erb7v3q2+796tvu"
+KEY = protocol.parse_key(FIXTURE)
+
+
+def make_action(args, check_mode=False, task_vars=None):
+    task = Task()
+    task.args = dict(args)
+    task.check_mode = check_mode
+    play_context = PlayContext()
+    connection = connection_loader.get("local", play_context, os.devnull)
+    loader = DataLoader()
+    templar = Templar(loader=loader, variables=task_vars or {})
+    return ActionModule(task, connection, play_context, loader, templar, None)
+
+
+def run_action(args, check_mode=False, task_vars=None):
+    task_vars = task_vars or {"inventory_hostname": "h1"}
+    return make_action(args, check_mode, task_vars).run(task_vars=task_vars)
+
+
+@pytest.fixture
+def udp():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    path = tmp_path / "ruroco.key"
+    path.write_text(FIXTURE)
+    return str(path)
+
+
+def receive(sock):
+    """One datagram, decrypted with the fixture key: the ClientData that was really sent."""
+    packet, _peer = sock.recvfrom(4096)
+    assert len(packet) == protocol.MSG_SIZE
+    key_id, blob = protocol.split_packet(packet)
+    assert key_id == KEY.key_id
+    return protocol.ClientData.decode(KEY.decrypt(blob))
+
+
+def nothing_arrives(sock, seconds=0.3):
+    sock.settimeout(seconds)
+    try:
+        sock.recvfrom(4096)
+    except TimeoutError:
+        return True
+    return False
+
+
+def test_knock_sends_a_valid_packet(udp, key_file, tmp_path):
+    """One knock carries the command hash, the returned counter, strict flag and the dst IP."""
+    port = udp.getsockname()[1]
+    result = run_action(
+        dict(
+            address="127.0.0.1",
+            port=port,
+            key_file=key_file,
+            command="open_ssh",
+            conf_dir=str(tmp_path / "c"),
+        )
+    )
+    data = receive(udp)
+    assert result["changed"] is True and result["knocks"] == 1
+    assert result["command"] == "open_ssh"
+    assert result["destinations"] == [
+        dict(destination=f"127.0.0.1:{port}", counter=data.counter, error=None)
+    ]
+    assert data.cmd_hash == protocol.command_hash("open_ssh")
+    assert data.strict is True and data.src_ip is None
+    assert data.dst_ip == parse_ip("127.0.0.1")
+    assert (tmp_path / "c" / "counter").read_bytes() == data.counter.to_bytes(16, "big")
+
+
+def test_inline_key_never_shows_up(udp, tmp_path, capfd):
+    """The key option works and appears neither in the result nor on stdout/stderr."""
+    port = udp.getsockname()[1]
+    result = run_action(
+        dict(
+            address=f"127.0.0.1:{port}",
+            key=FIXTURE,
+            permissive=True,
+            ip="192.0.2.7",
+            conf_dir=str(tmp_path),
+        )
+    )
+    data = receive(udp)
+    assert data.strict is False and data.src_ip == parse_ip("192.0.2.7")
+    out, err = capfd.readouterr()
+    for text in (json.dumps(result), out, err):
+        assert FIXTURE not in text and SECRET_PART not in text
+
+
+def test_address_defaults_to_inventory_host(udp, key_file, tmp_path):
+    """Without address, ansible_host of the inventory host is knocked."""
+    port = udp.getsockname()[1]
+    result = run_action(
+        dict(port=port, key_file=key_file, conf_dir=str(tmp_path)),
+        task_vars={"inventory_hostname": "web1", "ansible_host": "127.0.0.1"},
+    )
+    assert receive(udp).cmd_hash == protocol.command_hash("default")
+    assert result["destinations"][0]["destination"] == f"127.0.0.1:{port}"
+
+
+def test_templated_ansible_host_is_rendered(udp, key_file, tmp_path):
+    """An ansible_host that is itself a template (as inventories allow) is rendered first."""
+    port = udp.getsockname()[1]
+    task_vars = {
+        "inventory_hostname": "web1",
+        "ansible_host": trust_as_template("{{ knock_ip }}"),
+        "knock_ip": "127.0.0.1",
+    }
+    result = run_action(
+        dict(port=port, key_file=key_file, conf_dir=str(tmp_path)), task_vars=task_vars
+    )
+    assert receive(udp).dst_ip == parse_ip("127.0.0.1")
+    assert result["destinations"][0]["destination"] == f"127.0.0.1:{port}"
+
+
+def test_check_mode_sends_nothing_and_keeps_the_counter(udp, key_file, tmp_path):
+    """Check mode reports the destination and command, sends nothing, creates no counter."""
+    port = udp.getsockname()[1]
+    conf = tmp_path / "conf"
+    result = run_action(
+        dict(address="127.0.0.1", port=port, key_file=key_file, conf_dir=str(conf)), check_mode=True
+    )
+    assert result["changed"] is True and result["knocks"] == 0
+    assert result["destinations"] == [
+        dict(destination=f"127.0.0.1:{port}", counter=None, error=None)
+    ]
+    assert result["command"] == "default"
+    assert nothing_arrives(udp)
+    assert not (conf / "counter").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (dict(key="DEADBEEF"), "Key too short"),
+        (
+            dict(key_file="/nonexistent/ruroco.key"),
+            'Could not read key file "/nonexistent/ruroco.key"',
+        ),
+        (dict(key=FIXTURE, ip="not-an-ip"), 'Invalid --ip value "not-an-ip"'),
+        (dict(key=FIXTURE, address="127.0.0.1:asd"), 'Invalid port "asd"'),
+    ],
+)
+def test_bad_input_fails_with_the_clients_message(tmp_path, args, message):
+    """Bad input fails with the client's one-line reason and no packet or counter is used."""
+    conf = tmp_path / "conf"
+    with pytest.raises(AnsibleActionFail) as info:
+        run_action(dict(dict(address="127.0.0.1", port=9, conf_dir=str(conf)), **args))
+    assert message in str(info.value)
+    assert "DEADBEEF" not in str(info.value) and FIXTURE not in str(info.value)
+    assert not (conf / "counter").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (dict(), "one of the following is required: key_file, key"),
+        (dict(key=FIXTURE, key_file="/x"), "mutually exclusive"),
+        (dict(key=FIXTURE, wait_for=dict(timeout=1)), "port"),
+    ],
+)
+def test_argument_errors(args, message):
+    """Argument validation fails before anything is sent, also in check mode."""
+    with pytest.raises(AnsibleActionFail) as info:
+        run_action(dict(address="127.0.0.1", **args), check_mode=True)
+    assert message in str(info.value)
+    assert FIXTURE not in str(info.value)
+
+
+def _knock_in_fork(args, queue):
+    queue.put(run_action(args)["destinations"][0]["counter"])
+
+
+def test_concurrent_forks_use_distinct_counters(udp, key_file, tmp_path):
+    """Processes knocking at once wait for the client lock and never reuse a counter."""
+    port = udp.getsockname()[1]
+    args = dict(address="127.0.0.1", port=port, key_file=key_file, conf_dir=str(tmp_path))
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_knock_in_fork, args=(args, queue)) for _i in range(8)]
+    for proc in procs:
+        proc.start()
+    received = [receive(udp).counter for _i in procs]
+    for proc in procs:
+        proc.join(20)
+        assert proc.exitcode == 0
+    reported = [queue.get(timeout=5) for _i in procs]
+    assert len(set(received)) == 8
+    assert sorted(received) == sorted(reported)
+
+
+def test_concurrent_threads_use_distinct_counters(udp, key_file, tmp_path):
+    """Threads of one process are serialized by the same flock, so counters stay distinct."""
+    port = udp.getsockname()[1]
+    args = dict(address="127.0.0.1", port=port, key_file=key_file, conf_dir=str(tmp_path))
+    results = []
+    # Plugin loading is not thread-safe; build the actions first, as the worker does per fork.
+    actions = [make_action(args) for _i in range(6)]
+    threads = [
+        threading.Thread(
+            target=lambda a=a: results.append(a.run(task_vars={"inventory_hostname": "h"}))
+        )
+        for a in actions
+    ]
+    for thread in threads:
+        thread.start()
+    received = {receive(udp).counter for _i in threads}
+    for thread in threads:
+        thread.join(20)
+    assert len(received) == 6
+    assert received == {r["destinations"][0]["counter"] for r in results}
+
+
+@pytest.fixture
+def closed_tcp():
+    """A TCP port that is bound but not listening: connects are refused until listen()."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock
+    sock.close()
+
+
+def test_wait_for_knocks_again_until_the_port_opens(udp, key_file, tmp_path, closed_tcp):
+    """The port opens only after the second packet: the plugin knocks again and succeeds."""
+    port = udp.getsockname()[1]
+    seen = []
+
+    def server():
+        seen.append(receive(udp).counter)
+        seen.append(receive(udp).counter)
+        closed_tcp.listen(1)
+
+    thread = threading.Thread(target=server)
+    thread.start()
+    result = run_action(
+        dict(
+            address="127.0.0.1",
+            port=port,
+            key_file=key_file,
+            conf_dir=str(tmp_path),
+            wait_for=dict(port=closed_tcp.getsockname()[1], timeout=15, interval=0.5),
+        )
+    )
+    thread.join(10)
+    assert not result.get("failed")
+    assert result["knocks"] >= 2
+    counters = [d["counter"] for d in result["destinations"]]
+    assert counters[:2] == seen and counters == sorted(set(counters))
+
+
+def test_wait_for_succeeds_after_one_knock_when_port_opens(udp, key_file, tmp_path, closed_tcp):
+    """A listener opened right after the first packet is found within the first interval."""
+    port = udp.getsockname()[1]
+
+    def server():
+        receive(udp)
+        closed_tcp.listen(1)
+
+    thread = threading.Thread(target=server)
+    thread.start()
+    result = run_action(
+        dict(
+            address="127.0.0.1",
+            port=port,
+            key=FIXTURE,
+            conf_dir=str(tmp_path),
+            wait_for=dict(port=closed_tcp.getsockname()[1], timeout=15, interval=5),
+        )
+    )
+    thread.join(10)
+    assert not result.get("failed") and result["knocks"] == 1
+
+
+def test_wait_for_fails_with_a_clear_message(udp, key_file, tmp_path, closed_tcp):
+    """Nothing listens: the plugin fails after the timeout, naming the knocks and the silence."""
+    port = udp.getsockname()[1]
+    tcp_port = closed_tcp.getsockname()[1]
+    result = run_action(
+        dict(
+            address="127.0.0.1",
+            port=port,
+            key_file=key_file,
+            conf_dir=str(tmp_path),
+            wait_for=dict(port=tcp_port, timeout=1.5, interval=0.5),
+        )
+    )
+    assert result["failed"] is True
+    assert result["knocks"] >= 2
+    assert f"Port {tcp_port} on 127.0.0.1 did not accept" in result["msg"]
+    assert f"after {result['knocks']} knock(s)" in result["msg"]
+    assert "silent" in result["msg"]
+    received = [receive(udp).counter for _i in range(result["knocks"])]
+    assert received == [d["counter"] for d in result["destinations"]]
+    assert nothing_arrives(udp)
+
+
+def test_missing_package_gives_a_clear_error():
+    """Without the ruroco package on the controller the task fails with an install hint."""
+    code = """
+import os, sys
+sys.modules["ruroco.client.sender"] = None  # as if the package were not installed
+from ansible.errors import AnsibleError
+from ansible.parsing.dataloader import DataLoader
+from ansible.playbook.play_context import PlayContext
+from ansible.playbook.task import Task
+from ansible.plugins.loader import connection_loader
+from ansible.template import Templar
+from ansible_collections.ruroco.ruroco.plugins.action.ruroco_send import ActionModule
+task = Task()
+task.args = dict(address="127.0.0.1", key="not-shown")
+task.check_mode = False
+pc = PlayContext()
+loader = DataLoader()
+conn = connection_loader.get("local", pc, os.devnull)
+action = ActionModule(task, conn, pc, loader, Templar(loader=loader), None)
+try:
+    action.run(task_vars={})
+except AnsibleError as exc:
+    print(exc)
+"""
+    collections_root = os.path.abspath(__file__).split(os.sep + "ansible_collections" + os.sep)[0]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([collections_root, *sys.path]))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert "needs the 'ruroco' Python package on the controller" in out.stdout, out.stderr
+    assert "not-shown" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("address", "port", "expected"),
+    [
+        ("127.0.0.1", 80, "127.0.0.1:80"),
+        ("example.org", 34020, "example.org:34020"),
+        ("example.org:81", 34020, "example.org:81"),
+        ("::1", 80, "[::1]:80"),
+        ("[::1]", 80, "[::1]:80"),
+        ("[::1]:81", 80, "[::1]:81"),
+    ],
+)
+def test_destination(address, port, expected):
+    """A port in the address wins; otherwise the port option is added, IPv6 bracketed."""
+    assert destination(address, port) == expected
+
+
+@given(
+    st.ip_addresses(),
+    st.integers(min_value=1, max_value=65535),
+)
+def test_destination_roundtrips_ip_literals(ip, port):
+    """Every IP literal gets the port and its host part comes back unchanged."""
+    text = destination(str(ip), port)
+    assert split_address(text) == (str(ip), str(port))
