@@ -38,6 +38,8 @@ def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Could not parse {what} {qpath(path)}: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level; a hostile file can be deep
+        raise ConfigError(f"Could not parse {what} {qpath(path)}: nesting too deep") from None
 
 
 class Table:

@@ -31,6 +31,13 @@ def test_parse_error_names_file_but_not_content(tmp_path: Path) -> None:
     assert SECRET not in str(info.value)
 
 
+def test_deep_nesting_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nesting too deep"):
+        read_toml(path, "server config")
+
+
 def test_invalid_utf8(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_bytes(b"a = '\xff'\n")
