@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 
-.PHONY: all venv sysdeps demo test test-python test-collection test-molecule lint bench clean
+.PHONY: all venv devtools sysdeps demo test test-python test-collection test-molecule lint bench clean
 
 all: test
 
@@ -13,7 +13,10 @@ $(BIN)/python:
 	scripts/ensure-python-venv.sh "$(PYTHON)" "$(VENV)"
 
 venv: $(BIN)/python
-	scripts/install-python-deps.sh "$(VENV)"
+	scripts/install-python-deps.sh "$(VENV)" core
+
+devtools: $(BIN)/python
+	scripts/install-python-deps.sh "$(VENV)" dev
 
 sysdeps:
 	scripts/install-system-deps.sh
@@ -28,10 +31,10 @@ lint: venv
 test-python: venv sysdeps
 	$(BIN)/python -m pytest -q tests bench
 
-test-collection: venv
+test-collection: devtools
 	scripts/test-collection.sh
 
-test-molecule: venv sysdeps
+test-molecule: devtools sysdeps
 	scripts/test-molecule.sh
 
 test: lint test-python test-collection test-molecule
