@@ -5,11 +5,17 @@ source address (127.<octet>.x.y, so the per-IP limit of 2/s never applies), and 
 the command's byte arrives. Knocks are strictly sequential. The global limit in this
 deployment is raised (``GLOBAL_LIMIT``) because sequential knocks arrive at several hundred
 per second, which the default global cap of 100/s would otherwise refuse.
+
+``blocklist_dir`` puts the server's blocklist elsewhere (the bench passes a directory on
+tmpfs for a comparison run): the same path without the cost of the disk flushes, so the
+difference is what durability of the replay floor costs on this machine.
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,9 +30,27 @@ WARMUP = 20
 WAIT_S = 2.0
 
 
-def run_latency(root: Path, knocks: int = 1000, time_limit: float = 90.0) -> dict:
+TMPFS = Path("/dev/shm")
+
+
+def run_latency_tmpfs(root: Path, knocks: int = 1000, time_limit: float = 90.0) -> dict:
+    """``run_latency`` with the blocklist in a fresh directory on /dev/shm (removed after)."""
+    if not TMPFS.is_dir():
+        return {"error": f"{TMPFS} is not available"}
+    shm = Path(tempfile.mkdtemp(prefix="ruroco-bench-", dir=TMPFS))
+    try:
+        result = run_latency(root, knocks, time_limit, blocklist_dir=shm)
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
+    result["blocklist_dir"] = "tmpfs"
+    return result
+
+
+def run_latency(
+    root: Path, knocks: int = 1000, time_limit: float = 90.0, blocklist_dir: Path | None = None
+) -> dict:
     """One server+commander, ``WARMUP`` untimed knocks, then ``knocks`` timed ones."""
-    dep = Deployment(root, global_limit=GLOBAL_LIMIT)
+    dep = Deployment(root, global_limit=GLOBAL_LIMIT, blocklist_dir=blocklist_dir)
     socks: list[socket.socket] = []
     lat_ms: list[float] = []
     lost = 0

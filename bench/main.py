@@ -20,10 +20,11 @@ from pathlib import Path
 import click
 
 from bench import proc, stats
+from bench.breakdown import run_breakdown
 from bench.clientbench import run_client
 from bench.floodbench import run_flood
 from bench.fwknopbench import run_fwknop
-from bench.latency import run_latency
+from bench.latency import run_latency, run_latency_tmpfs
 from bench.report import write_results
 
 BENCH = Path(__file__).resolve().parent
@@ -127,6 +128,9 @@ def main(knocks, latency_runs, flood_seconds, client_runs, known_rate) -> None:
         _stage(results, "context", context, work)
         for i in range(latency_runs):
             _stage(results, f"latency_{i + 1}", run_latency, work / f"latency{i + 1}", knocks)
+        # Same path with the blocklist on tmpfs, then each stage alone: where the time goes.
+        _stage(results, "tmpfs_latency", run_latency_tmpfs, work / "latency_tmpfs", knocks)
+        _stage(results, "breakdown", run_breakdown, work / "breakdown")
         _stage(results, "client", run_client, work / "client", proc.free_udp_port(), client_runs)
         for mode, rate in (("random", 0.0), ("known", known_rate)):
             for legacy in (False, True):

@@ -63,6 +63,7 @@ def table(results: dict) -> list[str]:
     fwl = fw.get("latency", {})
     fwc = fw.get("client", {})
     cl = results.get("client", {})
+    tm = results.get("tmpfs_latency", {})
     p50, p99 = _latency(results, "p50_ms"), _latency(results, "p99_ms")
     rn, rl = results.get("flood_random_new", {}), results.get("flood_random_legacy", {})
     kn, kl = results.get("flood_known_new", {}), results.get("flood_known_legacy", {})
@@ -97,6 +98,13 @@ def table(results: dict) -> list[str]:
             "≤ 10",
             _num(p99, 2) + _verdict(ok(p99, 10)),
             _num(fwl.get("p99_ms"), 2) + " (fwknop)",
+            "ms",
+        ),
+        (
+            "Same, blocklist on tmpfs (no disk flush): p50 / p99",
+            "—",
+            f"{_num(tm.get('p50_ms'), 2)} / {_num(tm.get('p99_ms'), 2)}",
+            "—",
             "ms",
         ),
         (
@@ -235,6 +243,14 @@ def write_results(results: dict, path: Path) -> None:
             f" RcvbufErrors {_num(d.get('RcvbufErrors'))}; legit client runs failed:"
             f" {r.get('legit_client_failures', NA)}"
         )
+    tm = results.get("tmpfs_latency", {})
+    if "measured" in tm:
+        lines.append(
+            f"* latency with the blocklist on tmpfs (one run, same method):"
+            f" {tm.get('measured')} of {tm.get('knocks')} knocks measured, {tm.get('lost')} lost;"
+            f" p50 {_num(tm.get('p50_ms'), 2)} ms, p99 {_num(tm.get('p99_ms'), 2)} ms,"
+            f" max {_num(tm.get('max_ms'), 2)} ms"
+        )
     ctx = results.get("context", {})
     if "atomic_write_ms" in ctx:
         lines.append(
@@ -251,6 +267,7 @@ def write_results(results: dict, path: Path) -> None:
             f" ran the command {fc.get('commands_ran')} of {fc.get('commands_expected')} times;"
             f" fwknopd RSS {_num(fw.get('rss_mb'))} MB"
         )
+    lines += breakdown_section(results.get("breakdown", {}))
     notes = observations(results)
     if notes:
         lines += ["", "## Observations (derived from this run's figures)", "", *notes]
@@ -258,6 +275,44 @@ def write_results(results: dict, path: Path) -> None:
         lines += ["", "## Stages that failed", "", *errors]
     lines += ["", *METHOD]
     path.write_text("\n".join(lines) + "\n")
+
+
+# (stage key, what it covers), in the order a knock passes through them.
+STAGES = (
+    ("udp_loopback", "server: UDP `sendto` -> `recvfrom_into` on loopback (kernel hop)"),
+    ("decrypt_decode", "server: AES-GCM-SIV open + plaintext parse"),
+    ("blocklist_encode", "server: msgpack of the blocklist (one key)"),
+    ("write_atomic_disk", "server: fsync'd temp file + rename + directory fsync, on disk"),
+    ("write_atomic_tmpfs", "server: the same write on tmpfs"),
+    ("pipeline_disk", "server: whole `Pipeline.handle` of a valid packet, blocklist on disk"),
+    ("pipeline_tmpfs", "server: the same, blocklist on tmpfs"),
+    ("forward", "server: connect to the commander socket + 24-byte write"),
+    ("commander_process", "commander process: 24 bytes in -> command's byte in the FIFO"),
+    ("dispatch_handoff", "commander: `Dispatcher.submit` -> task starts in a worker thread"),
+    ("spawn_to_fifo", "commander: `Executor.run` -> `sh -c 'printf x > FIFO'` has written"),
+)
+
+
+def breakdown_section(bd: dict) -> list[str]:
+    """The per-stage table (``bench/breakdown.py``); empty when the stage did not run."""
+    rows = [(key, what, bd[key]) for key, what in STAGES if bd.get(key, {}).get("n")]
+    if not rows:
+        return []
+    out = [
+        "",
+        "## Where the time goes (each stage alone, `bench/breakdown.py`)",
+        "",
+        f"{bd.get('reps', NA)} repetitions per stage, run right after the latency runs;"
+        " real files, sockets and processes.",
+        "",
+        "| stage | covers | p50 | p90 | unit |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    out += [
+        f"| {key} | {what} | {_num(r.get('p50_us'))} | {_num(r.get('p90_us'))} | µs |"
+        for key, what, r in rows
+    ]
+    return out
 
 
 def observations(results: dict) -> list[str]:
@@ -271,6 +326,14 @@ def observations(results: dict) -> list[str]:
             f" to command start, so about {_num(max(0.0, p50 - c50), 2)} ms of the"
             f" {_num(p50, 2)} ms knock latency is spent in the server (receive, decrypt,"
             " checks, fsync'd blocklist write, connect to the commander)."
+        )
+    t50 = results.get("tmpfs_latency", {}).get("p50_ms")
+    if p50 is not None and t50 is not None:
+        out.append(
+            f"* Durable replay floor: with the blocklist on tmpfs the p50 is {_num(t50, 2)} ms,"
+            f" so the disk flushes (file fsync + directory fsync, both before the commander is"
+            f" contacted) account for about {_num(max(0.0, p50 - t50), 2)} ms of the"
+            f" {_num(p50, 2)} ms on disk."
         )
     for name in ("flood_random_new", "flood_known_new"):
         r = results.get(name, {})
@@ -320,7 +383,11 @@ METHOD = [
     "  own source address 127.3.x.y (so the per-IP limit of 2/s never applies) and with",
     "  `max_requests_per_second_global = 1000000` in that deployment's config (sequential",
     "  knocks arrive at several hundred per second). p50/p99 are nearest-rank percentiles per",
-    "  run; the table shows the median over the runs.",
+    "  run; the table shows the median over the runs. One more run of the same kind puts the",
+    "  server's blocklist on /dev/shm (tmpfs) to show what the disk flushes cost.",
+    "* Per-stage figures: `bench/breakdown.py` times each stage of the path on its own",
+    "  (median and p90 of 200), in-process with the real code, except `forward` and",
+    "  `commander_process`, which talk to a real commander process.",
     "* Floods: one sender process with one UDP socket bound per source address 127.2.x.y",
     "  (1,000 sources), sending round-robin from a pool of 8,192 payloads drawn from the",
     "  kernel RNG up front. Random flood (all 94 bytes random, unlimited rate): the C sender",

@@ -30,8 +30,12 @@ class Deployment:
         per_ip: int = 2,
         global_limit: int = 100,
         legacy: bool = False,
+        blocklist_dir: Path | None = None,
     ) -> None:
+        """``blocklist_dir`` defaults to ``root`` (on disk, as in production); the latency
+        bench also runs with it on tmpfs to show what the fsync'd write costs."""
         self.root = root
+        self.blocklist_dir = blocklist_dir or root
         root.mkdir(parents=True, exist_ok=True)
         self.legacy = legacy
         self.port = proc.free_udp_port()
@@ -49,7 +53,7 @@ class Deployment:
                 (
                     'ips = ["127.0.0.1"]',
                     f'config_dir = "{root}"',
-                    f'blocklist_dir = "{root}"',
+                    f'blocklist_dir = "{blocklist_dir or root}"',
                     f'socket_dir = "{root}"',
                     f"max_requests_per_second = {per_ip}",
                     f"max_requests_per_second_global = {global_limit}",

@@ -279,3 +279,47 @@ def test_c_sender_rejects_bad_arguments():
         check=False,
     )
     assert done.returncode == 2 and "out of range" in done.stderr
+
+
+def test_breakdown_times_every_stage_with_real_parts(tmp_path: Path):
+    from bench.breakdown import run_breakdown
+    from bench.report import STAGES
+
+    result = run_breakdown(tmp_path / "bd", reps=5)
+    for key, _ in STAGES:
+        assert result[key]["n"] == 5, key
+        assert 0 < result[key]["p50_us"] <= result[key]["p90_us"], key
+    # the whole pipeline includes the write it makes
+    assert result["pipeline_disk"]["p50_us"] > result["decrypt_decode"]["p50_us"]
+
+
+def test_tmpfs_latency_run_keeps_the_blocklist_off_the_deployment_dir(tmp_path: Path):
+    from bench.latency import run_latency_tmpfs
+
+    before = set(Path("/dev/shm").glob("ruroco-bench-*"))
+    result = run_latency_tmpfs(tmp_path / "lat", knocks=5)
+    assert result["blocklist_dir"] == "tmpfs"
+    assert (result["measured"], result["lost"]) == (5, 0)
+    assert not (tmp_path / "lat" / "blocklist.msgpck").exists()
+    assert set(Path("/dev/shm").glob("ruroco-bench-*")) <= before  # removed afterwards
+
+
+def test_results_file_explains_where_the_time_goes(tmp_path: Path):
+    results = {
+        "machine": {"nproc": 2},
+        "latency_1": {"p50_ms": 3.0, "p99_ms": 9.0, "commander_only_p50_ms": 1.0},
+        "tmpfs_latency": {"p50_ms": 1.75, "p99_ms": 4.5, "knocks": 9, "measured": 9, "lost": 0},
+        "breakdown": {
+            "reps": 7,
+            "write_atomic_disk": {"n": 7, "p50_us": 850.0, "p90_us": 990.0},
+            "spawn_to_fifo": {"n": 7, "p50_us": 760.5, "p90_us": 900.0},
+        },
+    }
+    out = tmp_path / "RESULTS.md"
+    write_results(results, out)
+    text = out.read_text()
+    assert "| Knock → command latency p50 | ≤ 2 | 3.00 ✗ |" in text  # tmpfs run not mixed in
+    assert "| Same, blocklist on tmpfs (no disk flush): p50 / p99 | — | 1.75 / 4.50 |" in text
+    assert "| write_atomic_disk |" in text and "| 850.0 | 990.0 | µs |" in text
+    assert "| spawn_to_fifo |" in text and "| 760.5 | 900.0 | µs |" in text
+    assert "account for about 1.25 ms of the 3.00 ms on disk" in text

@@ -177,6 +177,9 @@ class Commander:
             sock.setblocking(False)
             conns[sock] = _Conn(sock, time.monotonic() + READ_TIMEOUT_SEC)
             sel.register(sock, selectors.EVENT_READ, "conn")
+            # The server writes right after connecting: the 24 bytes are usually there
+            # already, and reading now saves a trip through select() per request.
+            self._read(sel, conns, sock)
 
     def _read(
         self, sel: selectors.BaseSelector, conns: dict[socket.socket, _Conn], sock: socket.socket
@@ -270,6 +273,7 @@ class Commander:
                     log.info(f"Killed {self.executor.kill_all()} running command(s)")
                     killed = True
             self.dispatcher.shutdown()
+        self.executor.close()
         self.release()
 
     def release(self) -> None:

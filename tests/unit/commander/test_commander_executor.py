@@ -163,3 +163,60 @@ def test_kill_all_stops_running_commands(tmp_path: Path) -> None:
     assert result["o"].status is Status.FAILURE and result["o"].returncode == -9
     assert wait_for(lambda: pid_gone(int(pidfile.read_text())), 5)
     assert os.getpgrp() != 0  # we are still alive: only the command's group was killed
+
+
+def test_command_inherits_only_stdin_stdout_stderr() -> None:
+    """posix_spawn does not close descriptors like Popen did: close-on-exec must cover it,
+    including descriptors the commander itself inherited without close-on-exec."""
+    inherited = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(inherited, True)
+    try:
+        outcome = run("ls /proc/$$/fd")
+    finally:
+        os.close(inherited)
+    assert outcome.status is Status.SUCCESS
+    assert sorted(outcome.stdout.split()) == ["0", "1", "2"]
+
+
+def test_stdin_is_dev_null_and_sigpipe_is_default() -> None:
+    """Python ignores SIGPIPE; the command must get the default action, as with Popen."""
+    outcome = run("cat; yes | head -c 3 >/dev/null; echo done")
+    assert outcome.status is Status.SUCCESS
+    assert (outcome.stdout, outcome.stderr) == ("done", "")  # yes died of SIGPIPE, silently
+    outcome = run("grep -E '^Sig(Ign|Blk)' /proc/self/status")
+    masks = {line.split(":")[0]: int(line.split()[1], 16) for line in outcome.stdout.splitlines()}
+    assert masks["SigBlk"] == 0
+    assert not masks["SigIgn"] & (1 << (13 - 1))  # SIGPIPE
+
+
+def test_capture_files_are_fresh_per_command_and_closed(private_tmpdir: Path) -> None:
+    executor = Executor()
+    first = executor.run(Command("a", "echo first; echo e1 >&2", 5), parse_ip("1.2.3.4"))
+    second = executor.run(Command("a", "echo second", 5), parse_ip("1.2.3.4"))
+    assert (first.stdout, first.stderr) == ("first", "e1")
+    assert (second.stdout, second.stderr) == ("second", "")
+    assert executor._spare  # ready for the next command
+    executor.close()
+    assert executor._spare == [] and list(private_tmpdir.iterdir()) == []
+
+
+def test_exit_status_and_signal_are_reported() -> None:
+    assert run("exit 7").returncode == 7
+    assert run("kill -TERM $$").returncode == -15
+
+
+def test_without_pidfd_exit_and_timeout_still_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kernels before 5.3 have no pidfd_open: the executor falls back to polling waitpid."""
+
+    def no_pidfd(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    marker = tmp_path / "made"
+    assert run(f"touch {marker}; exit 3", timeout=5).returncode == 3
+    assert marker.exists()
+    started = time.monotonic()
+    assert run("sleep 30", timeout=1).status is Status.TIMEOUT
+    assert time.monotonic() - started < 10
