@@ -14,7 +14,7 @@ from ruroco.commander.commands import DEFAULT_COMMANDS_PATH, load_commands
 from ruroco.commander.config import DEFAULT_CONFIG_PATH, load_config
 from ruroco.errors import RurocoError, format_error
 
-_PATH = click.Path(dir_okay=False, path_type=Path)
+_PATH = click.Path(path_type=Path)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

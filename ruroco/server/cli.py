@@ -16,7 +16,7 @@ from ruroco.server.config import DEFAULT_CONFIG_PATH
     "-c",
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default=str(DEFAULT_CONFIG_PATH),
     show_default=True,
     help="Path to config.toml.",

@@ -52,7 +52,11 @@ def bind_udp(address: str) -> socket.socket:
         raise ListenError(f"Could not UdpSocket bind {qpath(address)}: {_reason(exc)}") from None
     last: Exception | None = None
     for family, socktype, proto, _name, sockaddr in candidates:
-        sock = socket.socket(family, socktype, proto)
+        try:  # creating the socket fails too, e.g. under RestrictAddressFamilies=AF_UNIX
+            sock = socket.socket(family, socktype, proto)
+        except OSError as exc:
+            last = exc
+            continue
         try:
             sock.bind(sockaddr)
         except OSError as exc:

@@ -56,6 +56,16 @@ def test_missing_config_exact_message():
     )
 
 
+def test_directory_as_config_is_a_runtime_error_naming_it(tmp_path):
+    for args in (("-c", str(tmp_path)), ("--check", "-c", str(tmp_path))):
+        result = cli(*args)
+        assert result.returncode == 1
+        assert (
+            result.stderr.strip()
+            == f'Error: Could not read "{tmp_path}": Is a directory (os error 21)'
+        )
+
+
 def test_config_without_ips(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text('foo = "bar"\n')
