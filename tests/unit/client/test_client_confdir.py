@@ -1,0 +1,113 @@
+"""Conf dir resolution (§2.2) and the CLI's config-level behaviour (§10.3 "config")."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from client_helpers import CLIENT, client_env, run_client
+
+from ruroco.client.confdir import conf_dir_path, ensure_conf_dir, resolve_conf_dir
+from ruroco.client.sender import SendRequest
+from ruroco.errors import RurocoError
+
+
+def test_env_var_wins_and_is_used_verbatim(tmp_path: Path) -> None:
+    env = {"RUROCO_CONF_DIR": "relative/dir", "HOME": str(tmp_path)}
+    assert conf_dir_path(env) == "relative/dir"
+
+
+def test_home_fallback_contains_ruroco(tmp_path: Path) -> None:
+    path = conf_dir_path({"HOME": str(tmp_path)})
+    assert path == str(tmp_path / ".config" / "ruroco")
+    assert "ruroco" in path
+
+
+def test_no_home_uses_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert conf_dir_path({}) == str(tmp_path)
+
+
+def test_resolve_creates_the_directory_recursively(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "c"
+    assert resolve_conf_dir({"RUROCO_CONF_DIR": str(target)}) == str(target)
+    assert target.is_dir()
+    assert ensure_conf_dir(target) == str(target)  # existing is fine
+
+
+def test_uncreatable_dir_is_an_error() -> None:
+    with pytest.raises(RurocoError, match=r"^Could not create config dir"):
+        resolve_conf_dir({"RUROCO_CONF_DIR": "/etc/hostname/ruroco_xyz"})
+
+
+def test_dir_that_is_a_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RurocoError, match=r"^Could not create config dir"):
+        ensure_conf_dir(tmp_path / "file")
+
+
+def test_cli_uses_env_conf_dir(tmp_path: Path) -> None:
+    conf = tmp_path / "x" / "conf"
+    result = run_client("reseed", conf_dir=conf)
+    assert result.returncode == 0, result.stderr
+    assert (conf / "client.lock").is_file()
+    assert (conf / "counter").is_file()
+
+
+def test_cli_home_fallback(tmp_path: Path) -> None:
+    env = client_env(tmp_path)
+    del env["RUROCO_CONF_DIR"]
+    env["HOME"] = str(tmp_path / "home")
+    result = run_client("reseed", conf_dir=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "home" / ".config" / "ruroco" / "counter").is_file()
+
+
+def test_cli_without_home_uses_cwd(tmp_path: Path) -> None:
+    import subprocess
+
+    env = client_env(tmp_path)
+    del env["RUROCO_CONF_DIR"]
+    env.pop("HOME", None)
+    result = subprocess.run(
+        [CLIENT, "reseed"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=20
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "counter").is_file()
+    assert (tmp_path / "client.lock").is_file()
+
+
+def test_cli_uncreatable_conf_dir_exits_1(tmp_path: Path) -> None:
+    result = run_client("gen", conf_dir=Path("/etc/hostname/ruroco_xyz"))
+    assert result.returncode == 1
+    assert result.stderr.startswith('Error: Could not create config dir "/etc/hostname/ruroco_xyz"')
+    assert result.stdout == ""
+
+
+def test_help_is_a_help_exit(tmp_path: Path) -> None:
+    for args in (["--help"], ["-h"], ["send", "--help"], ["gen", "-h"], ["reseed", "--help"]):
+        result = run_client(*args, conf_dir=tmp_path / "conf")
+        assert result.returncode == 0, args
+        assert "Usage:" in result.stdout
+    assert not (tmp_path / "conf").exists()  # help does not touch the conf dir
+
+
+def test_version_flag(tmp_path: Path) -> None:
+    for flag in ("-V", "--version"):
+        result = run_client(flag, conf_dir=tmp_path)
+        assert result.returncode == 0
+        assert result.stdout.startswith("ruroco-client ")
+
+
+def test_send_request_defaults() -> None:
+    req = SendRequest(address="127.0.0.1:80", key_file="k")
+    assert (req.command, req.permissive, req.ip, req.ipv4, req.ipv6, req.send_delay_ms) == (
+        "default",
+        False,
+        None,
+        False,
+        False,
+        50,
+    )
+    assert os.fspath(req.key_file) == "k"
