@@ -33,6 +33,16 @@ LOCK_FILE = "client.lock"
 MAX_KEY_FILE_SIZE = 64 * 1024
 
 
+# -d takes any u64 like the original; time.sleep overflows above ~2**63 ns, so a delay that
+# large is clamped to ~68 years rather than crashing with a traceback.
+MAX_DELAY_MS = 2**31 * 1000
+
+
+def delay_seconds(delay_ms: int) -> float:
+    """The pause between destinations, clamped to what ``time.sleep`` accepts."""
+    return min(delay_ms, MAX_DELAY_MS) / 1000
+
+
 def _conf_dir(conf_dir: str | os.PathLike[str] | None) -> str:
     return resolve_conf_dir() if conf_dir is None else ensure_conf_dir(conf_dir)
 
@@ -119,7 +129,7 @@ def send_to_destinations(prepared: PreparedRequest, dests: list[Destination]) ->
     failures: list[str] = []
     for index, dest in enumerate(dests):
         if index and request.send_delay_ms > 0:
-            time.sleep(request.send_delay_ms / 1000)
+            time.sleep(delay_seconds(request.send_delay_ms))
         value = prepared.counter.value
         try:
             value = prepared.counter.increment()

@@ -359,3 +359,11 @@ def test_lock_is_per_conf_dir(conf_dir: Path, tmp_path: Path) -> None:
             reseed(conf_dir, 3)
     finally:
         lock.release()
+
+
+def test_huge_send_delay_is_clamped_not_a_crash():
+    from ruroco.client.sender import MAX_DELAY_MS, delay_seconds
+
+    assert delay_seconds(50) == 0.05
+    assert delay_seconds(2**64 - 1) == MAX_DELAY_MS / 1000
+    assert delay_seconds(2**64 - 1) < 2**62 / 1e9  # within what time.sleep accepts
