@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build the Debian 12 systemd test-host image locally (no registry is reachable on CI), once:
+# an existing tag is reused. debootstrap needs only Debian's package mirror.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+if podman image exists "$RUROCO_TESTHOST_IMAGE"; then
+    echo "test-host image $RUROCO_TESTHOST_IMAGE exists, reusing it"
+    exit 0
+fi
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+work=$(mktemp -d /var/tmp/ruroco-rootfs.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+rootfs="$work/rootfs"
+echo "building $RUROCO_TESTHOST_IMAGE with debootstrap from $mirror"
+debootstrap --variant=minbase --include="$RUROCO_TESTHOST_PACKAGES" bookworm "$rootfs" "$mirror" \
+    >"$work/debootstrap.log" 2>&1 || { tail -30 "$work/debootstrap.log" >&2; exit 1; }
+# A container needs no getty, and first-boot units that wait for hardware only slow the boot.
+chroot "$rootfs" systemctl mask getty@tty1.service console-getty.service \
+    systemd-firstboot.service systemd-udevd.service systemd-remount-fs.service >/dev/null 2>&1 || true
+# The hosts are reached over SSH by key only; ansible needs root (the roles manage /etc).
+mkdir -p "$rootfs/root/.ssh"
+chmod 0700 "$rootfs/root/.ssh"
+printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n' \
+    >"$rootfs/etc/ssh/sshd_config.d/ruroco-test.conf"
+rm -f "$rootfs/etc/machine-id" && touch "$rootfs/etc/machine-id"
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+tar -C "$rootfs" -c . | podman import \
+    --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' - "$RUROCO_TESTHOST_IMAGE" >/dev/null
+echo "built $RUROCO_TESTHOST_IMAGE"

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Start or remove systemd test hosts (Podman containers on the default bridge).
+#   hosts.sh up RUN_ID PUBKEY_FILE NAME...   start hosts, print "NAME ADDRESS" once SSH answers
+#   hosts.sh down RUN_ID [NAME...]           remove the named hosts, or every host of the run
+# Every container carries the label ruroco-test-run=RUN_ID, so a run removes exactly what it
+# started (also after a crash: scripts/test-molecule.sh removes the whole run in a trap).
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+cmd=${1:?usage: hosts.sh up|down RUN_ID ...}
+run_id=${2:?run id missing}
+shift 2
+container() { echo "rt-$run_id-$1"; }
+
+case "$cmd" in
+up)
+    pubkey=${1:?public key file missing}
+    shift
+    for name in "$@"; do
+        # NET_ADMIN: the scenarios' commands change nftables inside the host.
+        podman run -d --systemd=always --label "ruroco-test-run=$run_id" \
+            --name "$(container "$name")" --hostname "$name" --cap-add NET_ADMIN \
+            "$RUROCO_TESTHOST_IMAGE" /sbin/init >/dev/null
+    done
+    for name in "$@"; do
+        c=$(container "$name")
+        podman exec -i "$c" sh -c 'umask 077; cat > /root/.ssh/authorized_keys' <"$pubkey"
+        # Bounded wait for the boot to finish (degraded is fine: nothing of ours runs yet).
+        timeout 60 podman exec "$c" systemctl is-system-running --wait >/dev/null || true
+        podman exec "$c" systemctl start ssh.service
+    done
+    for name in "$@"; do
+        address=$(podman inspect -f '{{.NetworkSettings.IPAddress}}' "$(container "$name")")
+        for _ in $(seq 1 100); do
+            if timeout 1 bash -c "exec 3<>/dev/tcp/$address/22" 2>/dev/null; then break; fi
+            sleep 0.2
+        done
+        echo "$name $address"
+    done
+    ;;
+down)
+    if [ $# -gt 0 ]; then
+        for name in "$@"; do podman rm -f -t 2 "$(container "$name")" >/dev/null 2>&1 || true; done
+    else
+        ids=$(podman ps -aq --filter "label=ruroco-test-run=$run_id")
+        [ -z "$ids" ] || podman rm -f -t 2 $ids >/dev/null
+    fi
+    ;;
+*)
+    echo "usage: hosts.sh up|down RUN_ID ..." >&2
+    exit 2
+    ;;
+esac
