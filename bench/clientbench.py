@@ -52,9 +52,8 @@ def installed_client(out_dir: Path) -> str:
         subprocess.run(["rm", "-rf", str(venv), str(wheels)], check=True)
     quiet = {"capture_output": True, "check": True, "timeout": 600}
     subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), str(repo)], **quiet
-    )
+    env = dict(os.environ, PYTHON_FOR_WHEEL=sys.executable)
+    subprocess.run([str(repo / "scripts" / "build-wheel.sh"), str(wheels)], env=env, **quiet)
     wheel = next(wheels.glob("ruroco-*.whl"))
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], **quiet)
     subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv)], **quiet)

@@ -31,13 +31,7 @@ export ANSIBLE_NOCOLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
 start=$(date +%s)
 scripts/testhosts/build-image.sh
 
-# The wheel is built from a copy of the sources, so the checkout gets no build/ directory.
-src="$run_dir/src"
-mkdir -p "$src" "$run_dir/wheelhouse"
-cp -r pyproject.toml README.md ruroco "$src/"
-"$venv/bin/pip" wheel --quiet --no-deps --wheel-dir "$run_dir/wheelhouse" "$src" 2>/dev/null
-"$venv/bin/pip" download --quiet --only-binary=:all: --dest "$run_dir/wheelhouse" \
-    "$run_dir"/wheelhouse/ruroco-*.whl 2>/dev/null
+PYTHON_FOR_WHEEL="$venv/bin/python" scripts/build-wheel.sh "$run_dir/wheelhouse" --with-deps >/dev/null
 ssh-keygen -q -t ed25519 -N '' -C "ruroco-molecule-$run_id" -f "$run_dir/id_ed25519"
 
 failed=()
