@@ -21,7 +21,7 @@ options:
   path:
     description:
       - Key file on the managed host, for example C(/etc/ruroco/default.key).
-      - The parent directory must exist.
+      - The parent directory must exist (in check mode a missing one is reported as a change, since an earlier task may create it).
     type: path
     required: true
   key:
@@ -113,7 +113,9 @@ def read_current(module, path):
     """``(state, detail)``: absent; valid with the ``(key_id, secret)`` pair; invalid with why."""
     if not os.path.lexists(path):
         directory = os.path.dirname(path) or "."
-        if not os.path.isdir(directory):  # checked here so that check mode reports it too
+        # In check mode a missing directory may come from an earlier task of the same run
+        # (as copy and template assume); a real run needs it.
+        if not os.path.isdir(directory) and not module.check_mode:
             module.fail_json(
                 msg=f"Parent directory {directory} of the key file does not exist", path=path
             )

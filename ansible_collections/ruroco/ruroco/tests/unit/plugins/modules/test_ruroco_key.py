@@ -160,11 +160,15 @@ def test_directory_and_missing_parent_fail(tmp_path, capsys):
     """A directory at path, or a missing parent directory, fails with a one-line reason."""
     as_dir = run_result(capsys, path=str(tmp_path))
     assert as_dir["failed"] is True and "is a directory" in as_dir["msg"]
-    for check_mode in (False, True):
-        missing = run_result(
-            capsys, path=str(tmp_path / "no" / "k.key"), _ansible_check_mode=check_mode
-        )
-        assert missing["failed"] is True and "does not exist" in missing["msg"]
+    missing = run_result(capsys, path=str(tmp_path / "no" / "k.key"))
+    assert missing["failed"] is True and "does not exist" in missing["msg"]
+
+
+def test_check_mode_with_missing_parent_reports_a_change(tmp_path, capsys):
+    """In a dry run an earlier task would have created the directory, as with copy/template."""
+    result = run_result(capsys, path=str(tmp_path / "no" / "k.key"), _ansible_check_mode=True)
+    assert result["changed"] is True and "failed" not in result
+    assert not (tmp_path / "no").exists()
 
 
 def test_replacing_keeps_existing_mode_private(tmp_path, capsys):
