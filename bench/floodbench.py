@@ -28,9 +28,14 @@ def run_flood(
     legacy: bool,
     duration: float = 20.0,
     rate: float = 0.0,
+    kernel_filter: bool = False,
 ) -> dict:
-    """One deployment under flood for ``duration`` s; returns counts, rates and peak RSS."""
-    dep = Deployment(root, legacy=legacy)
+    """One deployment under flood for ``duration`` s; returns counts, rates and peak RSS.
+
+    With ``kernel_filter`` the deployment's config sets ``kernel_filter = true``: the kernel
+    drops what the socket filter refuses before queueing and counts it as UDP InErrors.
+    """
+    dep = Deployment(root, legacy=legacy, kernel_filter=kernel_filter)
     conf_dir = root / "client"
     conf_dir.mkdir()
     client_env = dict(os.environ, RUROCO_CONF_DIR=str(conf_dir))
@@ -120,6 +125,7 @@ def run_flood(
     return {
         "mode": mode,
         "ordering": "legacy" if legacy else "new",
+        "kernel_filter": kernel_filter,
         "sources": SOURCES,
         "engine": "c-sendmmsg" if binary is not None else "python",
         "target_rate": rate,
@@ -130,6 +136,8 @@ def run_flood(
         "snmp_delta": delta,
         "delivered_per_s": delta.get("InDatagrams", 0) / seconds,
         "rcvbuf_drops_per_s": delta.get("RcvbufErrors", 0) / seconds,
+        # Socket-filter drops are counted as InErrors (RcvbufErrors is a subset of InErrors).
+        "filtered_per_s": (delta.get("InErrors", 0) - delta.get("RcvbufErrors", 0)) / seconds,
         "legit_sent": knocks_sent,
         "legit_client_failures": knocks_failed,
         "legit_ran": ran,

@@ -28,6 +28,7 @@ from bench.latency import run_latency, run_latency_tmpfs
 from bench.report import write_results
 
 BENCH = Path(__file__).resolve().parent
+_ONLY: tuple[str, ...] = ()  # stage-name prefixes from --only; empty: every stage
 OUT = BENCH / "out"
 
 
@@ -98,6 +99,8 @@ def _read_int(path: str) -> int | None:
 
 
 def _stage(results: dict, name: str, fn, *args, **kwargs) -> None:
+    if _ONLY and not name.startswith(_ONLY):
+        return
     t0 = time.monotonic()
     load = os.getloadavg()[0]
     click.echo(f"[bench] {name} ...", err=True)
@@ -117,7 +120,14 @@ def _stage(results: dict, name: str, fn, *args, **kwargs) -> None:
 @click.option("--flood-seconds", type=click.FloatRange(1, 60), default=20.0)
 @click.option("--client-runs", type=click.IntRange(1, 100), default=30)
 @click.option("--known-rate", type=click.FloatRange(1), default=20_000.0)
-def main(knocks, latency_runs, flood_seconds, client_runs, known_rate) -> None:
+@click.option(
+    "--only",
+    multiple=True,
+    help="Run only the stages whose name starts with this (repeatable), e.g. flood_random.",
+)
+def main(knocks, latency_runs, flood_seconds, client_runs, known_rate, only) -> None:
+    global _ONLY
+    _ONLY = tuple(only)
     proc.install_cleanup()
     work = OUT / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -145,6 +155,17 @@ def main(knocks, latency_runs, flood_seconds, client_runs, known_rate) -> None:
                     duration=flood_seconds,
                     rate=rate,
                 )
+            if mode == "random":  # the same flood against the opt-in kernel pre-filter
+                _stage(
+                    results,
+                    "flood_random_kfilter",
+                    run_flood,
+                    work / "flood_random_kfilter",
+                    mode="random",
+                    legacy=False,
+                    duration=flood_seconds,
+                    kernel_filter=True,
+                )
         _stage(results, "fwknop", run_fwknop, work / "fwknop", 200, client_runs)
     finally:
         proc.stop_all()
@@ -157,12 +178,14 @@ def main(knocks, latency_runs, flood_seconds, client_runs, known_rate) -> None:
     (OUT / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     # Only a run with the documented parameters may replace the committed RESULTS.md.
     defaults = {p.name: p.default for p in main.params}
+    defaults["only"] = ()
     given = {
         "knocks": knocks,
         "latency_runs": latency_runs,
         "flood_seconds": flood_seconds,
         "client_runs": client_runs,
         "known_rate": known_rate,
+        "only": tuple(only),
     }
     target = BENCH / "RESULTS.md" if given == defaults else OUT / "RESULTS.partial.md"
     write_results(results, target)

@@ -31,6 +31,8 @@ class Deployment:
         global_limit: int = 100,
         legacy: bool = False,
         blocklist_dir: Path | None = None,
+        kernel_filter: bool = False,
+        server_cmd: list[str] | None = None,
     ) -> None:
         """``blocklist_dir`` defaults to ``root`` (on disk, as in production); the latency
         bench also runs with it on tmpfs to show what the fsync'd write costs."""
@@ -38,6 +40,7 @@ class Deployment:
         self.blocklist_dir = blocklist_dir or root
         root.mkdir(parents=True, exist_ok=True)
         self.legacy = legacy
+        self.server_cmd = server_cmd  # another server build, for before/after comparisons
         self.port = proc.free_udp_port()
         self.key_file = root / "bench.key"
         key_text = protocol.generate_key()
@@ -60,6 +63,7 @@ class Deployment:
                     'socket_user = ""',
                     'socket_group = ""',
                     "allow_non_routable_ips = true",
+                    *(("kernel_filter = true",) if kernel_filter else ()),
                     "",
                 )
             )
@@ -91,7 +95,9 @@ class Deployment:
         sock = self.root / "ruroco.socket"
         proc.wait_for(sock.exists, 20, "ruroco-commander socket", self.commander)
         env["RUROCO_LISTEN_ADDRESS"] = f"127.0.0.1:{self.port}"
-        if self.legacy:
+        if self.server_cmd:
+            argv = [*self.server_cmd, "-c", str(self.config)]
+        elif self.legacy:
             argv = [sys.executable, "-m", "bench.legacy_server", "-c", str(self.config)]
         else:
             argv = [proc.tool("ruroco-server"), "-c", str(self.config)]

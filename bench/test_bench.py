@@ -323,3 +323,62 @@ def test_results_file_explains_where_the_time_goes(tmp_path: Path):
     assert "| write_atomic_disk |" in text and "| 850.0 | 990.0 | µs |" in text
     assert "| spawn_to_fifo |" in text and "| 760.5 | 900.0 | µs |" in text
     assert "account for about 1.25 ms of the 3.00 ms on disk" in text
+
+
+def test_socket_filter_drops_are_counted_as_udp_inerrors_not_rcvbuf_errors():
+    """What the kernel_filter flood row relies on: filtered = InErrors - RcvbufErrors."""
+    from ruroco.server import kfilter
+
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        rx.bind(("127.0.0.1", 0))
+        kfilter.attach(rx, [b"\x01" * 8])
+        before = stats.read_snmp_udp()
+        for _ in range(200):
+            tx.sendto(b"\x02" * MSG_SIZE, rx.getsockname())
+        tx.sendto(b"\x01" * MSG_SIZE, rx.getsockname())
+        rx.settimeout(2)
+        assert rx.recv(200) == b"\x01" * MSG_SIZE
+        delta = stats.snmp_delta(before, stats.read_snmp_udp())
+    assert delta["InErrors"] - delta["RcvbufErrors"] >= 200
+
+
+def test_results_file_has_the_kernel_filter_rows(tmp_path: Path):
+    results = {
+        "machine": {"nproc": 2},
+        "flood_random_kfilter": {
+            "filtered_per_s": 280_000.0,
+            "rcvbuf_drops_per_s": 0.0,
+            "absorbed_per_s": 1.0,
+            "legit_ran": 19,
+            "legit_sent": 19,
+            "server_summary": {"received": 19, "accepted": 19, "rejected": 0},
+            "snmp_delta": {"InErrors": 5_600_000, "RcvbufErrors": 0},
+        },
+    }
+    out = tmp_path / "RESULTS.md"
+    write_results(results, out)
+    text = out.read_text()
+    assert (
+        "| Random flood, `kernel_filter = true`: dropped by the filter / rcvbuf full / read"
+        " | — | 280,000 / 0.0 / 1.0 | — | datagrams/s |" in text
+    )
+    assert (
+        "| Random flood, `kernel_filter = true`: legit knocks run / sent | all | 19 / 19 ✓ |"
+        in text
+    )
+    assert "InErrors 5,600,000" in text
+    assert "19 of 19 legitimate knocks ran" in text
+
+
+def test_cpu_seconds_reads_this_process_and_grows_with_work():
+    from bench.cpuprobe import cpu_seconds
+
+    user0, sys0 = cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    user1, sys1 = cpu_seconds(os.getpid())
+    assert user1 + sys1 - user0 - sys0 >= 0.1

@@ -59,6 +59,14 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
             origin[key.key_id] = str(path)
         key.wipe()
 
+    if config.kernel_filter:
+        from ruroco.server import kfilter
+
+        try:
+            kfilter.check_key_count(len(keys))
+        except RurocoError as exc:
+            result.problems.append(str(exc))
+
     blocklist_path = config.blocklist_path()
     try:
         entries = blocklist_file.read_file(blocklist_path)
@@ -75,5 +83,6 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
         f"{qpath(config_path)} OK: {ips_note}, {len(keys)} key(s) in {qpath(key_dir)}, "
         f"blocklist {qpath(blocklist_path)} with {len(entries)} entr"
         f"{'y' if len(entries) == 1 else 'ies'}"
+        + (", kernel filter on" if config.kernel_filter else "")
     )
     return result

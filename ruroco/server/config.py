@@ -36,6 +36,9 @@ class ServerConfig:
     max_requests_per_second: int = 2
     max_requests_per_second_global: int = 100
     max_clock_skew_seconds: int = 3600
+    # Not in the original (which ignores unknown keys): drop wrong-size and unknown-key
+    # datagrams in the kernel, unlogged (see ruroco.server.kfilter).
+    kernel_filter: bool = False
     path: Path | None = field(default=None, compare=False)
 
     def key_dir(self) -> Path:
@@ -71,5 +74,6 @@ def load_config(path: str | os.PathLike[str]) -> ServerConfig:
             "max_requests_per_second_global", 100, maximum=U32_MAX
         ),
         max_clock_skew_seconds=table.int("max_clock_skew_seconds", 3600, maximum=U64_MAX),
+        kernel_filter=table.bool("kernel_filter", False),
         path=Path(path),
     )

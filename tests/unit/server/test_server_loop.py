@@ -194,3 +194,38 @@ def test_signal_handler_sets_the_stop_flag(tmp_path):
         signal.signal(signal.SIGINT, old_int)
         signal.set_wakeup_fd(old_fd)
         server.close()
+
+
+def test_loop_rejections_of_size_and_unknown_key_log_as_the_pipeline_renders(tmp_path, capfd):
+    """The drain loop decides these two itself; its lines must equal Pipeline.handle's."""
+    from ruroco.server.pipeline import Pipeline, render
+
+    run = Running(tmp_path, throttle_interval=0.0)
+    try:
+        port = run.client.getsockname()[1]
+        run.send(b"x" * 95)
+        run.settle(1)
+        run.send(bytes(94))
+        assert run.settle(2) == 2
+    finally:
+        run.stop()
+    assert run.result.pipeline["size"] == 1 and run.result.pipeline["unknown_key"] == 1
+    reference = Pipeline(run.server.config, run.server.pipeline.keys, run.server.pipeline.blocklist)
+    expected = [
+        render(reference.handle(b"x" * 95 + bytes(1), 95, "127.0.0.1", port)),
+        render(reference.handle(bytes(94), 94, "127.0.0.1", port)),
+    ]
+    err = capfd.readouterr().err
+    lines = [line.split("] ", 1)[1] for line in err.splitlines() if "Rejected datagram" in line]
+    assert lines == expected
+
+
+def test_legacy_order_still_rate_limits_before_the_key_lookup(tmp_path):
+    run = Running(tmp_path, legacy_rate_limit=True)
+    try:
+        for _ in range(4):
+            run.send(bytes(94))
+        assert run.settle(4) == 4
+    finally:
+        run.stop()
+    assert run.result.pipeline["unknown_key"] == 2 and run.result.pipeline["rate_source"] == 2
