@@ -6,6 +6,8 @@ failed shows ``n/a`` and its error is listed under the table.
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import stats
@@ -293,6 +295,7 @@ def write_results(results: dict, path: Path) -> None:
             f" fwknopd RSS {_num(fw.get('rss_mb'))} MB"
         )
     lines += breakdown_section(results.get("breakdown", {}))
+    lines += fleet_section(Path(__file__).resolve().parent / "out" / "fleet.json")
     notes = observations(results)
     if notes:
         lines += ["", "## Observations (derived from this run's figures)", "", *notes]
@@ -300,6 +303,38 @@ def write_results(results: dict, path: Path) -> None:
         lines += ["", "## Stages that failed", "", *errors]
     lines += ["", *METHOD]
     path.write_text("\n".join(lines) + "\n")
+
+
+def fleet_section(path: Path) -> list[str]:
+    """The Ansible fan-out figures, written by molecule's ``fleet`` scenario."""
+    try:
+        fleet = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return [
+            "",
+            "## Ansible fleet",
+            "",
+            "No `bench/out/fleet.json`: run `scripts/test-molecule.sh fleet` first.",
+        ]
+    when = datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M")
+    return [
+        "",
+        "## Ansible fleet (molecule scenario `fleet`)",
+        "",
+        f"Measured {when} UTC by `scripts/test-molecule.sh fleet`: {fleet.get('hosts')} hosts"
+        f" ({fleet.get('host_setup')}), forks {fleet.get('forks')}, {fleet.get('cpus')} CPUs,"
+        f" median of {fleet.get('rounds')} rounds; {fleet.get('knocks_executed')} knocks were"
+        " checked on their hosts.",
+        "",
+        "| one play knocking every host | median wall time | rounds | unit |",
+        "| --- | --- | --- | --- |",
+        "| one `ruroco.ruroco.ruroco_send` task"
+        f" | {_num(fleet.get('ruroco_send_play_median_s'), 3)}"
+        f" | {', '.join(_num(v, 3) for v in fleet.get('ruroco_send_play_s', []))} | s |",
+        "| `ansible.builtin.command: ruroco-client send` delegated to localhost"
+        f" | {_num(fleet.get('command_fanout_play_median_s'), 3)}"
+        f" | {', '.join(_num(v, 3) for v in fleet.get('command_fanout_play_s', []))} | s |",
+    ]
 
 
 # (stage key, what it covers), in the order a knock passes through them.

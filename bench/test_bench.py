@@ -382,3 +382,26 @@ def test_cpu_seconds_reads_this_process_and_grows_with_work():
         pass
     user1, sys1 = cpu_seconds(os.getpid())
     assert user1 + sys1 - user0 - sys0 >= 0.1
+
+
+def test_fleet_section_reads_molecule_figures(tmp_path):
+    import json
+
+    from bench.report import fleet_section
+
+    path = tmp_path / "fleet.json"
+    assert "run `scripts/test-molecule.sh fleet` first" in "\n".join(fleet_section(path))
+    path.write_text(
+        json.dumps(
+            {
+                "hosts": 20,
+                "ruroco_send_play_median_s": 0.5,
+                "ruroco_send_play_s": [0.5],
+                "command_fanout_play_median_s": 5.25,
+                "command_fanout_play_s": [5.25],
+            }
+        )
+    )
+    text = "\n".join(fleet_section(path))
+    assert "| one `ruroco.ruroco.ruroco_send` task | 0.500 | 0.500 | s |" in text
+    assert "delegated to localhost | 5.250 | 5.250 | s |" in text
