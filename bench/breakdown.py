@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench import stats
 from bench.fifo import Fifo
-from bench.rurocoenv import COMMAND, Counter, Deployment
+from bench.rurocoenv import COMMAND, Counter, Deployment, knock_packet
 from ruroco import protocol
 from ruroco.commander.commands import Command
 from ruroco.commander.dispatch import Dispatcher
@@ -99,17 +99,6 @@ def _udp_loopback(reps: int) -> dict:
         tx.close()
 
 
-def _packet(key: protocol.Key, counter: int) -> bytes:
-    data = protocol.ClientData(
-        cmd_hash=protocol.command_hash(COMMAND),
-        counter=counter,
-        strict=True,
-        src_ip=None,
-        dst_ip=parse_ip("127.0.0.1"),
-    )
-    return protocol.build_packet(key, data)
-
-
 def _server_stages(directory: Path, reps: int, label: str) -> dict:
     """``write_atomic`` and the whole ``Pipeline.handle`` with the blocklist in ``directory``."""
     key = protocol.parse_key(protocol.generate_key())
@@ -123,7 +112,7 @@ def _server_stages(directory: Path, reps: int, label: str) -> dict:
     samples = []
     with _quiet_stdout():
         for i in range(reps):
-            pkt = _packet(key, counter.next())
+            pkt = knock_packet(key, counter.next())
             host = f"127.4.{i // 250}.{i % 250 + 1}"  # own source: the per-IP limit never applies
             t0 = time.perf_counter_ns()
             result = pipeline.handle(pkt, len(pkt), host, 9)
@@ -136,7 +125,7 @@ def _server_stages(directory: Path, reps: int, label: str) -> dict:
 
 def _crypto_stages(reps: int) -> dict:
     key = protocol.parse_key(protocol.generate_key())
-    pkt = _packet(key, time.time_ns())
+    pkt = knock_packet(key, time.time_ns())
     blob = pkt[protocol.KEY_ID_SIZE :]
     entries = {key.key_id: time.time_ns()}
     return {

@@ -20,6 +20,18 @@ REPO = Path(__file__).resolve().parent.parent
 COMMAND = "bench"
 
 
+def knock_packet(key: protocol.Key, counter: int) -> bytes:
+    """A valid knock for the bench command to 127.0.0.1 with ``counter`` (no source claim)."""
+    data = protocol.ClientData(
+        cmd_hash=protocol.command_hash(COMMAND),
+        counter=counter,
+        strict=True,
+        src_ip=None,
+        dst_ip=parse_ip("127.0.0.1"),
+    )
+    return protocol.build_packet(key, data)
+
+
 class Deployment:
     """Files for one server+commander pair; ``start()`` launches them, ``stop()`` ends them."""
 
@@ -127,14 +139,7 @@ class Deployment:
 
     def packet(self, counter: int) -> bytes:
         """A valid knock for the bench command with the given counter (no source claim)."""
-        data = protocol.ClientData(
-            cmd_hash=protocol.command_hash(COMMAND),
-            counter=counter,
-            strict=True,
-            src_ip=None,
-            dst_ip=parse_ip("127.0.0.1"),
-        )
-        return protocol.build_packet(self.key, data)
+        return knock_packet(self.key, counter)
 
 
 class Counter:

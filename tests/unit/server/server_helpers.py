@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -60,6 +61,30 @@ def packet(
         parse_ip(dst),
     )
     return build_packet(key, data)
+
+
+@contextlib.contextmanager
+def hung_commander(path: Path):
+    """A commander socket that never accepts, its backlog already full: connects must wait."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(8):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(str(path))
+            except BlockingIOError:
+                s.close()
+                break
+            fillers.append(s)
+        yield listener
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
 
 
 class CommanderStandIn:

@@ -1,8 +1,7 @@
-import socket
 import time
 
 import pytest
-from server_helpers import CommanderStandIn
+from server_helpers import CommanderStandIn, hung_commander
 
 from ruroco.ipaddr import parse_ip
 from ruroco.protocol import command_hash, encode_commander_data
@@ -41,27 +40,9 @@ def test_path_that_is_not_a_socket(tmp_path):
 
 def test_hung_commander_is_bounded_by_the_timeout(tmp_path):
     path = tmp_path / "ruroco.socket"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(0)  # never accepts: the backlog fills up
-    fillers = []
-    try:
-        # fill the backlog with connections nobody accepts
-        for _ in range(8):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(str(path))
-            except BlockingIOError:
-                s.close()
-                break
-            fillers.append(s)
+    with hung_commander(path):
         start = time.monotonic()
         with pytest.raises(ForwardError, match=r"Could not connect to socket.*timed out"):
             send_to_commander(path, MESSAGE, timeout=0.3)
         elapsed = time.monotonic() - start
         assert 0.25 <= elapsed < 1.0
-    finally:
-        for s in fillers:
-            s.close()
-        listener.close()

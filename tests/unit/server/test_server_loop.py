@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from server_helpers import CommanderStandIn, packet, write_setup
+from server_helpers import CommanderStandIn, hung_commander, packet, write_setup
 
 from ruroco.errors import RurocoError
 from ruroco.ipaddr import parse_ip
@@ -130,30 +130,14 @@ def test_missing_commander_is_logged_and_counted_not_fatal(tmp_path, capfd):
 
 def test_hung_commander_blocks_the_loop_at_most_the_timeout(tmp_path):
     run = Running(tmp_path, commander=False, forward_timeout=0.3)
-    path = run.server.socket_path
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(0)
-    fillers = []
     try:
-        for _ in range(8):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(str(path))
-            except BlockingIOError:
-                s.close()
-                break
-            fillers.append(s)
-        start = time.monotonic()
-        run.send(packet())
-        run.send(bytes(94))
-        assert run.settle(2, timeout=3) == 2
-        assert time.monotonic() - start < 1.0
+        with hung_commander(run.server.socket_path):
+            start = time.monotonic()
+            run.send(packet())
+            run.send(bytes(94))
+            assert run.settle(2, timeout=3) == 2
+            assert time.monotonic() - start < 1.0
     finally:
-        for s in fillers:
-            s.close()
-        listener.close()
         run.stop()
     assert run.result.forward_failed == 1
 
