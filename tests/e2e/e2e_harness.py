@@ -9,7 +9,6 @@ must produce. Every wait is bounded; every process started here is stopped by it
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgpack
+from tomltext import toml_document, toml_str
 
 from ruroco import protocol
 from ruroco.ipaddr import parse_ip
@@ -53,11 +53,6 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise WaitTimeout(f"timed out after {timeout:.1f}s waiting for {what}")
         time.sleep(interval)
-
-
-def toml_str(value: str) -> str:
-    """A TOML basic string; JSON's escapes are a subset of TOML's."""
-    return json.dumps(value)
 
 
 def free_udp_port(host: str) -> int:
@@ -272,17 +267,7 @@ class Deployment:
             "max_requests_per_second_global": 1000,
         }
         values.update(overrides)
-        lines = []
-        for k, v in values.items():
-            if isinstance(v, bool):
-                lines.append(f"{k} = {'true' if v else 'false'}")
-            elif isinstance(v, int):
-                lines.append(f"{k} = {v}")
-            elif isinstance(v, list):
-                lines.append(f"{k} = [{', '.join(toml_str(x) for x in v)}]")
-            else:
-                lines.append(f"{k} = {toml_str(str(v))}")
-        self.config.write_text("\n".join(lines) + "\n")
+        self.config.write_text(toml_document(values))
 
     def write_commands(self) -> None:
         out = str(self.out)

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tomltext import toml_document, toml_str
+
 from ruroco.ipaddr import parse_ip
 from ruroco.protocol import command_hash, encode_commander_data
 
@@ -49,30 +51,9 @@ def pid_gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
-def toml_str(value: str) -> str:
-    """A TOML basic string for any text (control characters as ``\\uXXXX`` escapes)."""
-    out = []
-    for ch in value:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
 def write_config(directory: Path, **keys: object) -> Path:
-    lines = []
-    for key, value in keys.items():
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, int):
-            lines.append(f"{key} = {value}")
-        else:
-            lines.append(f"{key} = {toml_str(str(value))}")
     path = directory / "config.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(toml_document(keys))
     return path
 
 

@@ -6,9 +6,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from commander_helpers import toml_str
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tomltext import toml_str
 
 from ruroco.commander.commands import Command, load_commands
 from ruroco.errors import qpath

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from commander_helpers import toml_str
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tomltext import toml_str
 
 from ruroco.commander.config import (
     DEFAULT_MAX_CONCURRENT_COMMANDS,
