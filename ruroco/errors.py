@@ -47,6 +47,12 @@ def format_error(exc: BaseException) -> str:
     return "\n".join(lines)
 
 
+def format_error_line(exc: BaseException) -> str:
+    """The chain on one line (``Error: top: cause``): what the daemons print, one journal line."""
+    chain = error_chain(exc)
+    return "Error: " + (": ".join(chain) if chain else type(exc).__name__)
+
+
 def qpath(value: object) -> str:
     """Quote a path or string the way Rust's ``{:?}`` does, so messages match the original."""
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')

@@ -110,17 +110,3 @@ def lookup_ids(user: str, group: str) -> tuple[int, int]:
         except KeyError:
             raise RurocoError(f"Could not find group {group}") from None
     return uid, gid
-
-
-def chown_by_name(path: str | os.PathLike[str], user: str, group: str) -> None:
-    uid, gid = lookup_ids(user, group)
-    if uid == -1 and gid == -1:
-        return
-    try:
-        os.chown(path, uid, gid)
-    except OSError as exc:
-        shown_uid = None if uid == -1 else uid
-        shown_gid = None if gid == -1 else gid
-        raise RurocoError(
-            f"Could not change ownership of {qpath(path)} to {shown_uid}:{shown_gid}"
-        ) from exc

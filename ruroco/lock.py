@@ -1,14 +1,17 @@
 """Single-instance lock on a file with flock(2).
 
 The kernel drops the lock when the holder dies, so there is no stale-lock handling; the file
-is never deleted and its content is irrelevant. ``timeout`` lets library callers (the
-Ansible action plugin running many forks) wait for their turn instead of failing.
+is never deleted and its content is irrelevant. It is opened with ``O_NOFOLLOW``: a daemon
+must never create or lock whatever a planted symlink points at (docs/security.md).
+``timeout`` lets library callers (the Ansible action plugin running many forks) wait for
+their turn instead of failing.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import time
 
 from ruroco.errors import RurocoError, qpath
@@ -22,10 +25,14 @@ class InstanceLock:
 
     def acquire(self, timeout: float | None = None) -> InstanceLock:
         """Take the lock; fail at once (``timeout=None``) or after waiting ``timeout`` s."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, flags, 0o600)
         except OSError as exc:
             raise RurocoError(f"Lock file unavailable at {qpath(self.path)}") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RurocoError(f"Lock file unavailable at {qpath(self.path)}: not a regular file")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:

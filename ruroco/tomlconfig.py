@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ruroco import trust
 from ruroco.errors import RurocoError, qpath
 
 
@@ -19,11 +20,20 @@ class ConfigError(RurocoError):
     """A config file that cannot be read or does not have the expected shape."""
 
 
-def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
-    """Load ``path``; ``what`` names the file's role in messages (e.g. "server config")."""
+def read_toml(
+    path: str | os.PathLike[str], what: str, rule: trust.Rule | None = None
+) -> dict[str, Any]:
+    """Load ``path``; ``what`` names the file's role in messages (e.g. "server config").
+
+    With ``rule`` the file and its directories must pass ``ruroco.trust`` first, and the
+    content comes from the very descriptor that was checked.
+    """
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        if rule is None:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        else:
+            raw = trust.read_file(path, rule, what)
     except OSError as exc:
         raise ConfigError(
             f"Could not read {qpath(path)}: {exc.strerror} (os error {exc.errno})"
@@ -64,6 +74,8 @@ class Table:
         value = self.data[key]
         if not isinstance(value, str):
             raise self.fail(key, f"must be a string, not {_kind(value)}")
+        if "\0" in value:  # the OS would cut the string there, or refuse it with a traceback
+            raise self.fail(key, "must not contain a NUL character")
         return value
 
     def path_value(self, key: str, default: Path | None = None) -> Path | None:
@@ -97,6 +109,9 @@ class Table:
         value = self.data[key]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.fail(key, "must be an array of strings")
+        for index, item in enumerate(value):
+            if "\0" in item:
+                raise self.fail(f"{key}[{index}]", "must not contain a NUL character")
         return value
 
 

@@ -7,12 +7,15 @@ named on the command line are checked, or both defaults when neither is named.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from ruroco import trust
 from ruroco.commander.commands import load_commands
 from ruroco.commander.config import load_config
-from ruroco.errors import RurocoError
+from ruroco.errors import RurocoError, qpath
 from ruroco.fs import lookup_ids
+from ruroco.ipc import check_socket_path
 
 
 def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[str], str]:
@@ -23,6 +26,7 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
         try:
             config = load_config(config_path)
             lookup_ids(config.socket_user, config.socket_group)
+            check_socket_dir(config.socket_path())
             done.append(f"config {config_path} ok")
         except RurocoError as exc:
             problems.append(_with_file(str(exc), config_path))
@@ -33,6 +37,21 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
         except RurocoError as exc:
             problems.append(_with_file(str(exc), commands_path))
     return problems, "; ".join(done)
+
+
+def check_socket_dir(socket_path: Path) -> None:
+    """What ``prepare_socket_dir`` would refuse, without creating anything."""
+    check_socket_path(socket_path)
+    directory = socket_path.parent
+    existing = directory
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if existing == directory:
+        trust.trusted_dir(directory, trust.STRICT, "socket_dir")
+    elif not existing.is_dir():
+        raise RurocoError(
+            f"Could not create parents for {qpath(directory)}: {qpath(existing)} is not a directory"
+        )
 
 
 def _with_file(message: str, path: Path) -> str:

@@ -12,7 +12,7 @@ from ruroco import __version__
 from ruroco.commander.check import check
 from ruroco.commander.commands import DEFAULT_COMMANDS_PATH, load_commands
 from ruroco.commander.config import DEFAULT_CONFIG_PATH, load_config
-from ruroco.errors import RurocoError, format_error
+from ruroco.errors import RurocoError, format_error_line
 
 _PATH = click.Path(path_type=Path)
 
@@ -56,5 +56,5 @@ def main(ctx: click.Context, config_path: Path, commands_path: Path, check_only:
         commands = load_commands(commands_path)
         run(config, commands)
     except RurocoError as exc:
-        click.echo(format_error(exc), err=True)
+        click.echo(format_error_line(exc), err=True)
         sys.exit(1)

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from ruroco import trust
 from ruroco.errors import qpath
 from ruroco.protocol import command_hash
 from ruroco.tomlconfig import ConfigError, read_toml
@@ -31,15 +32,23 @@ def _fail(path: str | os.PathLike[str], problem: str) -> ConfigError:
     return ConfigError(f"Could not parse {WHAT} {qpath(path)}: {problem}")
 
 
+def _no_nul(cmd: str, where: str, path: str | os.PathLike[str]) -> None:
+    """``sh -c`` cannot take a NUL: refuse at load (and ``--check``), not at the first knock."""
+    if "\0" in cmd:
+        raise _fail(path, f"{where} has a command containing a NUL character")
+
+
 def _entry(name: str, value: Any, path: str | os.PathLike[str]) -> Command:
     where = f"entry {qpath(name)}"
     if isinstance(value, str):
+        _no_nul(value, where, path)
         return Command(name, value)
     if not isinstance(value, dict):
         raise _fail(path, f"{where} must be a string or a table with `cmd`")
     cmd = value.get("cmd")
     if not isinstance(cmd, str):
         raise _fail(path, f"{where} needs a string `cmd`")
+    _no_nul(cmd, where, path)
     timeout = value.get("timeout_sec", DEFAULT_TIMEOUT_SEC)
     if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
         raise _fail(path, f"{where} has a `timeout_sec` that is not a non-negative integer")
@@ -57,4 +66,5 @@ def parse_commands(data: dict[str, Any], path: str | os.PathLike[str]) -> dict[i
 
 
 def load_commands(path: str | os.PathLike[str]) -> dict[int, Command]:
-    return parse_commands(read_toml(path, WHAT), path)
+    """Commands run as root, so the file must be one only root can change (docs/security.md)."""
+    return parse_commands(read_toml(path, WHAT, trust.STRICT), path)

@@ -3,9 +3,12 @@
 The same file also feeds the server, so unknown keys are ignored and every key is optional;
 only syntax and type errors fail. Errors name the file and key, never the content.
 
-One key is ours, not the original's: ``max_concurrent_commands`` (integer 1..1024, default
-32) bounds how many commands run at once (deviation 3); requests beyond it wait in order.
-The original ignores the key, so a file carrying it stays valid for both implementations.
+Two keys are ours, not the original's (which ignores unknown keys, so a file carrying them
+stays valid for both implementations): ``max_concurrent_commands`` (integer 1..1024, default
+32) bounds how many commands run at once; requests beyond it wait in order.
+``pid_namespace`` (default true) runs each command in a PID namespace of its own, so every
+process it starts ends with it; false keeps host PIDs visible to commands that signal other
+processes by PID (docs/security.md, "Commands").
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ruroco import trust
 from ruroco.fs import resolve_path
+from ruroco.ipc import SOCKET_NAME
 from ruroco.tomlconfig import Table, read_toml
 
 DEFAULT_CONFIG_PATH = Path("/etc/ruroco/config.toml")
 DEFAULT_CONFIG_DIR = Path("/etc/ruroco")
-SOCKET_NAME = "ruroco.socket"
-LOCK_NAME = "commander.lock"
 # Deviation 3: commands run concurrently, bounded so a burst cannot fork-bomb the host.
 DEFAULT_MAX_CONCURRENT_COMMANDS = 32
 MAX_CONCURRENT_COMMANDS_LIMIT = 1024
@@ -35,6 +38,8 @@ class CommanderConfig:
     socket_group: str = "ruroco"
     allow_non_routable_ips: bool = False
     max_concurrent_commands: int = DEFAULT_MAX_CONCURRENT_COMMANDS
+    # Ours too: each command in its own PID namespace (docs/security.md, "Commands").
+    pid_namespace: bool = True
 
     def socket_path(self) -> Path:
         """Resolved at use time, like the server does, so both sides agree on relative dirs."""
@@ -55,8 +60,11 @@ def parse_config(data: dict, path: str | os.PathLike[str]) -> CommanderConfig:
             minimum=1,
             maximum=MAX_CONCURRENT_COMMANDS_LIMIT,
         ),
+        pid_namespace=table.bool("pid_namespace", True),
     )
 
 
 def load_config(path: str | os.PathLike[str]) -> CommanderConfig:
-    return parse_config(read_toml(path, WHAT), path)
+    """Only a file that root (or our own user) alone can change is read: it names the
+    directory where root creates the socket (docs/security.md)."""
+    return parse_config(read_toml(path, WHAT, trust.STRICT), path)

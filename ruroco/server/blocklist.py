@@ -152,6 +152,34 @@ class Blocklist:
             raise
 
 
+def remove_stale_temp_files(path: Path) -> int:
+    """Delete ``<blocklist>.<digits>.tmp`` files a killed server left behind; returns how many.
+
+    Only names that ``write_atomic`` makes for this file are touched, and only while the
+    server lock is held, so no live write of another server can be removed.
+    """
+    prefix = f"{path.name}."
+    removed = 0
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return 0
+    for name in names:
+        middle = name[len(prefix) : -len(".tmp")]
+        if name.startswith(prefix) and name.endswith(".tmp") and middle.isdigit():
+            try:
+                os.unlink(path.parent / name)
+                removed += 1
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise BlocklistError(
+                    f"Could not remove stale temporary file {qpath(path.parent / name)}: "
+                    f"{exc.strerror} (os error {exc.errno})"
+                ) from None
+    return removed
+
+
 def open_at_startup(path: Path, key_ids: Iterable[bytes], now_ns: int) -> Blocklist:
     """Load (or start empty), save, seed unknown keys with one timestamp, save again."""
     blocklist = Blocklist.load(path)

@@ -8,26 +8,37 @@ binds nothing, and reports every problem it can find rather than only the first.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ruroco import trust
 from ruroco.errors import RurocoError, qpath
-from ruroco.protocol import Key
+from ruroco.ipc import check_socket_path
 from ruroco.server import blocklist as blocklist_file
-from ruroco.server.config import load_config
-from ruroco.server.keys import find_key_files, load_key_file
+from ruroco.server.config import ServerConfig, load_config
+from ruroco.server.keys import find_key_files, scan_keys
+from ruroco.server.listen import check_address
 
 
 @dataclass
 class CheckResult:
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     summary: str = ""
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    def attempt(self, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except RurocoError as exc:
+            self.problems.append(str(exc))
+
 
 def check(config_path: str | os.PathLike[str]) -> CheckResult:
+    """Everything start would refuse, found without writing or binding anything."""
     result = CheckResult()
     try:
         config = load_config(config_path)
@@ -36,53 +47,51 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
         return result
 
     key_dir = config.key_dir()
-    keys: dict[bytes, Key] = {}
-    origin: dict[bytes, str] = {}
     try:
         paths = find_key_files(key_dir)
     except RurocoError as exc:
         result.problems.append(str(exc))
         paths = []
-    for path in paths:
-        try:
-            key = load_key_file(path)
-        except RurocoError as exc:
-            result.problems.append(str(exc))
-            continue
-        if key.key_id in keys:
-            result.problems.append(
-                "Duplicate key files detected; refusing to start "
-                f"({qpath(origin[key.key_id])} and {qpath(path)} have the same key id)"
-            )
-        else:
-            keys[key.key_id] = key
-            origin[key.key_id] = str(path)
+    scan = scan_keys(paths)
+    result.problems += scan.problems
+    result.warnings += scan.warnings
+    for key in scan.keys.values():
         key.wipe()
 
     if config.kernel_filter:
         from ruroco.server import kfilter
 
-        try:
-            kfilter.check_key_count(len(keys))
-        except RurocoError as exc:
-            result.problems.append(str(exc))
-
-    blocklist_path = config.blocklist_path()
-    try:
-        entries = blocklist_file.read_file(blocklist_path)
-    except RurocoError as exc:
-        named = qpath(blocklist_path)
-        result.problems.append(str(exc) if named in str(exc) else f"{exc} ({named})")
-        entries = {}
+        result.attempt(lambda: kfilter.check_key_count(len(scan.keys)))
+    if config.address is not None:
+        address = config.address
+        result.attempt(lambda: check_address(address))
+    result.attempt(lambda: check_socket_path(config.socket_path()))
+    entries = _check_blocklist(config, result)
 
     if not config.ips:
         ips_note = "no destination IPs (nothing will be accepted)"
     else:
         ips_note = f"{len(config.ips)} destination IP(s)"
+    blocklist_path = config.blocklist_path()
     result.summary = (
-        f"{qpath(config_path)} OK: {ips_note}, {len(keys)} key(s) in {qpath(key_dir)}, "
+        f"{qpath(config_path)} OK: {ips_note}, {len(scan.keys)} key(s) in {qpath(key_dir)}, "
         f"blocklist {qpath(blocklist_path)} with {len(entries)} entr"
         f"{'y' if len(entries) == 1 else 'ies'}"
         + (", kernel filter on" if config.kernel_filter else "")
     )
     return result
+
+
+def _check_blocklist(config: ServerConfig, result: CheckResult) -> dict[bytes, int]:
+    """The blocklist directory (if it exists yet: systemd may create it at start) and file."""
+    blocklist_path = config.blocklist_path()
+    if os.path.lexists(blocklist_path.parent):
+        result.attempt(
+            lambda: trust.trusted_dir(blocklist_path.parent, trust.NO_OTHERS, "blocklist_dir")
+        )
+    try:
+        return blocklist_file.read_file(blocklist_path)
+    except RurocoError as exc:
+        named = qpath(blocklist_path)
+        result.problems.append(str(exc) if named in str(exc) else f"{exc} ({named})")
+        return {}

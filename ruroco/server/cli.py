@@ -7,7 +7,7 @@ import sys
 import click
 
 from ruroco import __version__
-from ruroco.errors import RurocoError, format_error
+from ruroco.errors import RurocoError, format_error_line
 from ruroco.server.config import DEFAULT_CONFIG_PATH
 
 
@@ -33,6 +33,8 @@ def main(config_path: str, check: bool) -> None:
         from ruroco.server.check import check as run_check
 
         result = run_check(config_path)
+        for warning in result.warnings:
+            click.echo(f"Warning: {warning}", err=True)
         for problem in result.problems:
             click.echo(f"Error: {problem}", err=True)
         if not result.ok:
@@ -44,5 +46,5 @@ def main(config_path: str, check: bool) -> None:
     try:
         serve(config_path)
     except RurocoError as exc:
-        click.echo(format_error(exc), err=True)
+        click.echo(format_error_line(exc), err=True)
         sys.exit(1)

@@ -11,14 +11,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ruroco import trust
 from ruroco.fs import resolve_path
 from ruroco.ipaddr import parse_ip
+from ruroco.ipc import SOCKET_NAME
 from ruroco.tomlconfig import Table, read_toml
 
 DEFAULT_CONFIG_PATH = Path("/etc/ruroco/config.toml")
 DEFAULT_CONFIG_DIR = Path("/etc/ruroco")
 BLOCKLIST_FILE = "blocklist.msgpck"
-SOCKET_FILE = "ruroco.socket"
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 WHAT = "server config"
@@ -48,12 +49,12 @@ class ServerConfig:
         return resolve_path(self.blocklist_dir or self.config_dir) / BLOCKLIST_FILE
 
     def socket_path(self) -> Path:
-        return resolve_path(self.socket_dir or self.config_dir) / SOCKET_FILE
+        return resolve_path(self.socket_dir or self.config_dir) / SOCKET_NAME
 
 
 def load_config(path: str | os.PathLike[str]) -> ServerConfig:
     """Read and validate ``path``; errors name the file and key but never echo its content."""
-    table = Table(read_toml(path, WHAT), path, WHAT)
+    table = Table(read_toml(path, WHAT, trust.NO_OTHERS), path, WHAT)
     raw_ips = table.str_list("ips", required=True) or []
     ips: list[bytes] = []
     for index, text in enumerate(raw_ips):

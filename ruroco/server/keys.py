@@ -8,8 +8,11 @@ so startup refuses them instead.
 from __future__ import annotations
 
 import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ruroco import log
 from ruroco.errors import RurocoError, qpath
 from ruroco.protocol import Key, ProtocolError, parse_key
 
@@ -26,7 +29,7 @@ def find_key_files(directory: str | os.PathLike[str]) -> list[Path]:
         entries = list(os.scandir(directory))
     except OSError as exc:
         raise RurocoError(
-            f"Error reading directory {qpath(directory)}: {exc.strerror} (os error {exc.errno})"
+            f"Error reading directory {qpath(directory)}: {_os_reason(exc)}"
         ) from None
     found: list[Path] = []
     for entry in entries:
@@ -42,29 +45,91 @@ def find_key_files(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(found)
 
 
-def load_key_file(path: Path) -> Key:
+def _os_reason(exc: OSError) -> str:
+    return f"{exc.strerror} (os error {exc.errno})"
+
+
+def read_key_file(path: Path) -> tuple[Key, str | None]:
+    """The key and, if its file is readable by every user, a warning to log.
+
+    A key file that every user can write is refused: anyone on the host could swap in a key
+    of their own. Mode and owner are taken from the descriptor that is read (docs/security.md).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_mode & stat.S_IWOTH:
+                raise RurocoError(
+                    f"Refusing key file {qpath(path)}: it is writable by others "
+                    f"(mode {stat.S_IMODE(st.st_mode):04o})"
+                )
+            raw = fh.read()
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = f"{exc.strerror} (os error {exc.errno})" if isinstance(exc, OSError) else exc
+        reason = _os_reason(exc) if isinstance(exc, OSError) else exc
         raise RurocoError(f"Could not read key file {qpath(path)}: {reason}") from None
     try:
-        return parse_key(text)
+        key = parse_key(text)
     except ProtocolError as exc:
         raise RurocoError(f"Could not load key {qpath(path)}: {exc}") from None
+    warning = None
+    if st.st_mode & stat.S_IROTH:
+        warning = (
+            f"Key file {qpath(path)} is readable by every user on this host "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}): anyone who can read it can knock; "
+            "run chmod o-r on it"
+        )
+    return key, warning
 
 
-def load_keys(paths: list[Path]) -> dict[bytes, Key]:
-    """Parse every file; any failure or a repeated key id aborts (fail closed)."""
-    keys: dict[bytes, Key] = {}
+@dataclass
+class KeyScan:
+    """Everything found in the key files; ``problems`` non-empty means "refuse to start"."""
+
+    keys: dict[bytes, Key] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def scan_keys(paths: list[Path]) -> KeyScan:
+    """Read every file and collect all problems (``--check`` reports them all at once).
+
+    Two files with the same key id are a problem: which key a packet meets would depend on
+    directory order.
+    """
+    scan = KeyScan()
     origin: dict[bytes, Path] = {}
     for path in paths:
-        key = load_key_file(path)
-        if key.key_id in keys:
-            raise RurocoError(
+        try:
+            key, warning = read_key_file(path)
+        except RurocoError as exc:
+            scan.problems.append(str(exc))
+            continue
+        if warning:
+            scan.warnings.append(warning)
+        if key.key_id in scan.keys:
+            scan.problems.append(
                 "Duplicate key files detected; refusing to start "
                 f"({qpath(origin[key.key_id])} and {qpath(path)} have the same key id)"
             )
-        keys[key.key_id] = key
+            key.wipe()
+            continue
+        scan.keys[key.key_id] = key
         origin[key.key_id] = path
-    return keys
+    return scan
+
+
+def load_key_file(path: Path) -> Key:
+    return read_key_file(path)[0]
+
+
+def load_keys(paths: list[Path]) -> dict[bytes, Key]:
+    """Every key, or the first problem raised (fail closed); warnings are logged."""
+    scan = scan_keys(paths)
+    if scan.problems:
+        for key in scan.keys.values():
+            key.wipe()
+        raise RurocoError(scan.problems[0])
+    for warning in scan.warnings:
+        log.error(warning)
+    return scan.keys

@@ -43,13 +43,22 @@ def _split(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def bind_udp(address: str) -> socket.socket:
-    """Resolve ``address`` and bind the first candidate that works (as Rust's ``bind`` does)."""
+def _resolve(address: str) -> list[tuple]:
     try:
         host, port = _split(address)
-        candidates = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     except (ValueError, OSError, UnicodeError) as exc:
         raise ListenError(f"Could not UdpSocket bind {qpath(address)}: {_reason(exc)}") from None
+
+
+def check_address(address: str) -> None:
+    """What ``bind_udp`` would refuse before binding: syntax, port range, name resolution."""
+    _resolve(address)
+
+
+def bind_udp(address: str) -> socket.socket:
+    """Resolve ``address`` and bind the first candidate that works (as Rust's ``bind`` does)."""
+    candidates = _resolve(address)
     last: Exception | None = None
     for family, socktype, proto, _name, sockaddr in candidates:
         try:  # creating the socket fails too, e.g. under RestrictAddressFamilies=AF_UNIX

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ruroco.errors import RurocoError
-from ruroco.fs import chown_by_name, lookup_ids, resolve_path, write_atomic
+from ruroco.fs import lookup_ids, resolve_path, write_atomic
 
 
 def test_write_atomic_creates_overwrites_and_leaves_no_tmp(tmp_path: Path) -> None:
@@ -52,13 +52,3 @@ def test_lookup_ids() -> None:
         lookup_ids("no-such-user-xyz", "")
     with pytest.raises(RurocoError, match="Could not find group no-such-group-xyz"):
         lookup_ids("", "no-such-group-xyz")
-
-
-def test_chown_by_name(tmp_path: Path) -> None:
-    target = tmp_path / "f"
-    target.write_text("x")
-    chown_by_name(target, "", "")
-    chown_by_name(target, "root", "root")
-    assert (target.stat().st_uid, target.stat().st_gid) == (0, 0)
-    with pytest.raises(RurocoError, match="Could not change ownership"):
-        chown_by_name(tmp_path / "missing", "root", "")

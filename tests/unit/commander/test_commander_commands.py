@@ -110,7 +110,12 @@ def test_not_utf8(tmp_path: Path) -> None:
 
 entries = st.dictionaries(
     st.text(max_size=40),
-    st.tuples(st.text(max_size=60), st.none() | st.integers(min_value=0, max_value=2**63 - 1)),
+    st.tuples(
+        st.text(
+            st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=60
+        ),
+        st.none() | st.integers(min_value=0, max_value=2**63 - 1),
+    ),
     max_size=8,
 )
 
@@ -164,3 +169,15 @@ def test_any_bad_entry_fails_and_names_it(name: str, value: object) -> None:
         _load(Path(tmp), text)
     assert "SECRET" not in str(err.value)
     assert f"entry {qpath(name if name != 'fine' else 'fine2')}" in str(err.value)
+
+
+@settings(deadline=None)
+@given(st.text(max_size=20), st.text(max_size=20), st.booleans())
+def test_a_command_with_nul_is_refused_in_both_forms(
+    before: str, after: str, table_form: bool
+) -> None:
+    cmd = f"{before}\0{after}"
+    value = f"{{ cmd = {toml_str(cmd)} }}" if table_form else toml_str(cmd)
+    with tempfile.TemporaryDirectory() as tmp, pytest.raises(ConfigError) as caught:
+        _load(Path(tmp), f"[commands]\nx = {value}\n")
+    assert 'entry "x" has a command containing a NUL character' in str(caught.value)

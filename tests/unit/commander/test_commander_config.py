@@ -107,13 +107,16 @@ def test_type_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
         load_config(_write(tmp_path, text + "\n"))
 
 
+NO_NUL = st.characters(blacklist_categories=("Cs",), blacklist_characters="\0")
+
+
 @settings(deadline=None)
 @given(
-    user=st.text(max_size=20),
-    group=st.text(max_size=20),
+    user=st.text(NO_NUL, max_size=20),
+    group=st.text(NO_NUL, max_size=20),
     allow=st.booleans(),
     parallel=st.integers(min_value=1, max_value=1024),
-    directory=st.text(min_size=1, max_size=30).map(lambda s: "/" + s),
+    directory=st.text(NO_NUL, min_size=1, max_size=30).map(lambda s: "/" + s),
 )
 def test_roundtrip_any_values(
     user: str, group: str, allow: bool, parallel: int, directory: str

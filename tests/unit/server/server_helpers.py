@@ -29,6 +29,7 @@ def write_setup(
     conf = root / "etc"
     conf.mkdir(parents=True, exist_ok=True)
     (conf / "ruroco.key").write_text(key_text)
+    (conf / "ruroco.key").chmod(0o600)  # as deployed: a key readable by others gets a warning
     state = root / "state"
     state.mkdir(exist_ok=True)
     run = root / "run"

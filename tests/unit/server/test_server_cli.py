@@ -101,6 +101,7 @@ def test_check_reports_every_problem_naming_the_files(tmp_path):
     config = write_setup(tmp_path)
     (tmp_path / "etc" / "bad.key").write_text("DEADBEEF")
     (tmp_path / "etc" / "copy.key").write_text(FIXTURE_KEY)
+    (tmp_path / "etc" / "copy.key").chmod(0o600)
     (tmp_path / "state" / "blocklist.msgpck").write_bytes(b"garbage")
     result = cli("--check", "-c", str(config))
     assert result.returncode == 1

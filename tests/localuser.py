@@ -1,0 +1,67 @@
+"""A real unprivileged user for the local-attacker tests, and a directory it can reach.
+
+The suite runs as root (CI and ``make test``); these tests act as a second, unprivileged
+user on the same host, the way a compromised service account would (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ATTACKER = "ruroco-test-attacker"
+
+
+@pytest.fixture(scope="session")
+def attacker() -> pwd.struct_passwd:
+    """An unprivileged system user, created once per machine if it does not exist."""
+    try:
+        return pwd.getpwnam(ATTACKER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", ATTACKER],
+            check=True,
+        )
+        return pwd.getpwnam(ATTACKER)
+
+
+def run_as(user: pwd.struct_passwd, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` as ``user`` (no supplementary groups); fails the test if it fails."""
+    return subprocess.run(
+        list(argv),
+        user=user.pw_uid,
+        group=user.pw_gid,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A root-owned 0755 directory under /tmp that every user can traverse (pytest's own
+    tmp_path is 0700, so an unprivileged user could not reach anything inside it)."""
+    path = Path(tempfile.mkdtemp(prefix="ruroco-shared-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def attacker_dir(shared_dir: Path, attacker: pwd.struct_passwd) -> Path:
+    """A directory inside ``shared_dir`` that belongs to the attacker."""
+    path = shared_dir / "attacker"
+    path.mkdir(mode=0o755)
+    os.chown(path, attacker.pw_uid, attacker.pw_gid)
+    return path

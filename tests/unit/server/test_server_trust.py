@@ -1,0 +1,208 @@
+"""The server's own findings from the security review, each against real files and processes:
+one blocklist per server, files others could change, stale temp files, NUL bytes, and
+``--check`` refusing what start refuses, in one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from server_helpers import write_setup
+from test_server_cli import BIN, clean_env, cli
+
+from ruroco.server.blocklist import read_file
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [BIN, "-c", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=clean_env(RUROCO_LISTEN_ADDRESS=f"127.0.0.1:{free_port()}"),
+        )
+
+
+def wait_running(proc: subprocess.Popen[bytes], log: Path) -> None:
+    import time
+
+    deadline = time.monotonic() + 20
+    while "Running server on" not in log.read_text():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def test_second_server_on_the_same_blocklist_exits_naming_the_lock(tmp_path: Path) -> None:
+    """Two servers with one blocklist_dir would each accept the same packet once."""
+    config = write_setup(tmp_path)
+    first = start(config, tmp_path / "first.log")
+    try:
+        wait_running(first, tmp_path / "first.log")
+        second = subprocess.run(
+            [BIN, "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=clean_env(RUROCO_LISTEN_ADDRESS=f"127.0.0.1:{free_port()}"),
+        )
+        line = one_error_line(second)
+        assert f'Server already running (lock at "{tmp_path}/state/server.lock")' in line
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(15) == 0
+    # once the first has stopped, the lock is free again
+    again = start(config, tmp_path / "again.log")
+    try:
+        wait_running(again, tmp_path / "again.log")
+    finally:
+        again.kill()
+        again.wait(15)
+
+
+def test_stale_temp_files_of_a_killed_server_are_removed_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    config = write_setup(tmp_path)
+    state = tmp_path / "state"
+    stale = [state / "blocklist.msgpck.1764582000123456789.tmp", state / "blocklist.msgpck.1.tmp"]
+    kept = [state / "blocklist.msgpck.x1.tmp", state / "other.1.tmp", state / "blocklist.msgpck"]
+    for path in stale + kept[:2]:
+        path.write_bytes(b"partial")
+    log = tmp_path / "server.log"
+    proc = start(config, log)
+    try:
+        wait_running(proc, log)
+        assert not any(p.exists() for p in stale)
+        assert all(p.exists() for p in kept)
+        assert "Removed 2 stale temporary blocklist file(s)" in log.read_text()
+        assert read_file(state / "blocklist.msgpck")  # the real file was written and decodes
+    finally:
+        proc.kill()
+        proc.wait(15)
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o646, 0o606])
+def test_key_file_others_can_write_is_refused_by_start_and_check(tmp_path: Path, mode: int) -> None:
+    config = write_setup(tmp_path)
+    key = tmp_path / "etc" / "ruroco.key"
+    key.chmod(mode)
+    expected = f'Refusing key file "{key}": it is writable by others (mode {mode:04o})'
+    assert expected in one_error_line(cli("-c", str(config)))
+    check = cli("--check", "-c", str(config))
+    assert check.returncode == 1 and f"Error: {expected}" in check.stderr.splitlines()
+    assert not (tmp_path / "state" / "blocklist.msgpck").exists()
+
+
+def test_key_file_others_can_read_is_a_warning_in_check_and_in_the_log(tmp_path: Path) -> None:
+    config = write_setup(tmp_path)
+    key = tmp_path / "etc" / "ruroco.key"
+    key.chmod(0o644)
+    check = cli("--check", "-c", str(config))
+    assert check.returncode == 0
+    warning = f'Warning: Key file "{key}" is readable by every user on this host (mode 0644)'
+    assert check.stderr.startswith(warning) and len(check.stderr.splitlines()) == 1
+    log = tmp_path / "server.log"
+    proc = start(config, log)
+    try:
+        wait_running(proc, log)
+        assert f'ERROR ] Key file "{key}" is readable by every user' in log.read_text()
+    finally:
+        proc.kill()
+        proc.wait(15)
+
+
+def test_a_link_to_a_key_file_others_can_write_is_refused(tmp_path: Path) -> None:
+    config = write_setup(tmp_path)
+    key = tmp_path / "etc" / "ruroco.key"
+    target = tmp_path / "elsewhere.key"
+    key.rename(target)
+    target.chmod(0o666)
+    key.symlink_to(target)
+    assert "it is writable by others" in one_error_line(cli("-c", str(config)))
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o757])
+def test_blocklist_dir_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    config = write_setup(tmp_path)
+    state = tmp_path / "state"
+    state.chmod(mode)
+    line = one_error_line(cli("-c", str(config)))
+    assert f'Refusing blocklist_dir "{state}": it is writable by others (mode {mode:04o})' in line
+    check = cli("--check", "-c", str(config))
+    assert check.returncode == 1 and "Refusing blocklist_dir" in check.stderr
+    assert list(state.iterdir()) == []  # no lock, no blocklist written
+
+
+def test_server_config_others_can_write_is_refused(tmp_path: Path) -> None:
+    config = write_setup(tmp_path)
+    config.chmod(0o646)
+    for args in (("-c", str(config)), ("--check", "-c", str(config))):
+        result = cli(*args)
+        assert result.returncode == 1
+        assert f'Refusing server config "{config}": it is writable by others' in result.stderr
+
+
+@pytest.mark.parametrize("key", ["config_dir", "blocklist_dir", "socket_dir", "address"])
+def test_nul_in_a_path_or_address_is_one_error_line(tmp_path: Path, key: str) -> None:
+    config = write_setup(tmp_path)
+    lines = [ln for ln in config.read_text().splitlines() if not ln.startswith(f"{key} =")]
+    config.write_text("\n".join([*lines, f'{key} = "127.0.0.1\\u0000:80"']) + "\n")
+    expected = f'"{config}": {key} must not contain a NUL character'
+    for args in (("-c", str(config)), ("--check", "-c", str(config))):
+        result = cli(*args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert expected in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("address", "needle"),
+    [
+        ("127.0.0.1:99999", "invalid port value"),
+        ("no-such-host.invalid:80", "Could not UdpSocket bind"),
+        ("127.0.0.1", "invalid socket address"),
+    ],
+)
+def test_check_refuses_an_address_start_cannot_bind(
+    tmp_path: Path, address: str, needle: str
+) -> None:
+    config = write_setup(tmp_path, extra=f'address = "{address}"\n')
+    check = cli("--check", "-c", str(config))
+    assert check.returncode == 1 and needle in check.stderr, check.stderr
+    env = clean_env()
+    start_result = subprocess.run(
+        [BIN, "-c", str(config)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert needle in one_error_line(start_result)
+
+
+def test_check_and_start_refuse_a_socket_path_too_long_for_unix_sockets(tmp_path: Path) -> None:
+    config = write_setup(tmp_path)
+    long_dir = "/run/" + "r" * 100
+    lines = [ln for ln in config.read_text().splitlines() if not ln.startswith("socket_dir =")]
+    config.write_text("\n".join([*lines, f'socket_dir = "{long_dir}"']) + "\n")
+    needle = "Unix sockets allow at most 107"
+    check = cli("--check", "-c", str(config))
+    assert check.returncode == 1 and needle in check.stderr
+    assert needle in one_error_line(cli("-c", str(config)))
+    assert not os.path.exists(tmp_path / "state" / "blocklist.msgpck")
