@@ -18,24 +18,28 @@ import os
 import selectors
 import signal
 import socket
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ruroco import log
+from ruroco import log, trust
 from ruroco.commander.commands import Command
-from ruroco.commander.config import LOCK_NAME, CommanderConfig
+from ruroco.commander.config import CommanderConfig
 from ruroco.commander.dispatch import Dispatcher
 from ruroco.commander.executor import Executor
 from ruroco.commander.ipfilter import is_non_routable
 from ruroco.errors import RurocoError, qpath
-from ruroco.fs import chown_by_name
+from ruroco.fs import lookup_ids
 from ruroco.ipaddr import ip_text
+from ruroco.ipc import COMMANDER_LOCK_NAME, check_socket_path
 from ruroco.lock import InstanceLock
 from ruroco.protocol import COMMANDER_DATA_SIZE, decode_commander_data
 
 SOCKET_MODE = 0o204
+# Staging directory for bind (kept short: its path must fit sun_path as well).
+PRIVATE_BIND_DIR = ".ruroco.d"
 READ_TIMEOUT_SEC = 1.0
 # Connections being read at once; beyond this new ones wait in the kernel backlog.
 MAX_OPEN_CONNECTIONS = 64
@@ -57,33 +61,82 @@ def socket_dir_of(socket_path: Path) -> Path:
     return parent
 
 
-def bind_socket(path: Path, user: str, group: str) -> socket.socket:
-    """Bind under umask 077 (never connectable by others, even briefly), then 0204 + chown."""
+def prepare_socket_dir(socket_path: Path) -> str:
+    """Create the socket directory if needed and return its real path once it is trusted.
+
+    Root creates, locks and renames files here, so a directory that another user can write
+    (or that such a user could swap) is refused; see docs/security.md.
+    """
+    check_socket_path(socket_path)
+    directory = socket_dir_of(socket_path)
+    try:
+        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RurocoError(f"Could not create parents for {qpath(directory)}") from exc
+    return trust.trusted_dir(directory, trust.STRICT, "socket_dir")
+
+
+def bind_socket(directory: str, path: Path, user: str, group: str) -> socket.socket:
+    """Bind, set mode 0204 and owner, all inside a private 0700 directory, then rename into place.
+
+    Nobody else can reach the socket while its mode and owner are set, so chmod and chown by
+    path cannot be redirected through a swapped-in link, and the rename replaces (never
+    follows) whatever is at ``path``. The socket is listening before it becomes visible.
+    """
     log.info(f"Binding Unix Listener on {qpath(path)} with permissions 204")
+    uid, gid = lookup_ids(user, group)
+    private = os.path.join(directory, PRIVATE_BIND_DIR)
+    _remove_private_dir(private)
+    try:
+        os.mkdir(private, 0o700)
+    except OSError as exc:
+        raise RurocoError(f"Could not bind to socket {qpath(path)}") from exc
+    staged = os.path.join(private, "s")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    bound = False
     try:
         old_umask = os.umask(0o077)
         try:
-            sock.bind(os.fspath(path))
-            bound = True
-            sock.listen(LISTEN_BACKLOG)  # listening before the file becomes connectable (0204)
+            sock.bind(staged)
+            sock.listen(LISTEN_BACKLOG)
         except OSError as exc:
             raise RurocoError(f"Could not bind to socket {qpath(path)}") from exc
         finally:
             os.umask(old_umask)
         try:
-            os.chmod(path, SOCKET_MODE)
-        except OSError as exc:
+            os.chmod(staged, SOCKET_MODE, follow_symlinks=False)
+        except (OSError, NotImplementedError) as exc:
             raise RurocoError(f"Could not set permissions 204 for {qpath(path)}") from exc
-        chown_by_name(path, user, group)
+        if uid != -1 or gid != -1:
+            try:
+                os.chown(staged, uid, gid, follow_symlinks=False)
+            except OSError as exc:
+                shown = f"{None if uid == -1 else uid}:{None if gid == -1 else gid}"
+                raise RurocoError(
+                    f"Could not change ownership of {qpath(path)} to {shown}"
+                ) from exc
+        try:
+            os.rename(staged, path)
+        except OSError as exc:
+            raise RurocoError(f"Could not bind to socket {qpath(path)}") from exc
     except BaseException:
         sock.close()
-        if bound:
-            with contextlib.suppress(OSError):
-                path.unlink()  # a socket nobody listens on would only confuse the server
+        _remove_private_dir(private)
         raise
+    _remove_private_dir(private)
     return sock
+
+
+def _remove_private_dir(private: str) -> None:
+    """Remove our staging directory (left over if a previous commander was killed)."""
+    with contextlib.suppress(FileNotFoundError):
+        st = os.lstat(private)
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(private)
+            return
+        for name in os.listdir(private):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(private, name))
+        os.rmdir(private)
 
 
 class Commander:
@@ -91,7 +144,7 @@ class Commander:
         self.config = config
         self.commands = commands
         self.socket_path = config.socket_path()
-        self.executor = Executor()
+        self.executor = Executor(pid_namespace=config.pid_namespace)
         self.dispatcher: Dispatcher | None = None
         self._lock: InstanceLock | None = None
         self._listener: socket.socket | None = None
@@ -101,20 +154,17 @@ class Commander:
     # -- start-up ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """§4.4 in order: parent dir, lock, unlink old socket, bind, chmod, chown."""
-        directory = socket_dir_of(self.socket_path)
+        """Parent dir (created, then checked: docs/security.md), lock, bind, chmod, chown."""
+        directory = prepare_socket_dir(self.socket_path)
+        self.socket_path = Path(directory) / self.socket_path.name
+        # The lock comes before the socket so a second instance fails loudly instead of
+        # replacing the live socket.
+        self._lock = InstanceLock(
+            os.path.join(directory, COMMANDER_LOCK_NAME), "Commander"
+        ).acquire()
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RurocoError(f"Could not create parents for {qpath(directory)}") from exc
-        # The lock comes before the unlink so a second instance fails loudly instead of
-        # deleting the live socket (original commit 908a8d5).
-        self._lock = InstanceLock(directory / LOCK_NAME, "Commander").acquire()
-        try:
-            with contextlib.suppress(OSError):
-                self.socket_path.unlink()
             self._listener = bind_socket(
-                self.socket_path, self.config.socket_user, self.config.socket_group
+                directory, self.socket_path, self.config.socket_user, self.config.socket_group
             )
             self._socket_ino = os.stat(self.socket_path).st_ino
             self._listener.setblocking(False)
@@ -304,7 +354,8 @@ def run(config: CommanderConfig, commands: dict[int, Command]) -> None:
     try:
         log.info(
             f"Commander listening on {qpath(commander.socket_path)} with {len(commands)} "
-            f"command(s), up to {config.max_concurrent_commands} in parallel"
+            f"command(s), up to {config.max_concurrent_commands} in parallel, "
+            f"isolation: {commander.executor.isolation}"
         )
         commander.serve(wake_r)
         commander.close_listener()

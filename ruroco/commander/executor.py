@@ -1,32 +1,42 @@
 """Run one configured command (spec §4.7, deviation 3) and log its outcome as one line.
 
-``sh -c`` runs in its own session, so on timeout the whole process group can be killed:
-the original killed only ``sh`` and let background children outlive the timeout. Output goes
-to unnamed temp files in ``$TMPDIR`` (not pipes), so a chatty command can never deadlock us,
-and nothing is left behind even if the commander dies.
+Containment. Where the kernel lets us (CAP_SYS_ADMIN), every ``sh -c`` is PID 1 of a PID
+namespace of its own: when ``sh`` exits, or is SIGKILLed at the timeout, the kernel kills every
+other process in that namespace, so nothing a command started outlives it, however it detached
+(``setsid``, double fork, ``&``). The worker thread ``unshare``s right before ``posix_spawn`` and
+``setns``es back right after; both act on the calling thread only, so concurrent workers do not
+interfere. Without the capability (containers, units without it) the executor logs one line at
+start-up and falls back to killing the process group and every descendant still in the process
+tree at the timeout; ``Executor.isolation`` says which mode is active.
+
+Output. stdout and stderr are pipes that the worker drains while the command runs, so a chatty
+command never blocks and never deadlocks us: the first ``MAX_LOGGED_OUTPUT`` bytes of each are
+kept for the log line, the rest is counted and dropped. Memory stays flat and nothing touches
+the disk, whatever a command writes. After ``sh`` exits the pipes are drained until end of file
+for at most ``DRAIN_AFTER_EXIT_SEC`` and then closed, so a writer still holding them (possible
+only in the fallback mode) gets EPIPE/SIGPIPE instead of keeping us waiting.
 
 Latency (knock -> command started) is what users feel, so the hot path is short:
 ``posix_spawn`` (vfork + exec in glibc, about 0.3 ms cheaper than ``subprocess.Popen`` with
-``start_new_session``), capture files created ahead of time (creating two costs about
-0.25 ms on ext4), and the exit of ``sh`` is noticed through a pidfd at once rather than by
+``start_new_session``), and the exit of ``sh`` is noticed through a pidfd at once rather than by
 ``Popen.wait``'s sleep-and-poll loop (up to 50 ms late, which delays the next request for the
 same command name). ``posix_spawn`` does not close inherited descriptors the way ``Popen``
-does; every descriptor Python opens is close-on-exec (PEP 446), so ``sh`` gets only 0, 1, 2
-(a test checks this).
+does; every descriptor Python opens is close-on-exec (PEP 446, and the pipes are created with
+O_CLOEXEC), so ``sh`` gets only 0, 1, 2 (a test checks this).
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import os
 import select
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO
+from typing import Any
 
 from ruroco import log
 from ruroco.commander.commands import Command
@@ -35,12 +45,22 @@ from ruroco.protocol import command_hash
 
 # Beyond this a deadline is meaningless (and float/int conversion could overflow): no deadline.
 NO_DEADLINE_AFTER_SEC = 2**32
-# How much of each capture file makes it into the log line; the rest is counted, not logged.
-MAX_LOGGED_OUTPUT = 64 * 1024
-# Capture-file pairs kept ready; more concurrent commands create theirs on demand.
-SPARE_CAPTURES = 4
+# How much of each output stream is kept for the log line; the rest is counted, not kept. With
+# the "N more bytes" note it fits ``log.MAX_PART_CHARS``, so stdout and stderr both stay
+# visible in one journal line.
+MAX_LOGGED_OUTPUT = 4000
+# After sh has exited, how long its output is still read before the pipes are closed.
+DRAIN_AFTER_EXIT_SEC = 1.0
+# Values of ``Executor.isolation``.
+PID_NAMESPACE = "pid-namespace"
+PROCESS_GROUP = "process-group"
+# One read of output beyond the logged part (the default pipe capacity).
+_DISCARD_CHUNK = 64 * 1024
 # poll() takes milliseconds as a C int: wait in slices no longer than this.
 _MAX_POLL_SEC = 3600.0
+# Fallback kill: how long to wait for SIGSTOP to take effect before killing anyway.
+_STOP_WAIT_SEC = 0.5
+_CLONE_NEWPID = 0x20000000
 # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so reset them as Popen does.
 _DEFAULT_SIGNALS = tuple(
     s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s
@@ -65,10 +85,11 @@ class Outcome:
 class _Child:
     """A spawned ``sh``; ``returncode`` is set (under the executor lock) once it is reaped."""
 
-    __slots__ = ("pid", "pidfd", "poll_delay", "returncode")
+    __slots__ = ("isolated", "pid", "pidfd", "poll_delay", "returncode")
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, isolated: bool) -> None:
         self.pid = pid
+        self.isolated = isolated  # PID 1 of its own namespace
         self.returncode: int | None = None
         self.poll_delay = 0.0005  # only without a pidfd: grows to 50 ms, as Popen.wait does
         try:
@@ -77,13 +98,130 @@ class _Child:
             self.pidfd = -1
 
 
-class Executor:
-    """Spawns commands and remembers the running ones so a shutdown can kill them."""
+class _Capture:
+    """One output pipe: keeps the first ``MAX_LOGGED_OUTPUT`` bytes, counts and drops the rest."""
+
+    __slots__ = ("dropped", "fd", "kept", "scratch")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.kept = bytearray()
+        self.dropped = 0
+        self.scratch: bytearray | None = None  # reused for the dropped part: no allocations
+
+    def read(self) -> bool:
+        """Read once from the (non-blocking) pipe; False at end of file."""
+        try:
+            room = MAX_LOGGED_OUTPUT - len(self.kept)
+            if room > 0:
+                data = os.read(self.fd, room)
+                self.kept += data
+                return bool(data)
+            if self.scratch is None:
+                self.scratch = bytearray(_DISCARD_CHUNK)
+            n = os.readv(self.fd, [self.scratch])
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        self.dropped += n
+        return n > 0
+
+    def text(self) -> str:
+        text = self.kept.decode("utf-8", errors="replace").rstrip()
+        if self.dropped:
+            text += f" … ({self.dropped} more bytes not logged)"
+        return text
+
+
+class _PidNamespaces:
+    """``unshare(CLONE_NEWPID)`` before a spawn and ``setns`` back after it, per thread.
+
+    Python 3.11 has neither ``os.unshare`` nor ``os.setns``, hence ctypes (imported only here,
+    so ``--check`` and ``-V`` do not pay for it).
+    """
 
     def __init__(self) -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._unshare: Any = libc.unshare
+        self._unshare.argtypes = [ctypes.c_int]
+        self._setns: Any = libc.setns
+        self._setns.argtypes = [ctypes.c_int, ctypes.c_int]
+        self._get_errno = ctypes.get_errno
+        # The namespace to return to; kept open for the executor's lifetime (a worker may be
+        # spawning at any moment), closed by ``release``.
+        self.home = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+
+    def enter(self) -> None:
+        """Children this thread creates from now on are PID 1 of a new namespace."""
+        if self._unshare(_CLONE_NEWPID) != 0:
+            err = self._get_errno()
+            raise OSError(err, f"unshare(CLONE_NEWPID): {os.strerror(err)}")
+
+    def leave(self) -> None:
+        """Children this thread creates from now on are in our own namespace again."""
+        if self._setns(self.home, _CLONE_NEWPID) != 0:
+            err = self._get_errno()
+            raise OSError(err, f"setns(CLONE_NEWPID): {os.strerror(err)}")
+
+    def release(self) -> None:
+        if self.home >= 0:
+            os.close(self.home)
+            self.home = -1
+
+    @classmethod
+    def probe(cls) -> tuple[_PidNamespaces | None, str]:
+        """Usable namespaces, or None and why not.
+
+        The attempt runs in a throwaway thread: should going back fail, only that thread is
+        left with a namespace setting for its children.
+        """
+        try:
+            ns = cls()
+        except (OSError, AttributeError) as exc:
+            return None, str(exc)
+        errors: list[OSError] = []
+
+        def attempt() -> None:
+            try:
+                ns.enter()
+                ns.leave()
+            except OSError as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=attempt, name="ruroco-pidns-probe")
+        thread.start()
+        thread.join()
+        if errors:
+            ns.release()
+            reason = errors[0].strerror or str(errors[0])
+            if errors[0].errno == errno.EPERM:
+                reason += ", CAP_SYS_ADMIN is missing"
+            return None, reason
+        return ns, ""
+
+
+class Executor:
+    """Spawns commands and remembers the running ones so a shutdown can kill them.
+
+    ``pid_namespace=False`` skips the namespace probe and forces the process-group fallback;
+    it exists so tests can exercise that mode on a host that has CAP_SYS_ADMIN.
+    """
+
+    def __init__(self, pid_namespace: bool = True) -> None:
         self._lock = threading.Lock()
         self._running: set[_Child] = set()
-        self._spare: list[tuple[IO[bytes], IO[bytes]]] = []
+        self._ns: _PidNamespaces | None = None
+        if pid_namespace:
+            self._ns, reason = _PidNamespaces.probe()
+            if self._ns is None:
+                log.info(
+                    f"Per-command PID namespaces are unavailable ({reason}): a timeout kills "
+                    "the command's process group and its descendants still in its process tree"
+                )
+        self.isolation = PID_NAMESPACE if self._ns is not None else PROCESS_GROUP
         _close_on_exec_inherited()
 
     def run(self, command: Command, ip: bytes) -> Outcome:
@@ -98,95 +236,111 @@ class Executor:
         return outcome
 
     def kill_all(self) -> int:
-        """SIGKILL every running command's process group; returns how many were signalled."""
+        """SIGKILL every running command with all it started; returns how many were signalled."""
         with self._lock:  # reaping holds the lock too, so no pid here can have been reused
             procs = [c for c in self._running if c.returncode is None]
             for child in procs:
-                _kill_group(child.pid)
+                _kill(child)
         return len(procs)
 
     def close(self) -> None:
-        """Close the capture files kept ready (they are unnamed: nothing remains on disk)."""
-        with self._lock:
-            spare, self._spare = self._spare, []
-        for pair in spare:
-            for fh in pair:
-                fh.close()
+        """Nothing to release: each run closes its own pipes (kept for callers' symmetry)."""
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
-            self.close()
+            if self._ns is not None:
+                self._ns.release()
 
     def _run(self, command: Command, ip_str: str) -> Outcome:
-        out, err = self._take_captures()
+        env = dict(os.environ)
+        env["RUROCO_IP"] = ip_str
+        out_r, out_w = _pipe("stdout")
         try:
-            env = dict(os.environ)
-            env["RUROCO_IP"] = ip_str
+            err_r, err_w = _pipe("stderr")
+        except BaseException:
+            os.close(out_r)
+            os.close(out_w)
+            raise
+        captures = (_Capture(out_r), _Capture(err_r))
+        try:
             try:
-                pid = os.posix_spawnp(
-                    "sh",
-                    ["sh", "-c", command.cmd],
-                    env,
-                    file_actions=(
-                        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0),
-                        (os.POSIX_SPAWN_DUP2, out.fileno(), 1),
-                        (os.POSIX_SPAWN_DUP2, err.fileno(), 2),
-                    ),
-                    setsid=True,  # own session and process group: a timeout kills all of it
-                    setsigmask=(),
-                    setsigdef=_DEFAULT_SIGNALS,
-                )
-            except OSError as exc:
-                raise OSError(f"Could not spawn {command.cmd}: {exc.strerror}") from exc
-            child = _Child(pid)
+                child = self._spawn(command.cmd, env, out_w, err_w)
+            finally:
+                os.close(out_w)  # only the command holds the write ends now: EOF when it is gone
+                os.close(err_w)
             with self._lock:
                 self._running.add(child)
             try:
-                self._refill_captures()  # off the hot path: the command is already running
-                timed_out = self._wait(child, command.timeout_sec)
+                timed_out = self._wait(child, command.timeout_sec, captures)
+                _drain(captures, DRAIN_AFTER_EXIT_SEC)
             finally:
                 if child.pidfd >= 0:
                     os.close(child.pidfd)
-            stdout, stderr = _read(out), _read(err)
         finally:
-            out.close()
-            err.close()
+            for capture in captures:
+                os.close(capture.fd)  # a writer left behind gets EPIPE from now on
+        stdout, stderr = captures[0].text(), captures[1].text()
         if timed_out:
             return Outcome(Status.TIMEOUT, child.returncode, stdout, stderr)
         status = Status.SUCCESS if child.returncode == 0 else Status.FAILURE
         return Outcome(status, child.returncode, stdout, stderr)
 
-    def _take_captures(self) -> tuple[IO[bytes], IO[bytes]]:
-        with self._lock:
-            if self._spare:
-                return self._spare.pop()
-        return _capture_pair()
-
-    def _refill_captures(self) -> None:
-        with self._lock:
-            if len(self._spare) >= SPARE_CAPTURES:
-                return
+    def _spawn(self, cmd: str, env: dict[str, str], out_w: int, err_w: int) -> _Child:
+        ns = self._ns
+        if ns is not None:
+            try:
+                ns.enter()
+            except OSError as exc:  # e.g. user.max_pid_namespaces reached: run it anyway
+                log.error(f"Could not isolate {cmd} in a PID namespace ({exc.strerror})")
+                ns = None
         try:
-            pair = _capture_pair()
-        except OSError:
-            return  # the next command reports the problem when it needs its files
-        with self._lock:
-            self._spare.append(pair)
+            pid = _spawn_sh(cmd, env, out_w, err_w)
+        except BaseException:
+            if ns is not None:
+                ns.leave()  # always: this thread's next child must not land in that namespace
+            raise
+        if ns is not None:
+            try:
+                ns.leave()
+            except OSError:  # never seen in practice; do not lose the child
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise
+        return _Child(pid, isolated=ns is not None)
 
-    def _wait(self, child: _Child, timeout_sec: int) -> bool:
-        """Wait for ``sh`` to exit and reap it; True when it had to be killed at the deadline."""
+    def _wait(self, child: _Child, timeout_sec: int, captures: tuple[_Capture, ...]) -> bool:
+        """Drain output until ``sh`` exits and reap it; True when it was killed at the deadline."""
         deadline = None if timeout_sec > NO_DEADLINE_AFTER_SEC else time.monotonic() + timeout_sec
         timed_out = False
-        while not self._try_reap(child):
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0 and not timed_out:
+        poller = select.poll()
+        readers = {c.fd: c for c in captures}
+        for fd in readers:
+            poller.register(fd, select.POLLIN)
+        if child.pidfd >= 0:
+            poller.register(child.pidfd, select.POLLIN)
+        reap_at = 0.0  # without a pidfd: when to try waitpid next
+        while True:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 with self._lock:  # sh is not reaped: its pid (= the group id) is still ours
-                    _kill_group(child.pid)
+                    _kill(child)
                 timed_out = True
                 deadline = None
-                continue
-            _wait_exit(child, remaining)
-        return timed_out
+            wait = _MAX_POLL_SEC if deadline is None else min(deadline - now, _MAX_POLL_SEC)
+            if child.pidfd < 0:
+                wait = min(wait, max(0.0, reap_at - now))
+            reap = False
+            for fd, _ in poller.poll(int(wait * 1000) + 1):
+                if fd == child.pidfd:
+                    reap = True
+                elif not readers[fd].read():
+                    poller.unregister(fd)
+            if child.pidfd < 0 and time.monotonic() >= reap_at:
+                reap = True
+                reap_at = time.monotonic() + child.poll_delay
+                child.poll_delay = min(child.poll_delay * 2, 0.05)
+            if reap and self._try_reap(child):
+                return timed_out
 
     def _try_reap(self, child: _Child) -> bool:
         with self._lock:
@@ -216,58 +370,125 @@ def _close_on_exec_inherited() -> None:
                 os.set_inheritable(fd, False)
 
 
-def _wait_exit(child: _Child, remaining: float | None) -> None:
-    """Block until ``child`` exits or ``remaining`` seconds pass (no lock held)."""
-    if child.pidfd < 0:
-        delay = child.poll_delay
-        child.poll_delay = min(delay * 2, 0.05)
-        time.sleep(delay if remaining is None else min(delay, max(0.0, remaining)))
-        return
-    limit = _MAX_POLL_SEC if remaining is None else min(remaining, _MAX_POLL_SEC)
-    poller = select.poll()
-    poller.register(child.pidfd, select.POLLIN)
-    poller.poll(max(0, int(limit * 1000) + 1))
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _capture_pair() -> tuple[IO[bytes], IO[bytes]]:
-    out = _capture("stdout")
+def _spawn_sh(cmd: str, env: dict[str, str], out_w: int, err_w: int) -> int:
     try:
-        return out, _capture("stderr")
-    except BaseException:
-        out.close()
-        raise
-
-
-def _capture(which: str) -> IO[bytes]:
-    """An unnamed file in $TMPDIR: nothing to clean up, even if we are killed."""
-    try:
-        return tempfile.TemporaryFile(prefix=f"ruroco-cmd-{os.getpid()}-", suffix=f"-{which}")
+        return os.posix_spawnp(
+            "sh",
+            ["sh", "-c", cmd],
+            env,
+            file_actions=(
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ),
+            setsid=True,  # own session and process group (what the fallback kills)
+            setsigmask=(),
+            setsigdef=_DEFAULT_SIGNALS,
+        )
     except OSError as exc:
-        raise OSError(
-            f"Could not create {which} capture in {tempfile.gettempdir()}: {exc.strerror}"
-        ) from exc
+        raise OSError(f"Could not spawn {cmd}: {exc.strerror}") from exc
 
 
-def _read(fh: IO[bytes]) -> str:
+def _pipe(which: str) -> tuple[int, int]:
+    """A close-on-exec pipe whose read end (ours) never blocks; the write end stays blocking."""
     try:
-        size = os.fstat(fh.fileno()).st_size
-        fh.seek(0)
-        data = fh.read(MAX_LOGGED_OUTPUT)
-    except OSError:
-        return ""
-    text = data.decode("utf-8", errors="replace").rstrip()
-    if size > MAX_LOGGED_OUTPUT:
-        text += f" … ({size - MAX_LOGGED_OUTPUT} more bytes not logged)"
-    return text
+        r, w = os.pipe2(os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(f"Could not create {which} pipe: {exc.strerror}") from exc
+    os.set_blocking(r, False)
+    return r, w
+
+
+def _drain(captures: tuple[_Capture, ...], limit_sec: float) -> None:
+    """Read what is left after ``sh`` exited, until end of file or ``limit_sec`` passed."""
+    poller = select.poll()
+    readers = {c.fd: c for c in captures}
+    for fd in readers:
+        poller.register(fd, select.POLLIN)
+    until = time.monotonic() + limit_sec
+    while readers:
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            return
+        for fd, _ in poller.poll(int(remaining * 1000) + 1):
+            if not readers[fd].read():
+                poller.unregister(fd)
+                del readers[fd]
+
+
+def _kill(child: _Child) -> None:
+    """SIGKILL a command that is not reaped yet (caller holds the executor lock)."""
+    if child.isolated:  # the kernel kills everything else in the namespace
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+    else:
+        _kill_tree(child.pid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+
+
+def _kill_tree(root: int) -> None:
+    """SIGKILL ``root`` and every descendant still in its process tree (fallback mode).
+
+    Stop first, kill after: a stopped process cannot fork or reap, so the pids found stay
+    valid and no child is re-parented to init (out of reach) because its parent died before
+    it was found. Descendants that were re-parented earlier (double fork) are out of reach.
+    """
+    stopped: set[int] = set()
+    give_up = time.monotonic() + _STOP_WAIT_SEC
+    while True:
+        # All stopped before the scan means none was in the middle of a fork during it.
+        settled = all(_stopped(pid) for pid in stopped)
+        found = _tree(root) - stopped
+        if not found and (settled or time.monotonic() >= give_up):
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        stopped |= found
+        if not found:
+            time.sleep(0.001)  # for SIGSTOP to take effect
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _tree(root: int) -> set[int]:
+    """``root`` and its descendants, from ``/proc/<pid>/task/<tid>/children``."""
+    seen = {root}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                if kid not in seen:
+                    seen.add(kid)
+                    todo.append(kid)
+    return seen
+
+
+def _stopped(pid: int) -> bool:
+    """Stopped, dead or gone: in no case forking any more."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in (b"T", b"t", b"Z", b"X")
 
 
 def _log_outcome(command: Command, ip_str: str, outcome: Outcome) -> None:
-    body = f"{command.cmd} for {ip_str}\nstdout: {outcome.stdout}\nstderr: {outcome.stderr}"
+    stdout, stderr = log.escape_capped(outcome.stdout), log.escape_capped(outcome.stderr)
+    body = f"{command.cmd} for {ip_str}\nstdout: {stdout}\nstderr: {stderr}"
     if outcome.status is Status.SUCCESS:
         log.info(f"Execution was successful: {body}")
     elif outcome.status is Status.TIMEOUT:

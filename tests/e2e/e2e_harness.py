@@ -186,16 +186,6 @@ class Daemon:
         return self.proc.returncode
 
 
-def proc_gone(pid: int) -> bool:
-    """True once ``pid`` no longer runs (exited, or a zombie nobody reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return True
-    return state in {"Z", "X"}
-
-
 def read_blocklist(dep: Deployment) -> dict[bytes, int]:
     """The server's blocklist file as ``{key_id: floor}`` (format of spec §3.5)."""
     top = msgpack.unpackb(

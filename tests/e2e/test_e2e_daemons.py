@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -17,11 +16,11 @@ from e2e_harness import (
     Deployment,
     DeploymentFactory,
     base_env,
-    proc_gone,
     read_blocklist,
     toml_str,
     wait_for,
 )
+from procfind import marked_pids, marker, no_survivors
 
 
 def set_immutable(path: os.PathLike[str], on: bool) -> None:
@@ -83,42 +82,31 @@ def test_stopped_commander_does_not_stop_the_server(deploy: Deployment) -> None:
     assert server.alive() and server is deploy.server
 
 
-HANG_CMD = (
-    "echo $$ > {out}/hang.sh.pid; sleep 120 & echo $! > {out}/hang.child.pid; wait; "
-    "touch {out}/hang.finished"
-)
+# {mark}: a sleep argument found by a /proc scan (inside the command's PID namespace $! is
+# not a host pid, so the command cannot report it).
+HANG_CMD = "sleep {mark} & wait; touch {out}/hang.finished"
 
 
 def test_hanging_command_is_killed_with_children_and_does_not_delay_others(
     make_deployment: DeploymentFactory,
 ) -> None:
-    dep = make_deployment({"hang": f"{{ cmd = {toml_str(HANG_CMD)}, timeout_sec = 6 }}"}).start()
-    pid_files = [dep.out / "hang.sh.pid", dep.out / "hang.child.pid"]
-    pids: list[int] = []
-    try:
+    mark = marker()
+    cmd = HANG_CMD.replace("{mark}", mark)
+    dep = make_deployment({"hang": f"{{ cmd = {toml_str(cmd)}, timeout_sec = 6 }}"}).start()
+    with no_survivors(mark):
         dep.send_raw(dep.packet(cmd="hang"))
-        wait_for(
-            lambda: all(p.exists() and p.read_text().strip() for p in pid_files),
-            RUN_TIMEOUT,
-            "the hanging command to start",
-        )
-        pids = [int(p.read_text()) for p in pid_files]
+        child = wait_for(lambda: marked_pids(mark), RUN_TIMEOUT, "the hanging command to start")
 
         dep.send_raw(dep.packet())
         assert dep.wait_runs(1) == ["127.0.0.1"]
         # default finished while the hanging command was still alive: it was not queued behind it
-        assert not proc_gone(pids[1]), "hang's child died before the other command ran"
+        assert marked_pids(mark) == child, "hang's child died before the other command ran"
 
-        for pid in pids:
-            wait_for(lambda pid=pid: proc_gone(pid), 6 + RUN_TIMEOUT, f"pid {pid} to be killed")
+        wait_for(lambda: not marked_pids(mark), 6 + RUN_TIMEOUT, "the hanging child to be killed")
         dep.commander.wait_log(r"(?i)timed out|timeout")
         time.sleep(0.2)
         assert not (dep.out / "hang.finished").exists()
         assert dep.commander.alive()
-    finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def test_second_commander_refuses_and_first_keeps_working(deploy: Deployment) -> None:
@@ -182,7 +170,7 @@ def test_wedged_commander_socket_does_not_wedge_the_server(
         since = dep.server.mark()
         _, port = dep.send_raw(b"too short")
         dep.wait_rejection(since, "127.0.0.1", str(port), pattern=r"\b94\b")
-        assert dep.server.find(r"(?i)could not .*(connect|send)")
+        assert dep.server.wait_log(r"(?i)could not .*(connect|send)")
         assert dep.server.alive()
 
 

@@ -42,15 +42,6 @@ def send(sock_path: Path, data: bytes) -> None:
         s.sendall(data)
 
 
-def pid_gone(pid: int) -> bool:
-    """Dead means no /proc entry or a zombie waiting for its (new) parent to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
 def write_config(directory: Path, **keys: object) -> Path:
     path = directory / "config.toml"
     path.write_text(toml_document(keys))

@@ -15,11 +15,11 @@ import pytest
 from commander_helpers import (
     CommanderProcess,
     message,
-    pid_gone,
     wait_for,
     write_commands,
     write_config,
 )
+from procfind import marked_pids, marker, no_survivors, pid_gone
 
 from ruroco.commander.commander import socket_dir_of
 from ruroco.errors import RurocoError
@@ -116,22 +116,24 @@ def test_timeout_kills_grandchildren_while_other_commands_run(
     start_commander,
     tmp_path: Path,
 ) -> None:
-    pidfile = tmp_path / "pid"
+    """The grandchild is found by its argument: in a PID namespace ``$!`` is not our pid."""
+    mark = marker(30)
     fast = tmp_path / "fast"
     commander = start_commander(
         {
-            "hang": (f"sleep 30 & echo $! > {pidfile}; wait", 6),
+            "hang": (f"sleep {mark} & wait", 6),
             "fast": f"touch {fast}",
         },
         allow_non_routable_ips=True,
     )
-    commander.send("hang")
-    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), RUN_WAIT)
-    grandchild = int(pidfile.read_text())
-    commander.send("fast")
-    assert wait_for(fast.exists, 4.5)  # before "hang" times out after 6 s
-    assert not pid_gone(grandchild)
-    assert wait_for(lambda: pid_gone(grandchild), RUN_WAIT)
+    with no_survivors(mark):
+        commander.send("hang")
+        assert wait_for(lambda: marked_pids(mark), RUN_WAIT)
+        (grandchild,) = marked_pids(mark)
+        commander.send("fast")
+        assert wait_for(fast.exists, 4.5)  # before "hang" times out after 6 s
+        assert not pid_gone(grandchild)
+        assert wait_for(lambda: pid_gone(grandchild), RUN_WAIT)
     assert wait_for(lambda: "Execution timed out after 6s and was killed" in commander.stderr, 5)
     assert commander.proc.poll() is None
 
@@ -214,19 +216,21 @@ def test_sigterm_removes_socket_and_lets_running_command_finish(
 
 
 def test_second_signal_kills_running_commands(start_commander, tmp_path: Path) -> None:
-    pidfile = tmp_path / "pid"
+    mark = marker(60)
     commander = start_commander(
-        {"forever": (f"sleep 60 & echo $! > {pidfile}; wait", 2**63 - 1)},
+        {"forever": (f"setsid sleep {mark} & wait", 2**63 - 1)},
         allow_non_routable_ips=True,
     )
-    commander.send("forever")
-    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), RUN_WAIT)
-    commander.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    assert commander.proc.poll() is None  # graceful: still waiting for the command
-    commander.proc.send_signal(signal.SIGINT)
-    assert commander.proc.wait(10) == 0
-    assert wait_for(lambda: pid_gone(int(pidfile.read_text())), 5)
+    with no_survivors(mark):
+        commander.send("forever")
+        assert wait_for(lambda: marked_pids(mark), RUN_WAIT)
+        (grandchild,) = marked_pids(mark)
+        commander.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert commander.proc.poll() is None  # graceful: still waiting for the command
+        commander.proc.send_signal(signal.SIGINT)
+        assert commander.proc.wait(10) == 0
+        assert wait_for(lambda: pid_gone(grandchild), 5)  # even though it left the session
     assert not commander.socket.exists()
 
 
