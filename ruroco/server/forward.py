@@ -1,9 +1,17 @@
 """Hand an accepted request to the commander over its Unix stream socket (spec §3.11).
 
-The server is single-threaded, so a commander that stopped accepting (full listen backlog)
-must not stall it: connect and write share one deadline (decided deviation 4). On Linux a
-non-blocking connect to a Unix socket with a full backlog fails with EAGAIN instead of
-waiting, so the connect is retried until the deadline in short steps.
+A commander that stopped accepting (full listen backlog, SIGSTOP, a hung process) must not
+stall the server's receive loop, so the hand-off happens off it: the loop only appends to a
+bounded queue (``Forwarder.submit``, never blocks) and one forwarder thread delivers. Each
+delivery is bounded by one deadline shared by connect and write (decided deviation 4). On
+Linux a non-blocking connect to a Unix socket with a full backlog fails with EAGAIN instead
+of waiting, so the connect is retried until the deadline in short steps.
+
+The server asks ``Forwarder.has_room`` *before* it persists a request's counter: the receive
+loop is the only producer and the thread only takes entries out, so room seen there is still
+there at ``submit``, and a request refused for lack of room leaves the client's counter
+unused. On shutdown the queued requests get one last chance of at most the forward timeout in
+total; whatever is left is logged as dropped.
 """
 
 from __future__ import annotations
@@ -11,12 +19,20 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import threading
 import time
+from collections import deque
+from typing import Protocol
 
+from ruroco import log
 from ruroco.errors import RurocoError, qpath
 
 DEFAULT_TIMEOUT = 1.0
 _RETRY_STEP = 0.01
+#: Requests waiting for the forwarder thread (one more may be in delivery).
+QUEUE_LENGTH = 64
+#: How much longer than the last chance ``Forwarder.close`` waits for the thread to finish.
+_JOIN_MARGIN = 0.5
 
 
 class ForwardError(RurocoError):
@@ -69,3 +85,119 @@ def send_to_commander(
             ) from None
     finally:
         sock.close()
+
+
+class HandoffStats(Protocol):
+    """The counters the forwarder keeps (``Stats`` of the server)."""
+
+    forwarded: int
+    forward_failed: int
+    forward_dropped: int
+
+
+class Forwarder:
+    """One thread delivering queued requests to the commander, each within ``timeout``.
+
+    Counting: ``forwarded`` and ``forward_failed`` are written by the thread only,
+    ``forward_dropped`` (never attempted: shutdown, or ``submit`` refused) by the caller only.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        stats: HandoffStats,
+        timeout: float = DEFAULT_TIMEOUT,
+        capacity: int = QUEUE_LENGTH,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("the hand-off queue needs room for at least one request")
+        self.path = path
+        self.stats = stats
+        self.timeout = timeout
+        self.capacity = capacity
+        self._queue: deque[tuple[bytes, str]] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._closing = False
+        self._deadline = 0.0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def pending(self) -> int:
+        """Requests queued and not yet taken by the thread."""
+        return len(self._queue)
+
+    def has_room(self) -> bool:
+        """Whether ``submit`` would take one more request now (cheap, no lock)."""
+        return len(self._queue) < self.capacity and not self._closing
+
+    def submit(self, message: bytes, label: str) -> bool:
+        """Queue ``message`` without blocking; False (nothing queued) when full or closing.
+
+        ``label`` names the request in log lines, e.g. ``key [FF, …] (IP 1.2.3.4)``.
+        """
+        with self._cond:
+            if self._closing or len(self._queue) >= self.capacity:
+                return False
+            self._queue.append((message, label))
+            self._cond.notify()
+        return True
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ruroco-forwarder", daemon=True)
+            self._thread.start()
+
+    def close(self, grace: float | None = None) -> int:
+        """Stop taking requests; give queued ones ``grace`` seconds in total (default: the
+        forward timeout), then log what is left as dropped. Returns how many were dropped."""
+        grace = self.timeout if grace is None else max(0.0, grace)
+        with self._cond:
+            self._closing = True
+            self._deadline = time.monotonic() + grace
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            # a delivery under way started before close, with at most ``timeout`` to run
+            thread.join(max(grace, self.timeout) + _JOIN_MARGIN)
+        with self._cond:
+            left = list(self._queue)
+            self._queue.clear()
+        for _, label in left:
+            self.stats.forward_dropped += 1
+            log.error(
+                f"Dropped request for {label}: the server stopped before it could be handed "
+                "to the commander"
+            )
+        return len(left)
+
+    def _next(self) -> tuple[bytes, str, float] | None:
+        """The next request and the time its delivery may take; None once the thread ends."""
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            if not self._closing:
+                message, label = self._queue.popleft()
+                return message, label, self.timeout
+            remaining = self._deadline - time.monotonic()
+            if not self._queue or remaining <= 0:
+                return None  # close() logs whatever is still queued
+            message, label = self._queue.popleft()
+            return message, label, min(self.timeout, remaining)
+
+    def _run(self) -> None:
+        while (item := self._next()) is not None:
+            self._deliver(*item)
+
+    def _deliver(self, message: bytes, label: str, timeout: float) -> None:
+        try:
+            send_to_commander(self.path, message, timeout)
+        except ForwardError as exc:
+            self.stats.forward_failed += 1
+            log.error(f"Dropped request for {label}: {exc}")
+            return
+        except Exception as exc:  # the thread must outlive any surprise, or the queue fills
+            self.stats.forward_failed += 1
+            log.error(f"Dropped request for {label}: unexpected error: {exc!r}")
+            return
+        self.stats.forwarded += 1
+        log.info("Successfully sent data to commander")

@@ -26,6 +26,7 @@ prefix (``render``), so one fail2ban regex covers all reasons; text is made only
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from ruroco import log
@@ -130,8 +131,23 @@ class Acceptance(NamedTuple):
     message: bytes
 
 
+class Busy(NamedTuple):
+    """A packet that passed every check but could not be handed off (no room in the server's
+    hand-off queue); its counter was *not* persisted, so the client may simply knock again.
+    Not a rejection: the client did nothing wrong, so it gets no ``Rejected datagram`` line."""
+
+    key_id: bytes
+    host: str
+    port: int
+    counter: int
+
+
 class Pipeline:
-    """Holds everything a decision needs; ``handle`` never raises for any input bytes."""
+    """Holds everything a decision needs; ``handle`` never raises for any input bytes.
+
+    ``handoff_room``, when set, is asked right before the floor is persisted; False turns the
+    packet into a ``Busy`` result (the server sets it to its forwarder's ``has_room``).
+    """
 
     def __init__(
         self,
@@ -150,6 +166,7 @@ class Pipeline:
         self.per_source = PerSourceLimit(config.max_requests_per_second)
         self.global_limit = WindowLimit(config.max_requests_per_second_global)
         self.stats: dict[str, int] = dict.fromkeys((*REASONS, "accepted"), 0)
+        self.handoff_room: Callable[[], bool] | None = None
 
     def _reject(self, reason: str, host: str, port: int, detail: tuple[object, ...]) -> Rejection:
         self.stats[reason] += 1
@@ -157,7 +174,7 @@ class Pipeline:
 
     def handle(
         self, packet: bytes | bytearray | memoryview, size: int, host: str, port: int
-    ) -> Rejection | Acceptance:
+    ) -> Rejection | Acceptance | Busy:
         """Decide on a datagram of ``size`` bytes (``packet`` holds at least its first 94)."""
         stats = self.stats
         if size != MSG_SIZE or len(packet) < MSG_SIZE:
@@ -191,7 +208,7 @@ class Pipeline:
 
     def _authenticated(
         self, key: Key, key_id: bytes, blob: bytes, host: str, port: int
-    ) -> Rejection | Acceptance:
+    ) -> Rejection | Acceptance | Busy:
         try:
             plaintext = key.decrypt(blob)
         except ProtocolError:
@@ -221,6 +238,9 @@ class Pipeline:
             return self._reject(
                 RATE_GLOBAL, host, port, (self.config.max_requests_per_second_global,)
             )
+        room = self.handoff_room
+        if room is not None and not room():
+            return Busy(key_id, host, port, counter)
         ip = src if data.src_ip is None else data.src_ip
         log.info(
             f"Valid data for key {hex_list(key_id)} - trying cmd {data.cmd_hash} and counter "

@@ -1,9 +1,11 @@
-"""The receive loop: drain the socket, decide per datagram, forward, never reply.
+"""The receive loop: drain the socket, decide per datagram, queue for the commander, never reply.
 
 The socket is non-blocking and drained in a tight loop; only when it is empty does the loop
 wait in ``poll`` (at most 1 s, and a signal wakes it at once through a wakeup pipe), so a
 flood costs one ``recvfrom_into`` into a preallocated buffer per datagram and SIGTERM or
-SIGINT still stop the server promptly.
+SIGINT still stop the server promptly. Accepted requests are only queued here; a forwarder
+thread hands them to the commander (``ruroco.server.forward``), so a hung commander never
+blocks receiving.
 """
 
 from __future__ import annotations
@@ -21,15 +23,27 @@ from pathlib import Path
 
 from cryptography import __version__ as crypto_version
 
-from ruroco import log
+from ruroco import log, trust
 from ruroco.errors import RurocoError, qpath
+from ruroco.ipaddr import ip_text
+from ruroco.ipc import SERVER_LOCK_NAME, check_socket_path
+from ruroco.lock import InstanceLock
 from ruroco.protocol import KEY_ID_SIZE, MSG_SIZE, hex_list
-from ruroco.server.blocklist import Blocklist, open_at_startup
+from ruroco.server.blocklist import Blocklist, open_at_startup, remove_stale_temp_files
 from ruroco.server.config import ServerConfig, load_config
-from ruroco.server.forward import DEFAULT_TIMEOUT, ForwardError, send_to_commander
+from ruroco.server.forward import DEFAULT_TIMEOUT, QUEUE_LENGTH, Forwarder
 from ruroco.server.keys import find_key_files, load_keys
 from ruroco.server.listen import select_socket
-from ruroco.server.pipeline import REASONS, SIZE, UNKNOWN_KEY, Acceptance, Pipeline, render
+from ruroco.server.pipeline import (
+    REASONS,
+    SIZE,
+    UNKNOWN_KEY,
+    Acceptance,
+    Busy,
+    Pipeline,
+    peer_text,
+    render,
+)
 from ruroco.server.throttle import INTERVAL as THROTTLE_INTERVAL
 from ruroco.server.throttle import ErrorThrottle, suppressed_suffix
 
@@ -46,10 +60,14 @@ class Stats:
     received: int = 0
     forwarded: int = 0
     forward_failed: int = 0
+    # passed every check, but the hand-off queue was full: counter not used, nothing runs
+    forward_busy: int = 0
+    # accepted (counter used) but never handed to the commander: queued at shutdown
+    forward_dropped: int = 0
     pipeline: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
-        """One ``key=value`` line; the benchmarks parse it."""
+        """One ``key=value`` line; the benchmarks parse it (new fields go at the end)."""
         accepted = self.pipeline.get("accepted", 0)
         rejected = sum(self.pipeline.get(r, 0) for r in REASONS)
         parts = [
@@ -60,6 +78,7 @@ class Stats:
             f"rejected={rejected}",
         ]
         parts += [f"rejected_{r}={self.pipeline.get(r, 0)}" for r in REASONS]
+        parts += [f"forward_busy={self.forward_busy}", f"forward_dropped={self.forward_dropped}"]
         return "Server statistics: " + " ".join(parts)
 
 
@@ -72,6 +91,7 @@ class Server:
         socket_path: Path,
         forward_timeout: float = DEFAULT_TIMEOUT,
         throttle_interval: float = THROTTLE_INTERVAL,
+        queue_length: int = QUEUE_LENGTH,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -80,7 +100,11 @@ class Server:
         self.forward_timeout = forward_timeout
         self.throttle = ErrorThrottle(throttle_interval)
         self.stats = Stats(pipeline=pipeline.stats)
+        self.forwarder = Forwarder(socket_path, self.stats, forward_timeout, queue_length)
+        pipeline.handoff_room = self.forwarder.has_room
         self._stop = False
+        # The blocklist_dir lock taken by create_server; released by close().
+        self.instance_lock: InstanceLock | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -106,6 +130,8 @@ class Server:
     def close(self) -> None:
         for s in (self._wake_r, self._wake_w, self.sock):
             s.close()
+        if self.instance_lock is not None:
+            self.instance_lock.release()
 
     def run(self) -> Stats:
         """Serve until a stop is requested; raises only on an unrecoverable receive error."""
@@ -113,6 +139,7 @@ class Server:
         sock.setblocking(False)
         _grow_receive_buffer(sock)
         log.info(f"Running server on {_describe(sock)}")
+        self.forwarder.start()
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         poller.register(self._wake_r.fileno(), select.POLLIN)
@@ -173,6 +200,7 @@ class Server:
         finally:
             if self._stop:
                 log.info("Shutdown requested, stopping server loop")
+            self.forwarder.close()  # queued requests: one last chance of <= forward_timeout
             log.info(stats.summary())
         return stats
 
@@ -183,15 +211,21 @@ class Server:
         except OSError:
             pass
 
-    def _forward(self, accepted: Acceptance) -> None:
-        try:
-            send_to_commander(self.socket_path, accepted.message, self.forward_timeout)
-        except ForwardError as exc:
-            self.stats.forward_failed += 1
-            log.error(f"{exc} (key {hex_list(accepted.key_id)})")
+    def _forward(self, result: Acceptance | Busy) -> None:
+        """Queue an accepted request for the forwarder thread; never waits for the commander."""
+        if isinstance(result, Busy):
+            self.stats.forward_busy += 1
+            log.error(
+                f"Dropped request for key {hex_list(result.key_id)} from "
+                f"{peer_text(result.host)} port {result.port}: commander hand-off queue full "
+                f"({self.forwarder.capacity} waiting); counter {result.counter} not used, "
+                "the client can knock again"
+            )
             return
-        self.stats.forwarded += 1
-        log.info("Successfully sent data to commander")
+        label = f"key {hex_list(result.key_id)} (IP {ip_text(result.ip)})"
+        if not self.forwarder.submit(result.message, label):  # only if nobody asked for room
+            self.stats.forward_dropped += 1
+            log.error(f"Dropped request for {label}: commander hand-off queue full")
 
 
 def _grow_receive_buffer(sock: socket.socket) -> None:
@@ -240,13 +274,28 @@ def create_server(
         from ruroco.server import kfilter
 
         kfilter.check_key_count(len(keys))  # before anything is written or bound
-    blocklist: Blocklist = open_at_startup(config.blocklist_path(), keys.keys(), time.time_ns())
-    sock = select_socket(config.address, explicit=address)
+    check_socket_path(config.socket_path())
+    blocklist_path = config.blocklist_path()
+    directory = trust.trusted_dir(blocklist_path.parent, trust.NO_OTHERS, "blocklist_dir")
+    blocklist_path = Path(directory) / blocklist_path.name
+    # Held for the process lifetime (the kernel drops it when we die): two servers sharing
+    # one floor would each accept the same packet once.
+    lock = InstanceLock(os.path.join(directory, SERVER_LOCK_NAME), "Server").acquire()
+    try:
+        stale = remove_stale_temp_files(blocklist_path)
+        if stale:
+            log.info(f"Removed {stale} stale temporary blocklist file(s) in {qpath(directory)}")
+        blocklist: Blocklist = open_at_startup(blocklist_path, keys.keys(), time.time_ns())
+        sock = select_socket(config.address, explicit=address)
+    except BaseException:
+        lock.release()
+        raise
     if config.kernel_filter:
         try:
             length = kfilter.attach(sock, keys.keys())
         except RurocoError:
             sock.close()
+            lock.release()
             raise
         log.info(
             f"Kernel filter active ({length} BPF instructions for {len(keys)} key id(s)): "
@@ -254,7 +303,11 @@ def create_server(
             "dropped by the kernel without a log line"
         )
     pipeline = Pipeline(config, keys, blocklist, legacy_rate_limit=legacy_rate_limit)
-    return Server(config, pipeline, sock, config.socket_path(), forward_timeout, throttle_interval)
+    server = Server(
+        config, pipeline, sock, config.socket_path(), forward_timeout, throttle_interval
+    )
+    server.instance_lock = lock
+    return server
 
 
 def serve(

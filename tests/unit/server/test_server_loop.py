@@ -128,15 +128,17 @@ def test_missing_commander_is_logged_and_counted_not_fatal(tmp_path, capfd):
     assert "Could not connect to socket" in capfd.readouterr().err
 
 
-def test_hung_commander_blocks_the_loop_at_most_the_timeout(tmp_path):
-    run = Running(tmp_path, commander=False, forward_timeout=0.3)
+def test_hung_commander_never_blocks_the_receive_loop(tmp_path):
+    """The hand-off waits up to its timeout for the commander, but off the receive loop: the
+    datagram after an accepted knock is received long before that timeout runs out."""
+    run = Running(tmp_path, commander=False, forward_timeout=3.0)
     try:
         with hung_commander(run.server.socket_path):
             start = time.monotonic()
             run.send(packet())
             run.send(bytes(94))
-            assert run.settle(2, timeout=3) == 2
-            assert time.monotonic() - start < 1.0
+            assert run.settle(2, timeout=5) == 2
+            assert time.monotonic() - start < 1.0, "the receive loop waited for the commander"
     finally:
         run.stop()
     assert run.result.forward_failed == 1
