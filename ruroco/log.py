@@ -1,10 +1,29 @@
 """The project's logger: one line per event, journald-friendly, never crashes the caller.
 
 Format ``[YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL ] message`` (as the original), info/debug to stdout,
-error to stderr, colour only on a TTY. Control characters in a message (newlines in command
-output, for instance) are escaped so that every event stays on exactly one line and nothing
-a client influences can forge a second log line. Debug lines appear only with
-``RUROCO_LOG=debug``; callers on hot paths check ``debug_enabled()`` before formatting.
+error to stderr, colour only on a TTY. Debug lines appear only with ``RUROCO_LOG=debug``;
+callers on hot paths check ``debug_enabled()`` before formatting.
+
+Escaping: nothing a message contains (command output, for instance) can forge a second log
+line, split one, or change how a terminal or log viewer shows it. These characters are
+written as text instead:
+
+* ``\\n``, ``\\r``, ``\\t`` for newline, carriage return and tab;
+* ``\\xNN`` for the other C0 and C1 controls and DEL (U+0000–U+001F, U+007F–U+009F, so NEL
+  is ``\\x85`` and CSI is ``\\x9b``);
+* ``\\uNNNN`` for the line and paragraph separators U+2028 and U+2029, the bidirectional
+  controls (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069) and lone surrogates
+  (U+D800–U+DFFF, from undecodable file names; unescaped they would make the write fail).
+
+A backslash itself is left as is, so the escapes are for reading, not for decoding.
+
+Length: a logged message is capped at ``MAX_MESSAGE_CHARS`` characters of escaped text;
+the rest is replaced by ``… (N more characters not logged)`` where N counts characters of
+the original message. At most 4 UTF-8 bytes per character plus the prefix keeps every line
+below journald's default line limit (``LineMax=48K``), which would otherwise split it.
+``escape_capped`` applies the same escaping and cap to one part of a message, so a caller
+that logs several long parts in one message (a command's stdout and stderr) can cap each
+part and keep all of them visible.
 """
 
 from __future__ import annotations
@@ -12,9 +31,35 @@ from __future__ import annotations
 import os
 import sys
 import time
+from bisect import bisect_right
+from itertools import accumulate
 
 _COLOURS = {"INFO": "32", "DEBUG": "36", "ERROR": "31"}
-_ESCAPES = {i: f"\\x{i:02x}" for i in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
+
+_CONTROLS = [*range(0x20), *range(0x7F, 0xA0)]  # Cc: C0, DEL, C1
+_WIDE = [
+    0x2028,  # Zl: line separator
+    0x2029,  # Zp: paragraph separator
+    0x061C,  # arabic letter mark
+    0x200E,  # left-to-right mark
+    0x200F,  # right-to-left mark
+    *range(0x202A, 0x202F),  # LRE, RLE, PDF, LRO, RLO
+    *range(0x2066, 0x206A),  # LRI, RLI, FSI, PDI
+    *range(0xD800, 0xE000),  # Cs: lone surrogates
+]
+_ESCAPES: dict[int, str] = (
+    {c: f"\\x{c:02x}" for c in _CONTROLS}
+    | {c: f"\\u{c:04x}" for c in _WIDE}
+    | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+)
+_ESCAPES_BY_CHAR = {chr(c): text for c, text in _ESCAPES.items()}
+
+# Escaped characters per logged message: 12,000 × 4 UTF-8 bytes + prefix < 48 KiB.
+MAX_MESSAGE_CHARS = 12_000
+# Suggested cap for one part of a message, such as one output stream of a command.
+MAX_PART_CHARS = 4096
+# Smallest cap ``escape_capped`` accepts: room for the marker with any count.
+MIN_CAP = 64
 
 _debug: bool | None = None
 _tty: dict[int, bool] = {}
@@ -47,8 +92,38 @@ def colourize(level: str, colour: bool) -> str:
     return f"\x1b[{_COLOURS[level]}m{level}\x1b[0m" if colour else level
 
 
+def escape(text: str) -> str:
+    """``text`` with every character listed in the module docstring escaped; no cap."""
+    # Every escaped character is non-printable, so the common case skips the table.
+    return text if text.isprintable() else text.translate(_ESCAPES)
+
+
+def _marker(omitted: int) -> str:
+    return f" … ({omitted} more characters not logged)"
+
+
+def escape_capped(text: str, limit: int = MAX_PART_CHARS) -> str:
+    """``escape(text)``, cut to at most ``limit`` characters including the marker.
+
+    An escape sequence is never cut in half. The result contains nothing ``escape`` would
+    change, so escaping it again (as ``format_line`` does) leaves it as it is.
+    """
+    if limit < MIN_CAP:
+        raise ValueError(f"limit must be at least {MIN_CAP}, not {limit}")
+    if len(text) <= limit:
+        escaped = escape(text)
+        if len(escaped) <= limit:
+            return escaped
+    budget = limit - len(_marker(len(text)))  # the real count has no more digits
+    get = _ESCAPES_BY_CHAR.get
+    pieces = [get(c, c) for c in text[:budget]]  # each piece is at least one character
+    kept = bisect_right(list(accumulate(map(len, pieces))), budget)
+    return "".join(pieces[:kept]) + _marker(len(text) - kept)
+
+
 def format_line(level: str, message: str, colour: bool = False, ns: int | None = None) -> str:
-    return f"[{timestamp(ns)} {colourize(level, colour)} ] {message.translate(_ESCAPES)}\n"
+    text = escape_capped(message, MAX_MESSAGE_CHARS)
+    return f"[{timestamp(ns)} {colourize(level, colour)} ] {text}\n"
 
 
 def _emit(level: str, message: str, stream_name: str) -> None:
@@ -62,10 +137,15 @@ def _emit(level: str, message: str, stream_name: str) -> None:
             colour = _tty[fd] = stream.isatty()
     except (OSError, ValueError, AttributeError):
         colour = False
+    line = format_line(level, message, colour)
     try:
-        stream.write(format_line(level, message, colour))
+        try:
+            stream.write(line)
+        except UnicodeEncodeError:  # a non-UTF-8 locale: write the line, not nothing
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            stream.write(line.encode(encoding, "backslashreplace").decode(encoding))
         stream.flush()
-    except (OSError, ValueError):
+    except (OSError, ValueError, LookupError):
         pass  # a closed journal or pipe must never take the daemon down
 
 

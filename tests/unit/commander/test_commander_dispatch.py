@@ -1,12 +1,14 @@
-"""Dispatcher (deviation 3): parallel across names, arrival order within a name, bounded."""
+"""Dispatcher (deviation 3): parallel across names, FIFO within a name, bounded per name."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import pytest
 from commander_helpers import wait_for
 
+from ruroco.commander import dispatch
 from ruroco.commander.dispatch import Dispatcher
 
 WAIT = 10.0
@@ -135,3 +137,69 @@ def test_close_drops_queued_and_refuses_new() -> None:
     assert dispatcher.wait_idle(WAIT)
     dispatcher.shutdown()
     assert ran == ["first"]
+
+
+# --- per-name bound (security review finding 5) ------------------------------------------
+
+
+def test_per_name_limit_refuses_only_that_name() -> None:
+    dispatcher = Dispatcher(max_workers=2, max_pending_per_name=3)
+    release = threading.Event()
+    other_ran = threading.Event()
+    results = [dispatcher.submit("slow", lambda: release.wait(WAIT)) for _ in range(5)]
+    assert results == [True, True, True, False, False]  # one running plus two queued
+    assert dispatcher.pending("slow") == 3
+    assert dispatcher.submit("other", other_ran.set)
+    assert other_ran.wait(WAIT)
+    assert not release.is_set()
+    release.set()
+    assert dispatcher.wait_idle(WAIT)
+    assert dispatcher.pending("slow") == 0 and dispatcher.pending() == 0
+    assert dispatcher.submit("slow", lambda: None)  # room again
+    assert dispatcher.wait_idle(WAIT)
+    dispatcher.shutdown()
+
+
+def test_global_limit_is_still_a_safety_net() -> None:
+    dispatcher = Dispatcher(max_workers=1, max_pending=4, max_pending_per_name=3)
+    release = threading.Event()
+    block = lambda: release.wait(WAIT)  # noqa: E731
+    assert [dispatcher.submit("a", block) for _ in range(3)] == [True, True, True]
+    assert dispatcher.submit("b", block)
+    assert not dispatcher.submit("c", block)  # four pending across all names
+    assert dispatcher.pending() == 4
+    release.set()
+    assert dispatcher.wait_idle(WAIT)
+    dispatcher.shutdown()
+
+
+def test_close_frees_the_per_name_bound_of_dropped_tasks() -> None:
+    dispatcher = Dispatcher(max_workers=1, max_pending_per_name=2)
+    release = threading.Event()
+    running = threading.Event()
+
+    def first() -> None:
+        running.set()
+        release.wait(WAIT)
+
+    assert dispatcher.submit("a", first)
+    assert running.wait(WAIT)
+    assert dispatcher.submit("a", lambda: None)
+    assert dispatcher.close() == 1
+    assert dispatcher.pending("a") == 1  # only the running one is left
+    release.set()
+    assert dispatcher.wait_idle(WAIT)
+    assert dispatcher.pending("a") == 0
+    dispatcher.shutdown()
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Dispatcher(max_workers=1, max_pending_per_name=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        Dispatcher(max_workers=1, max_pending=0)
+
+
+def test_default_global_bound_covers_64_full_names() -> None:
+    assert dispatch.DEFAULT_MAX_PENDING_PER_NAME == 64
+    assert dispatch.DEFAULT_MAX_PENDING >= 64 * dispatch.DEFAULT_MAX_PENDING_PER_NAME
