@@ -17,8 +17,16 @@ up)
     shift
     for name in "$@"; do
         # NET_ADMIN: the scenarios' commands change nftables inside the host.
+        # SYS_ADMIN: ruroco-commander runs every command in its own PID namespace
+        # (unshare(CLONE_NEWPID)); and without it systemd in the host silently skips the units'
+        # sandboxing (ProtectSystem=, PrivateTmp=, PrivateNetwork=, ... "containerized
+        # execution"), so the tests would not run the services as a real host does.
+        # SYS_PTRACE: systemd on a real host has it; without it setting up PrivateUsers= for a
+        # User= service under ProtectProc= fails (217/USER: the uid map is written through the
+        # hidepid /proc).
         podman run -d --systemd=always --label "ruroco-test-run=$run_id" \
-            --name "$(container "$name")" --hostname "$name" --cap-add NET_ADMIN \
+            --name "$(container "$name")" --hostname "$name" \
+            --cap-add NET_ADMIN --cap-add SYS_ADMIN --cap-add SYS_PTRACE \
             "$RUROCO_TESTHOST_IMAGE" /sbin/init >/dev/null
     done
     for name in "$@"; do
