@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 
-.PHONY: all venv devtools sysdeps demo test test-python test-collection test-molecule lint bench clean
+.PHONY: all venv devtools sysdeps demo test test-python test-collection test-molecule lint bench fuzz clean
 
 all: test
 
@@ -41,6 +41,24 @@ test: lint test-python test-collection test-molecule
 
 bench: venv sysdeps
 	bench/run.sh
+
+# "Keep it closed": 1,000,000 fuzz datagrams (bench/fuzz.py), then 40 x kill -9 of the server
+# under knocks and a replay of every packet (bench/crash.py); both run even if one fails.
+# A private network namespace when possible (root); hard limit 20 minutes. Figures go to
+# stdout, bench/out/{fuzz,crash}.json and the fuzz section of bench/RESULTS.md (rewritten in
+# place by bench.report --fuzz-section). CI runs both smaller: tests/e2e/test_e2e_{fuzz,crash}.py
+FUZZ_RUN = "$$0" -m bench.fuzz; status=$$?; "$$0" -m bench.crash && exit $$status
+fuzz: venv
+	@mkdir -p bench/out
+	@if [ "$$(id -u)" = 0 ] && command -v ip >/dev/null && unshare -n true 2>/dev/null; then \
+		timeout --kill-after=20 1200 unshare -n -- \
+			bash -c 'ip link set lo up || exit 1; $(FUZZ_RUN)' "$(BIN)/python"; \
+	else \
+		echo "fuzz: no private network namespace available, using the current one" >&2; \
+		timeout --kill-after=20 1200 bash -c '$(FUZZ_RUN)' "$(BIN)/python"; \
+	fi; status=$$?; \
+	"$(BIN)/python" -m bench.report --fuzz-section || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -7,12 +7,21 @@ failed shows ``n/a`` and its error is listed under the table.
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+import click
 
 from bench import stats
 
 NA = "n/a"
+BENCH = Path(__file__).resolve().parent
+OUT = BENCH / "out"
+RESULTS = BENCH / "RESULTS.md"
 
 
 def _num(value, digits: int = 1) -> str:
@@ -205,7 +214,10 @@ def table(results: dict) -> list[str]:
     return out
 
 
-def write_results(results: dict, path: Path) -> None:
+def write_results(results: dict, path: Path, out: Path = OUT) -> None:
+    """Write the whole results file ``path`` from ``results``. The fuzz and crash section
+    (``fuzz_section``) is rendered from ``out``/fuzz.json and crash.json where present and
+    otherwise kept as ``path`` has it: ``make bench`` never drops ``make fuzz``'s figures."""
     m = results.get("machine", {})
     lat_runs = [r for k, r in sorted(results.items()) if k.startswith("latency_")]
     errors = [
@@ -295,13 +307,22 @@ def write_results(results: dict, path: Path) -> None:
             f" fwknopd RSS {_num(fw.get('rss_mb'))} MB"
         )
     lines += breakdown_section(results.get("breakdown", {}))
-    lines += fleet_section(Path(__file__).resolve().parent / "out" / "fleet.json")
+    lines += fleet_section(out / "fleet.json")
     notes = observations(results)
     if notes:
         lines += ["", "## Observations (derived from this run's figures)", "", *notes]
     if errors:
         lines += ["", "## Stages that failed", "", *errors]
     lines += ["", *METHOD]
+    previous = path.read_text() if path.exists() else ""
+    try:
+        section = fuzz_section(out, previous)
+    except FuzzMarkersError as exc:  # keep everything from the first marker on, untouched
+        print(f"[bench] {path}: {exc}; kept it as it was", file=sys.stderr)
+        first = min(i for i in (previous.find(FUZZ_BEGIN), previous.find(FUZZ_END)) if i >= 0)
+        section = previous[first:].rstrip("\n").split("\n")
+    if section:
+        lines += ["", *section]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -487,3 +508,504 @@ METHOD = [
     "  Latency packets are produced by the real client with `-T` and sent by the bench, 200",
     "  knocks. fwknopd has no rate limit, so no flood comparison is made against it.",
 ]
+
+
+# "Keep it closed" (`make fuzz`): bench/fuzz.py and bench/crash.py write bench/out/fuzz.json
+# and crash.json; their section of RESULTS.md lies between two marker lines, so `make fuzz`
+# can rewrite it in place and `make bench` can carry it over.
+FUZZ_BEGIN = "<!-- fuzz:begin"
+FUZZ_BEGIN_LINE = (
+    "<!-- fuzz:begin: generated from bench/out/fuzz.json and crash.json by"
+    " `python -m bench.report` (fuzz section); `make fuzz` rewrites it, `make bench` keeps it -->"
+)
+FUZZ_END = "<!-- fuzz:end -->"
+FUZZ_PART = "<!-- fuzz:part {} -->"
+_BEGIN_RE = re.compile(r"^<!-- fuzz:begin\b.*$", re.MULTILINE)
+_END_RE = re.compile(r"^<!-- fuzz:end -->[ \t]*$", re.MULTILINE)
+_PART_RE = re.compile(r"<!-- fuzz:part (\w+) -->")
+
+FUZZ_INTRO = [
+    "## Keep it closed: fuzz and crash runs (`make fuzz`)",
+    "",
+    "`make fuzz` runs `bench/fuzz.py`, then `bench/crash.py` (both run even if one fails; hard"
+    " limit 20 minutes), in a private network namespace (`unshare -n`, loopback only) when it"
+    " can, and then rewrites this section from their raw figures, bench/out/fuzz.json and"
+    " bench/out/crash.json (`python -m bench.report --fuzz-section`); `make bench` keeps it,"
+    " and a stage without a JSON file from a run with the documented parameters keeps its"
+    " part as it was. CI runs the same code smaller: `tests/e2e/test_e2e_fuzz.py` (30,000"
+    " datagrams at ≤ 10,000/s) and `tests/e2e/test_e2e_crash.py` (8 kills).",
+    "",
+]
+
+# Fuzz shapes (bench/fuzz.py ``Shapes``) in the order the JSON lists them.
+FUZZ_SHAPES = {
+    "random_size": "random bytes, random size (70 % ≈ 94 ± 12, 27 % 0–512, 3 % 0–65,000)",
+    "random_94": "random 94 bytes",
+    "known_key_garbage": "real key id + 86 random bytes",
+    "truncated": "valid packet truncated to 0–93 bytes",
+    "oversized": "valid packet + 1–64 (10 %: up to 64,906) trailing bytes",
+    "replayed": "replay of a legitimate knock that already ran",
+    "far_future": "counter beyond now + max skew (up to 2¹²⁸ − 1)",
+    "old_counter": "unused counter at or below the floor",
+    "wrong_version": "protocol version ≠ 1",
+    "wrong_destination": "destination IP not in `ips`",
+    "bit_flip": "1–4 bit flips of a valid packet",
+    "strict_source_mismatch": "strict, claiming a source other than the sender",
+}
+# One-fault shapes and the rejection reason each must get, all of its datagrams.
+FUZZ_OWN_REASON = (
+    ("source", "strict_source_mismatch"),
+    ("destination", "wrong_destination"),
+    ("future", "far_future"),
+    ("version", "wrong_version"),
+)
+# What fuzz.json files written before they recorded it were run with (bench/fuzz.py).
+FUZZ_METHOD_BEFORE = {
+    "queue_limit": 128 * 1024,
+    "queue_check_every": 32,
+    "rss_every_s": 0.25,
+    "warm_s": 1.5,
+    "rss_slack_kb": 4096,
+}
+DEFAULT_LIMITS = {"per_source": 2, "global": 100}  # ruroco's defaults
+
+
+class FuzzMarkersError(ValueError):
+    """The fuzz section's marker lines are not one begin line followed by one end line."""
+
+
+def _locate_fuzz(text: str) -> tuple[int, int] | None:
+    """``(start, end)`` of the fuzz section in ``text``, marker lines included (and the end
+    line's newline); None when there are no markers."""
+    begins, ends = list(_BEGIN_RE.finditer(text)), list(_END_RE.finditer(text))
+    if not begins and not ends:
+        return None
+    if len(begins) != 1 or len(ends) != 1 or ends[0].start() < begins[0].start():
+        raise FuzzMarkersError(
+            f"expected one line starting {FUZZ_BEGIN!r} and, after it, one {FUZZ_END!r} line;"
+            f" found {len(begins)} and {len(ends)}"
+        )
+    end = ends[0].end()
+    return begins[0].start(), end + 1 if text[end : end + 1] == "\n" else end
+
+
+def _fuzz_parts(section: list[str]) -> dict[str, list[str]]:
+    """The lines of each part (``<!-- fuzz:part NAME -->`` up to the next marker)."""
+    parts: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in section:
+        m = _PART_RE.fullmatch(line)
+        if m:
+            current = parts[m.group(1)] = []
+        elif line.startswith(FUZZ_BEGIN) or line == FUZZ_END:
+            current = None
+        elif current is not None:
+            current.append(line)
+    for lines in parts.values():
+        while lines and not lines[-1].strip():
+            lines.pop()
+    return parts
+
+
+def _load_stage(path: Path) -> dict | None:
+    """A stage's figures, or None when missing, unreadable or from a shortened run."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("documented") is False:
+        print(
+            f"[bench] {path} is from a run with other parameters than the documented ones"
+            f" ({' '.join(data.get('argv') or [])}); RESULTS.md keeps the figures it has",
+            file=sys.stderr,
+        )
+        return None
+    return data
+
+
+def _when(r: dict) -> str:
+    finished = str(r.get("finished") or "?").replace("T", " ").removesuffix("Z")
+    wall = r.get("wall_seconds")
+    return f"finished {finished} UTC" + (f" after {_num(wall, 0)} s" if wall is not None else "")
+
+
+def _machine(r: dict) -> str:
+    m = r.get("machine")
+    if not m:
+        return "machine not recorded"
+    load = m.get("loadavg_start")
+    netns = {
+        True: "a network namespace with nothing but loopback (`unshare -n`)",
+        False: "the host's network namespace",
+    }.get(m.get("loopback_only"), "network namespace not recorded")
+    return (
+        f"{m.get('nproc')} CPUs ({m.get('cpu')}), Linux {m.get('kernel')},"
+        f" Python {m.get('python')}, {netns}"
+        + (f", load average {' / '.join(map(str, load))} at start" if load else "")
+    )
+
+
+def _stage_head(title: str, script: str, r: dict) -> str:
+    problems = r.get("problems") or []
+    verdict = (
+        "passes every criterion below."
+        if not problems
+        else "**fails**: " + "; ".join(_code(str(p)[:300]) for p in problems)
+    )
+    seed = f", seed {r['seed']}" if r.get("seed") is not None else ""
+    return f"**{title}** (`{script}`, {_when(r)}{seed}; {_machine(r)}): {verdict}"
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("`", "'") + "`"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _mib(kb) -> str:
+    return NA if kb is None else f"{kb / 1024:.1f}"
+
+
+def _limits(limits: dict) -> str:
+    text = f"{limits.get('per_source', NA)}/s per source, {_num(limits.get('global'))}/s global"
+    return f"the default limits ({text})" if limits == DEFAULT_LIMITS else f"the limits {text}"
+
+
+def fuzz_part(r: dict) -> list[str]:
+    """The fuzz stage's part of the section, from bench/out/fuzz.json."""
+    s = r.get("server_summary") or {}
+    legit = r.get("legit") or {}
+    rss = r.get("rss_kb") or {}
+    meth = {**FUZZ_METHOD_BEFORE, **(r.get("method") or {})}
+    by_shape = r.get("sent_by_shape") or {}
+    total = r.get("datagrams") or 0
+    rate = r.get("rate_per_s")
+    sources = r.get("fuzz_sources")
+    rate_refused = s.get("rejected_rate_source", 0) + s.get("rejected_rate_global", 0)
+    per_source = (
+        f"each source sends about {rate / sources:.1f} datagram per second"
+        if rate and sources
+        else "no source sends more than about one datagram per second"
+    )
+
+    def rej(*reasons: str) -> str:
+        return " / ".join(_num(s.get(f"rejected_{x}")) for x in reasons)
+
+    lost, repeated, unexpected = (
+        len(legit.get(k) or []) for k in ("lost", "repeated", "unexpected")
+    )
+    once = " (exactly once each)" if not repeated and not unexpected else ""
+    accepted, forwarded = s.get("accepted"), s.get("forwarded")
+    canary = len(r.get("canary_runs") or [])
+    canary_cmd = r.get("commander_canary_runs")
+    tb = r.get("tracebacks") or {}
+    waits = f"{_num(r.get('queue_waits'))} ({_num(r.get('queue_wait_s'))} s in total)"
+    if r.get("queue_stalls"):
+        waits += f"; gave up after {meth.get('queue_wait_s', 5):g} s: {r['queue_stalls']:,}"
+    rows = [
+        ("duration / rate", f"{_num(r.get('fuzz_seconds'))} s / {_num(rate)} datagrams/s"),
+        (
+            "datagrams the server read (`received=`) / sent",
+            f"{_num(s.get('received'))} / {_num(r.get('datagrams_to_server'))}",
+        ),
+        ("kernel drops at the server socket (/proc/net/udp)", _num(r.get("socket_drops"))),
+        ("sender waits for the queue", waits),
+        ("rejected: size / unknown key / decrypt", rej("size", "unknown_key", "decrypt")),
+        (
+            "rejected: version / replay / future / destination / source",
+            rej("version", "replay", "future", "destination", "source"),
+        ),
+        ("rejected: per-source / global rate limit", rej("rate_source", "rate_global")),
+        (
+            f"legitimate knocks sent / ran{once} / lost",
+            f"{_num(legit.get('sent'))} / {_num(legit.get('ran'))} / {lost:,}",
+        ),
+    ]
+    if repeated or unexpected:
+        rows.append(
+            (
+                "legitimate knocks run more than once / runs not sent by us",
+                f"{repeated:,} / {unexpected:,}",
+            )
+        )
+    rows += [
+        (
+            "server accepted = forwarded; commander `Running command` lines"
+            if accepted == forwarded
+            else "server accepted / forwarded; commander `Running command` lines",
+            (_num(accepted) if accepted == forwarded else f"{_num(accepted)} / {_num(forwarded)}")
+            + f"; {_num(r.get('commander_runs'))}",
+        ),
+        (
+            "runs of `canary` (anything a fuzz datagram caused)",
+            f"{canary:,}"
+            + (f" (commander log: {canary_cmd:,})" if canary_cmd not in (None, canary) else ""),
+        ),
+        (
+            "server VmRSS start / warm / peak / end (MiB)",
+            " / ".join(_mib(rss.get(k)) for k in ("start", "warm", "peak", "end")),
+        ),
+        (
+            "tracebacks in server / commander log",
+            f"{tb.get('server.log', NA)} / {tb.get('commander.log', NA)}",
+        ),
+    ]
+    out = [
+        _stage_head("Fuzz", "bench/fuzz.py", r),
+        "",
+        f"One real server + commander pair with {_limits(r.get('limits') or DEFAULT_LIMITS)}."
+        " One sender process, one UDP socket, each datagram's source chosen with `IP_PKTINFO`:"
+        f" fuzz from {_num(sources)} addresses 127.4.x.y in turn ({per_source}, so the known-key"
+        " shapes pass the per-source limit and reach decryption and the checks behind it:"
+        f" {rate_refused:,} were refused by a rate limit); {r.get('legit_rate', NA):g}"
+        " legitimate knocks per second (fresh counter, built by"
+        " `bench.rurocoenv.knock_packet`) interleaved, each from an address 127.3.x.y of its"
+        " own (neither limit can refuse them), whose command appends `$RUROCO_IP` to a run log."
+        " Every well-formed fuzz packet is encrypted with the real key for a second command,"
+        " `canary`, whose run log must stay empty. Pacing: at most"
+        f" {_num(r.get('max_rate'))}/s, and before every datagram over 1 KiB and every"
+        f" {_ordinal(meth['queue_check_every'])} datagram the sender reads the server socket's"
+        " receive queue (/proc/net/udp) and waits while it holds more than"
+        f" {meth['queue_limit'] / 1024:g} KiB.",
+        "",
+        "| shape | datagrams sent |",
+        "|---|---:|",
+        *(f"| {FUZZ_SHAPES.get(name, f'`{name}`')} | {n:,} |" for name, n in by_shape.items()),
+        f"| **total** ({(r.get('bytes_sent') or 0) / 1e6:,.1f} MB) | **{total:,}** |",
+        "",
+        "| fuzz figure | value |",
+        "|---|---:|",
+        *(f"| {label} | {value} |" for label, value in rows),
+        "",
+    ]
+    own = [
+        (reason, s.get(f"rejected_{reason}"), by_shape.get(shape))
+        for reason, shape in FUZZ_OWN_REASON
+    ]
+    replays = (by_shape.get("replayed") or 0) + (by_shape.get("old_counter") or 0)
+    own.append(("replay", s.get("rejected_replay"), replays))
+    short = [(want or 0) - (got or 0) for _, got, want in own]
+    listed = ", ".join(f"{reason} {_num(got)} of {_num(want)}" for reason, got, want in own)
+    if not any(short):
+        out.append(
+            "Each one-fault shape was refused for exactly its own reason (source, destination,"
+            " future, version: counts equal to the shape's; replay = replays + old counters)."
+        )
+    elif min(short) >= 0 and sum(short) <= rate_refused:
+        out.append(
+            "Each one-fault shape was refused for its own reason unless a rate limit refused"
+            f" the datagram first ({rate_refused:,} in all, of every shape): {listed}"
+            " (replay: replays + old counters)."
+        )
+    else:
+        out.append(
+            "Not every one-fault shape was refused for its own reason (rejections for the"
+            f" reason of datagrams of the shape): {listed} (replay: replays + old counters)."
+        )
+    slack = meth["rss_slack_kb"]
+    warm, end = rss.get("warm"), rss.get("end")
+    growth = (
+        f" (here end − warm = {(end - warm) / 1024:+.1f} MiB)" if None not in (warm, end) else ""
+    )
+    out.append(
+        f"VmRSS was sampled every {meth['rss_every_s']:g} s ({_num(rss.get('samples'))} samples);"
+        ' "warm" is the first sample after a tenth of the datagrams and'
+        f" {meth['warm_s']:g} s, when the per-source table (one entry per source seen in the"
+        " last second) has its working size; the criterion is end ≤ warm +"
+        f" {slack / 1024:g} MiB, i.e. no growth of even"
+        f" {slack * 1024 / max(total, 1):.1f} bytes per datagram{growth}. An earlier run with"
+        " 50,000 fuzz sources failed it by 0.1 MiB (warm 30.6, end 34.7): with more sources"
+        " than are seen per second the table's size, and with it the allocator's footprint,"
+        " followed the sender's bursts; the RSS went up and down in steps and did not grow"
+        " with the datagram count."
+    )
+    return out
+
+
+def crash_part(r: dict) -> list[str]:
+    """The crash stage's part of the section, from bench/out/crash.json."""
+    k = r.get("knocks") or {}
+    s = r.get("final_summary") or {}
+    tb = r.get("tracebacks") or {}
+    sentinel = r.get("sentinel")
+    limits = r.get("limits") or {}
+    rate = r.get("knock_rate")
+
+    def besides_sentinel(ips: list) -> int:
+        return len(ips) - min(1, ips.count(sentinel))
+
+    def count(key: str, where: dict = r) -> str:
+        return _num(len(where.get(key) or []))
+
+    tmp = r.get("tmp_files_after_kill") or {}
+    # Every logged hand-off ran exactly once (a criterion), so the other runs are knocks whose
+    # server was killed after the hand-off and before its log line.
+    unlogged = r.get("accepted_not_handed_over") or 0
+    ran_unlogged = max(0, (k.get("ran") or 0) - (r.get("handed_over") or 0))
+    lost = len(k.get("lost") or [])
+    rows = [
+        ("kills under knocks / duration", f"{_num(r.get('kills'))} / {_num(r.get('seconds'))} s"),
+        (
+            "knocks sent / accepted (server logged `Valid data`) / handed over (logged) / ran",
+            " / ".join(
+                _num(v)
+                for v in (k.get("sent"), r.get("accepted"), r.get("handed_over"), k.get("ran"))
+            ),
+        ),
+        (
+            "accepted, but killed before the hand-off was logged: nothing ran (counter used)"
+            " / ran all the same",
+            f"{_num(unlogged - ran_unlogged)} / {_num(ran_unlogged)}",
+        ),
+        (
+            "runs repeated / not sent by us / without a logged acceptance",
+            f"{count('repeated', k)} / {count('unexpected', k)} / {count('ran_not_accepted')}",
+        ),
+        (
+            "handed over but not run exactly once / above the floor persisted at the next kill",
+            f"{count('handed_over_not_run')} / {count('floor_not_covering_handover')}",
+        ),
+        (
+            f"blocklist read after each of {count('per_kill')} kills: decode errors / floor went"
+            " down",
+            f"{count('decode_errors')} / {'yes' if r.get('floor_went_down') else 'no'}",
+        ),
+        (
+            "`blocklist.msgpck.*.tmp` left behind by a kill (kills: files)",
+            ", ".join(f"{n}: {files}" for files, n in sorted(tmp.items(), key=lambda i: int(i[0])))
+            or NA,
+        ),
+        (
+            f"replay of {_num(r.get('replayed'))} packets: accepted / ran (besides the sentinel)",
+            f"{besides_sentinel(r.get('replay_accepted') or [])}"
+            f" / {besides_sentinel(r.get('runs_after_replay') or [])}",
+        ),
+        (
+            "final server: received / rejected as replay / socket drops",
+            f"{_num(s.get('received'))} / {_num(s.get('rejected_replay'))}"
+            f" / {_num(r.get('socket_drops'))}",
+        ),
+        (
+            "tracebacks in server / commander log",
+            f"{tb.get('server.log', NA)} / {tb.get('commander.log', NA)}",
+        ),
+    ]
+    restart = r.get("restart_s_median")
+    out = [
+        _stage_head("Crash", "bench/crash.py", r),
+        "",
+        "The same deployment, global limit raised to"
+        f" {_num(limits.get('global', r.get('global_limit')))} (knocks arrive at"
+        f" {NA if rate is None else f'{rate:g}'}/s"
+        + (", the default global limit itself" if rate == DEFAULT_LIMITS["global"] else "")
+        + f"). The server was SIGKILLed {_num(r.get('kills'))} times at random moments"
+        f" ({_num(r.get('kills_during_startup'))} while the restarted server was still starting"
+        " up, i.e. before its port was bound; the rest 50–600 ms after) and restarted on the"
+        " same port each time (median"
+        f" {NA if restart is None else f'{restart:.3f}'} s to a bound port); then, with no more"
+        " knocks, killed once more and restarted, and every packet ever sent"
+        f" ({_num(r.get('replayed'))}) was sent again from its original address, followed by one"
+        " fresh sentinel knock.",
+        "",
+        "| crash figure | value |",
+        "|---|---:|",
+        *(f"| {label} | {value} |" for label, value in rows),
+        "",
+        f"The {lost:,} knocks that were lost (sent while no server was bound, or accepted and"
+        " then killed before the hand-off) are the price of persisting the floor before"
+        " forwarding: a crash can lose a knock (the client knocks again) but never run one"
+        " twice.",
+    ]
+    return out
+
+
+FUZZ_STAGES: tuple[tuple[str, str, Callable[[dict], list[str]]], ...] = (
+    ("fuzz", "Fuzz", fuzz_part),
+    ("crash", "Crash", crash_part),
+)
+
+
+def fuzz_section(out: Path = OUT, previous: str = "") -> list[str]:
+    """The fuzz and crash section's lines, marker lines included, for a results file whose
+    text is ``previous``; empty when there is nothing to show.
+
+    A stage whose ``out``/<stage>.json holds a documented run is rendered from it; a stage
+    without keeps its part of ``previous``'s section; with neither JSON file the whole section
+    of ``previous`` stays verbatim. Raises FuzzMarkersError when ``previous``'s marker lines
+    are broken (nothing can be carried over safely).
+    """
+    where = _locate_fuzz(previous)
+    old = previous[where[0] : where[1]].rstrip("\n").split("\n") if where else []
+    figures = {name: _load_stage(out / f"{name}.json") for name, _, _ in FUZZ_STAGES}
+    if all(r is None for r in figures.values()):
+        return old
+    kept = _fuzz_parts(old)
+    lines = [FUZZ_BEGIN_LINE, *FUZZ_INTRO]
+    for name, title, render in FUZZ_STAGES:
+        part = None
+        if figures[name] is not None:
+            try:
+                part = render(figures[name])
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                print(f"[bench] cannot render {name}.json ({exc!r})", file=sys.stderr)
+        if part is None:
+            part = kept.get(name) or [
+                f"**{title}**: no figures yet (`make fuzz` writes bench/out/{name}.json)."
+            ]
+        lines += [FUZZ_PART.format(name), *part, ""]
+    return [*lines, FUZZ_END]
+
+
+def update_fuzz_section(path: Path = RESULTS, out: Path = OUT) -> bool:
+    """Rewrite only the fuzz section of ``path`` in place (appended when it has none);
+    everything outside the marker lines stays byte for byte. False: nothing to write."""
+    text = path.read_text() if path.exists() else ""
+    section = fuzz_section(out, text)
+    if not section:
+        return False
+    block = "\n".join(section) + "\n"
+    where = _locate_fuzz(text)
+    if where:
+        new = text[: where[0]] + block + text[where[1] :]
+    elif text:
+        new = text + ("\n" if text.endswith("\n") else "\n\n") + block
+    else:
+        new = block
+    if new != text:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(new)
+        os.replace(tmp, path)
+    return True
+
+
+@click.command()
+@click.option(
+    "--fuzz-section",
+    is_flag=True,
+    help="Rewrite the fuzz and crash section of the results file from bench/out/{fuzz,crash}.json.",
+)
+@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=OUT, show_default=True)
+def main(fuzz_section: bool, results: Path, out: Path) -> None:
+    """Results-file maintenance; `make bench` itself writes RESULTS.md through bench.main."""
+    if not fuzz_section:
+        raise click.UsageError("nothing to do: pass --fuzz-section")
+    try:
+        wrote = update_fuzz_section(results, out)
+    except FuzzMarkersError as exc:
+        raise click.ClickException(f"{results}: {exc}; fix the marker lines by hand") from exc
+    click.echo(
+        f"[fuzz] rewrote the fuzz and crash section of {results}"
+        if wrote
+        else f"[fuzz] no {out}/fuzz.json or crash.json: {results} left as it was",
+        err=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

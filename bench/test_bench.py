@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -405,3 +406,220 @@ def test_fleet_section_reads_molecule_figures(tmp_path):
     text = "\n".join(fleet_section(path))
     assert "| one `ruroco.ruroco.ruroco_send` task | 0.500 | 0.500 | s |" in text
     assert "delegated to localhost | 5.250 | 5.250 | s |" in text
+
+
+def _fuzz_fixture() -> dict:
+    """A small bench/out/fuzz.json of the shape bench/fuzz.py writes."""
+    return {
+        "datagrams": 1000,
+        "seed": 7,
+        "sent_by_shape": {"random_94": 600, "wrong_version": 250, "replayed": 100},
+        "bytes_sent": 94_000,
+        "fuzz_seconds": 0.52,
+        "rate_per_s": 1923,
+        "max_rate": 40_000.0,
+        "fuzz_sources": 1000,
+        "legit_rate": 40.0,
+        "legit": {"sent": 21, "ran": 21, "lost": [], "repeated": [], "unexpected": []},
+        "canary_runs": [],
+        "commander_runs": 21,
+        "commander_canary_runs": 0,
+        "server_summary": {
+            "received": 1021,
+            "accepted": 21,
+            "forwarded": 21,
+            "rejected_unknown_key": 600,
+            "rejected_version": 249,
+            "rejected_rate_source": 1,
+            "rejected_replay": 100,
+        },
+        "datagrams_to_server": 1021,
+        "socket_drops": 0,
+        "queue_waits": 3,
+        "queue_wait_s": 0.01,
+        "queue_stalls": 0,
+        "rss_kb": {"start": 25_600, "warm": 30_720, "peak": 31_744, "end": 30_208, "samples": 4},
+        "tracebacks": {"server.log": 0, "commander.log": 0},
+        "limits": {"per_source": 2, "global": 100},
+        "problems": [],
+        "finished": "2026-01-02T03:04:05Z",
+        "wall_seconds": 3.2,
+        "machine": {"nproc": 2, "cpu": "Test CPU", "kernel": "6.1", "python": "3.11.7"},
+        "documented": True,
+    }
+
+
+def _crash_fixture() -> dict:
+    """A small bench/out/crash.json of the shape bench/crash.py writes."""
+    return {
+        "seed": 9,
+        "kills": 3,
+        "knock_rate": 100.0,
+        "global_limit": 1000,
+        "seconds": 2.5,
+        "restart_s_median": 0.2,
+        "replayed": 50,
+        "sentinel": "127.3.0.51",
+        "replay_accepted": ["127.3.0.51"],
+        "runs_after_replay": ["127.3.0.51"],
+        "socket_drops": 0,
+        "knocks": {"sent": 51, "ran": 40, "lost": ["x"] * 11, "repeated": [], "unexpected": []},
+        "accepted": 42,
+        "handed_over": 39,
+        "accepted_not_handed_over": 3,
+        "handed_over_not_run": [],
+        "ran_not_accepted": [],
+        "floor_not_covering_handover": [],
+        "decode_errors": [],
+        "floor_went_down": False,
+        "kills_during_startup": 1,
+        "per_kill": [{}, {}, {}, {}],
+        "tmp_files_after_kill": {"0": 3, "1": 1},
+        "final_summary": {"received": 51, "rejected_replay": 50},
+        "tracebacks": {"server.log": 0, "commander.log": 0},
+        "problems": ["the last knock or the sentinel did not run"],
+        "finished": "2026-01-02T03:05:00Z",
+    }
+
+
+def _write_fixtures(out: Path, fuzz: dict | None = None, crash: dict | None = None) -> None:
+    out.mkdir(exist_ok=True)
+    for name, data in (("fuzz", fuzz), ("crash", crash)):
+        if data is not None:
+            (out / f"{name}.json").write_text(json.dumps(data))
+
+
+def test_fuzz_section_renders_the_stages_json(tmp_path: Path):
+    from bench.report import FUZZ_END, FUZZ_PART, fuzz_section
+
+    _write_fixtures(tmp_path, _fuzz_fixture(), _crash_fixture())
+    lines = fuzz_section(tmp_path)
+    text = "\n".join(lines)
+    assert lines[0].startswith("<!-- fuzz:begin") and lines[-1] == FUZZ_END
+    assert lines.index(FUZZ_PART.format("fuzz")) < lines.index(FUZZ_PART.format("crash"))
+    assert "## Keep it closed: fuzz and crash runs (`make fuzz`)" in text
+    # fuzz: header, method, both tables, derived sentences
+    assert "**Fuzz** (`bench/fuzz.py`, finished 2026-01-02 03:04:05 UTC after 3 s, seed 7;" in text
+    assert "2 CPUs (Test CPU), Linux 6.1, Python 3.11.7" in text
+    assert "): passes every criterion below." in text
+    assert "the default limits (2/s per source, 100/s global)" in text
+    assert "fuzz from 1,000 addresses 127.4.x.y in turn" in text
+    assert "every 32nd datagram" in text and "more than 128 KiB" in text
+    assert "| random 94 bytes | 600 |" in text
+    assert "| protocol version ≠ 1 | 250 |" in text
+    assert "| **total** (0.1 MB) | **1,000** |" in text
+    assert "| duration / rate | 0.5 s / 1,923 datagrams/s |" in text
+    assert "| datagrams the server read (`received=`) / sent | 1,021 / 1,021 |" in text
+    assert "| rejected: per-source / global rate limit | 1 / n/a |" in text
+    assert "| legitimate knocks sent / ran (exactly once each) / lost | 21 / 21 / 0 |" in text
+    assert "| server accepted = forwarded; commander `Running command` lines | 21; 21 |" in text
+    assert "| server VmRSS start / warm / peak / end (MiB) | 25.0 / 30.0 / 31.0 / 29.5 |" in text
+    assert "unless a rate limit refused the datagram first (1 in all" in text
+    assert "version 249 of 250" in text
+    assert "end ≤ warm + 4 MiB" in text and "end − warm = -0.5 MiB" in text
+    # crash: a failed criterion is shown, knocks that ran without a logged hand-off split out
+    assert "**Crash** (`bench/crash.py`, finished 2026-01-02 03:05:00 UTC, seed 9;" in text
+    assert "machine not recorded): **fails**: `the last knock or the sentinel did not run`" in text
+    assert "global limit raised to 1,000 (knocks arrive at 100/s, the default global" in text
+    assert "SIGKILLed 3 times at random moments (1 while" in text
+    assert "| kills under knocks / duration | 3 / 2.5 s |" in text
+    assert "| 51 / 42 / 39 / 40 |" in text
+    assert "nothing ran (counter used) / ran all the same | 2 / 1 |" in text
+    assert (
+        "| blocklist read after each of 4 kills: decode errors / floor went down | 0 / no |" in text
+    )
+    assert "| `blocklist.msgpck.*.tmp` left behind by a kill (kills: files) | 3: 0, 1: 1 |" in text
+    assert "| replay of 50 packets: accepted / ran (besides the sentinel) | 0 / 0 |" in text
+    assert "The 11 knocks that were lost" in text
+    # no markdown table row is broken by a stray pipe
+    assert all(ln.count("|") in (3, 0) for ln in lines if ln.startswith("| ") and "---" not in ln)
+
+
+RESULTS_AROUND = ("# Results\n\nfigures before\n\n", "\n## After\n\ntext after, no newline")
+
+
+def test_fuzz_section_is_replaced_in_place_and_nothing_else(tmp_path: Path):
+    from bench.report import FuzzMarkersError, update_fuzz_section
+
+    out = tmp_path / "out"
+    _write_fixtures(out, _fuzz_fixture(), _crash_fixture())
+    before, after = RESULTS_AROUND
+    old = "<!-- fuzz:begin old -->\n## Keep it closed\n\nold figures 123\n<!-- fuzz:end -->\n"
+    results = tmp_path / "RESULTS.md"
+    results.write_text(before + old + after)
+    assert update_fuzz_section(results, out)
+    text = results.read_text()
+    assert text.startswith(before) and text.endswith(after)
+    section = text[len(before) : len(text) - len(after)]
+    assert "old figures 123" not in section and "| random 94 bytes | 600 |" in section
+    assert section.startswith("<!-- fuzz:begin") and section.endswith("<!-- fuzz:end -->\n")
+    # once more with the same figures: the file does not change at all
+    assert update_fuzz_section(results, out) and results.read_text() == text
+    # a file without a section gets one appended; the text before stays as it was
+    bare = tmp_path / "bare.md"
+    bare.write_text(before)
+    update_fuzz_section(bare, out)
+    assert bare.read_text() == before + "\n" + section
+    # broken markers: refuse and leave the file alone
+    broken = tmp_path / "broken.md"
+    broken.write_text(before + "<!-- fuzz:begin -->\nhalf a section\n" + after)
+    with pytest.raises(FuzzMarkersError):
+        update_fuzz_section(broken, out)
+    assert broken.read_text() == before + "<!-- fuzz:begin -->\nhalf a section\n" + after
+    # the entry point `make fuzz` calls
+    results.write_text(before + old + after)
+    argv = ["--fuzz-section", "--results", str(results), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.report", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    assert results.read_text() == text
+
+
+def test_write_results_keeps_the_fuzz_section_when_its_json_is_missing(tmp_path: Path):
+    from bench.report import fuzz_section
+
+    out = tmp_path / "out"
+    results = {"machine": {"nproc": 2}}
+    path = tmp_path / "RESULTS.md"
+    _write_fixtures(out, _fuzz_fixture(), _crash_fixture())
+    write_results(results, path, out)
+    first = path.read_text()
+    section = "\n".join(fuzz_section(out)) + "\n"
+    assert first.endswith("\n\n" + section)  # after the method, the last thing in the file
+    assert "## Method" in first and "| random 94 bytes | 600 |" in first
+
+    for name in ("fuzz.json", "crash.json"):
+        (out / name).unlink()
+    write_results(results, path, out)  # make bench without make fuzz's output: kept verbatim
+    assert path.read_text() == first
+    # a hand-edited section without part markers is kept verbatim too
+    edited = first.replace("| random 94 bytes | 600 |", "| random 94 bytes | 600 (checked) |")
+    path.write_text(edited)
+    write_results(results, path, out)
+    assert path.read_text() == edited
+
+    path.write_text(first)
+    crash = _crash_fixture() | {"kills": 5, "problems": []}
+    _write_fixtures(out, crash=crash)  # only crash.json: the fuzz part stays, crash re-rendered
+    write_results(results, path, out)
+    text = path.read_text()
+    assert "| random 94 bytes | 600 |" in text and "finished 2026-01-02 03:04:05 UTC" in text
+    assert "| kills under knocks / duration | 5 / 2.5 s |" in text
+    assert "3 / 2.5 s" not in text
+
+    # figures of a shortened run never replace those in the file
+    _write_fixtures(out, _fuzz_fixture() | {"datagrams": 5, "documented": False})
+    write_results(results, path, out)
+    assert path.read_text() == text
+
+    # no JSON and no section before: no section (and no markers) at all
+    for name in ("fuzz.json", "crash.json"):
+        (out / name).unlink()
+    fresh = tmp_path / "fresh.md"
+    write_results(results, fresh, out)
+    assert "fuzz:begin" not in fresh.read_text()
