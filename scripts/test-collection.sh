@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Collection checks: ansible-test sanity (no ignore files) and units, then ansible-lint
-# (production profile) over the collection, its roles and playbooks. Works on a fresh machine
+# Collection checks: ansible-test sanity (no ignore files), units and the local integration
+# target (role logic without systemd), antsibull-changelog lint, then ansible-lint (production
+# profile) over the collection, its roles and playbooks. Works on a fresh machine
 # without Docker and without access to bootstrap.pypa.io; exit status is the verdict.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,4 +35,6 @@ if compgen -G "tests/sanity/ignore-*.txt" >/dev/null; then
 fi
 ansible-test sanity --local --python 3.11 --color no
 ansible-test units --local --python 3.11 --requirements --color no
+ansible-test integration --local --python 3.11 --color no roles_local
+antsibull-changelog lint
 ansible-lint --offline --profile production

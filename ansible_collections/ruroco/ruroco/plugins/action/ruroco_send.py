@@ -1,5 +1,5 @@
 # Copyright: ruroco contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# MIT License (see LICENSE or https://opensource.org/license/mit)
 """Controller side of ``ruroco.ruroco.ruroco_send``.
 
 The packet is built by the ruroco package itself (``ruroco.client.sender``), never by a copy of
@@ -104,17 +104,18 @@ class ActionModule(ActionBase):
         target = destination(address, args["port"])
         result.update(command=args["command"], knocks=0, destinations=[])
 
-        if self._task.check_mode:
-            result.update(
-                changed=True, destinations=[dict(destination=target, counter=None, error=None)]
-            )
-            return result
-
+        # Before the check-mode return: a dry run must fail where the real run would.
         if RUROCO_IMPORT_ERROR is not None:
             raise AnsibleError(
                 "ruroco_send needs the 'ruroco' Python package on the controller; install it into "
                 f"the Python that runs Ansible (import failed: {RUROCO_IMPORT_ERROR})"
             ) from RUROCO_IMPORT_ERROR
+
+        if self._task.check_mode:
+            result.update(
+                changed=True, destinations=[dict(destination=target, counter=None, error=None)]
+            )
+            return result
 
         request = SendRequest(
             target,

@@ -1,5 +1,5 @@
 # Copyright: ruroco contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# MIT License (see LICENSE or https://opensource.org/license/mit)
 """Key strings for modules that run on managed hosts.
 
 Modules travel to targets without the ruroco package, so this is a standard-library copy of
@@ -52,3 +52,8 @@ def generate_key():
 def encode_key(key_id, secret):
     """The canonical key string, as ``gen`` prints it (no whitespace, no newline)."""
     return base64.b64encode(key_id + secret).decode("ascii")
+
+
+def key_id_log(key_id):
+    """The key id as the server logs it (Rust ``{:X?}``, ``ruroco.protocol.hex_list``): ``[1A, 0, FF]``."""
+    return "[" + ", ".join("%X" % byte for byte in bytearray(key_id)) + "]"

@@ -1,5 +1,5 @@
 # Copyright: ruroco contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# MIT License (see LICENSE or https://opensource.org/license/mit)
 """ruroco_send's run() with a real Task and local connection against real loopback sockets.
 
 Every packet is received on 127.0.0.1 and decrypted with ruroco.protocol, so the tests prove
@@ -339,8 +339,10 @@ def test_wait_for_fails_with_a_clear_message(udp, key_file, tmp_path, closed_tcp
     assert nothing_arrives(udp)
 
 
-def test_missing_package_gives_a_clear_error():
-    """Without the ruroco package on the controller the task fails with an install hint."""
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_missing_package_gives_a_clear_error(check_mode):
+    """Without the ruroco package on the controller the task fails with an install hint, in
+    check mode too (a dry run must not pass where the real run fails)."""
     code = """
 import os, sys
 sys.modules["ruroco.client.sender"] = None  # as if the package were not installed
@@ -353,16 +355,16 @@ from ansible.template import Templar
 from ansible_collections.ruroco.ruroco.plugins.action.ruroco_send import ActionModule
 task = Task()
 task.args = dict(address="127.0.0.1", key="not-shown")
-task.check_mode = False
+task.check_mode = CHECK_MODE
 pc = PlayContext()
 loader = DataLoader()
 conn = connection_loader.get("local", pc, os.devnull)
 action = ActionModule(task, conn, pc, loader, Templar(loader=loader), None)
 try:
-    action.run(task_vars={})
+    print("RESULT", action.run(task_vars={}))
 except AnsibleError as exc:
     print(exc)
-"""
+""".replace("CHECK_MODE", repr(check_mode))
     collections_root = os.path.abspath(__file__).split(os.sep + "ansible_collections" + os.sep)[0]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([collections_root, *sys.path]))
     out = subprocess.run(
@@ -374,6 +376,7 @@ except AnsibleError as exc:
         env=env,
     )
     assert "needs the 'ruroco' Python package on the controller" in out.stdout, out.stderr
+    assert "RESULT" not in out.stdout
     assert "not-shown" not in out.stdout + out.stderr
 
 

@@ -1,5 +1,5 @@
 # Copyright: ruroco contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# MIT License (see LICENSE or https://opensource.org/license/mit)
 """ruroco_key driven through main() on real files; the key must never reach the output."""
 
 from __future__ import annotations
@@ -216,3 +216,108 @@ def test_generated_keys_parse_in_ruroco_protocol():
         key_id, secret = keyfile.parse_key(text)
         assert protocol.parse_key(text).key_id == key_id
         assert keyfile.encode_key(key_id, secret) == text
+
+
+def test_returns_key_id_as_the_server_logs_it(tmp_path, capsys):
+    """key_id_log is the id in the server log's form: uppercase hex, unpadded, comma-separated."""
+    path = tmp_path / "k.key"
+    key_id = bytes([0x1A, 0xDF, 0x00, 0x0F, 0xFF, 0x10, 0x01, 0xA0])
+    text = base64.b64encode(key_id + b"k" * 32).decode("ascii")
+    result = run_result(capsys, path=str(path), key=text)
+    assert result["key_id"] == "1adf000fff1001a0"
+    assert result["key_id_log"] == "[1A, DF, 0, F, FF, 10, 1, A0]"
+    assert result["key_id_log"] == protocol.hex_list(key_id)
+
+
+@given(st.binary(min_size=8, max_size=8))
+def test_key_id_log_agrees_with_ruroco_protocol(key_id):
+    """The module's key id form is exactly ruroco.protocol.hex_list, which the server logs."""
+    assert keyfile.key_id_log(key_id) == protocol.hex_list(key_id)
+
+
+def test_regenerate_always_rotates_the_key(tmp_path, capsys):
+    """regenerate=always writes a new key on every run and reports a change, never the key."""
+    path = tmp_path / "k.key"
+    path.write_text(FIXTURE)
+    seen = {FIXTURE}
+    for _i in range(3):
+        result, out = run(capsys, path=str(path), regenerate="always", _ansible_diff=True)
+        text = path.read_text()
+        assert result["changed"] is True
+        assert text not in seen
+        seen.add(text)
+        assert result["key_id"] == protocol.parse_key(text).key_id.hex()
+        assert result["diff"]["after"] == {"key_id": result["key_id"]}
+        assert text not in out and text[8:48] not in out
+    assert mode_of(path) == 0o644  # an existing file keeps its mode unless mode is given
+
+
+def test_regenerate_always_in_check_mode_writes_nothing(tmp_path, capsys):
+    """A dry-run rotation reports the change and leaves the key in place."""
+    path = tmp_path / "k.key"
+    path.write_text(FIXTURE)
+    result = run_result(capsys, path=str(path), regenerate="always", _ansible_check_mode=True, _ansible_diff=True)
+    assert result["changed"] is True and "key_id" not in result
+    assert result["diff"]["before"] == {"key_id": "ff" * 8}
+    assert result["diff"]["after"] == {"key_id": "<new key>"}
+    assert path.read_text() == FIXTURE
+
+
+def test_regenerate_always_replaces_an_invalid_file(tmp_path, capsys):
+    """Rotation replaces whatever is there, also a file that is not a key."""
+    path = tmp_path / "k.key"
+    path.write_text("junk")
+    result = run_result(capsys, path=str(path), regenerate="always")
+    assert result["changed"] is True
+    assert protocol.parse_key(path.read_text()).key_id.hex() == result["key_id"]
+
+
+@pytest.mark.parametrize("extra", [dict(regenerate="always"), dict(state="absent")])
+def test_key_with_rotation_or_absent_is_rejected(tmp_path, capsys, extra):
+    """A given key contradicts rotation and removal; the key is not echoed and nothing changes."""
+    path = tmp_path / "k.key"
+    path.write_text(OTHER)
+    result, out = run(capsys, path=str(path), key=FIXTURE, **extra)
+    assert result["failed"] is True
+    assert "cannot be used with state=absent or regenerate=always" in result["msg"]
+    assert FIXTURE not in out and "erb7v3q2" not in out
+    assert path.read_text() == OTHER
+
+
+def test_absent_removes_the_key_file(tmp_path, capsys):
+    """state=absent removes the file and says which key id was there; a second run is a no-op."""
+    path = tmp_path / "k.key"
+    path.write_text(FIXTURE)
+    result, out = run(capsys, path=str(path), state="absent", _ansible_diff=True)
+    assert result["changed"] is True and not path.exists()
+    assert result["diff"]["before"] == {"key_id": "ff" * 8}
+    assert result["diff"]["after"] == {"state": "absent"}
+    assert "key_id" not in result
+    assert FIXTURE not in out and "erb7v3q2" not in out
+    again = run_result(capsys, path=str(path), state="absent")
+    assert again["changed"] is False
+
+
+def test_absent_in_check_mode_keeps_the_file(tmp_path, capsys):
+    """A dry-run removal reports the change, with an honest diff, and removes nothing."""
+    path = tmp_path / "k.key"
+    path.write_text("junk")
+    result = run_result(capsys, path=str(path), state="absent", _ansible_check_mode=True, _ansible_diff=True)
+    assert result["changed"] is True
+    assert result["diff"]["before"] == {"key_id": "<not a valid key>"}
+    assert path.read_text() == "junk"
+    missing = run_result(capsys, path=str(tmp_path / "none.key"), state="absent", _ansible_check_mode=True)
+    assert missing["changed"] is False
+
+
+def test_absent_with_missing_directory_is_a_no_op(tmp_path, capsys):
+    """No directory means no key: nothing to remove, not an error."""
+    result = run_result(capsys, path=str(tmp_path / "no" / "k.key"), state="absent")
+    assert result["changed"] is False and "failed" not in result
+
+
+def test_absent_refuses_a_directory(tmp_path, capsys):
+    """A directory at path is not removed."""
+    result = run_result(capsys, path=str(tmp_path), state="absent")
+    assert result["failed"] is True and "is a directory" in result["msg"]
+    assert tmp_path.is_dir()

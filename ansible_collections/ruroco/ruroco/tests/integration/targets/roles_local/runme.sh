@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Role and module logic without systemd, on this host with connection local, in a scratch
+# directory: exclusive keys, OS checks, merged commands, error messages and key secrecy.
+set -euo pipefail
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+mkdir -p "$scratch/server" "$scratch/client" "$scratch/controller"
+
+ansible-playbook -i inventory keys_exclusive.yml "$@"
+ansible-playbook -i inventory os_check.yml "$@"
+# The installed collection (ansible-test runs a copy), for the role's commands.toml template.
+collections=$(ansible-galaxy collection list ruroco.ruroco --format json \
+    | python -c 'import json, sys; print(next(iter(json.load(sys.stdin))))')
+ansible-playbook -i inventory commands_merge.yml -e "collection_root=$collections/ruroco/ruroco" "$@"
+ansible-playbook -i inventory commands_merge_extra_vars.yml \
+    -e '{"ruroco_server_commands": {"open_ssh": "true"}}' "$@"
+
+# Most verbose output with diffs: the roles' messages must be in it, no key may be.
+log=$scratch/secrets.log
+if ! ansible-playbook -i inventory secrets.yml -e "scratch=$scratch" -vvvv --diff >"$log" 2>&1; then
+    cat "$log"
+    exit 1
+fi
+grep -q -F 'entry 2 (name \"bad name\") does not.' "$log"
+grep -q -F 'Option key is not a valid ruroco key: Key length must be 32 bytes' "$log"
+secrets=(erb7v3q2 c2VjcmV0c2VjcmV0)  # parts of the test key and of the rejected key
+for file in "$scratch"/*/*.key; do
+    secrets+=("$(cat "$file")")
+done
+[ "${#secrets[@]}" -ge 7 ]  # two fixed ones plus five key files
+for secret in "${secrets[@]}"; do
+    if grep -q -F -e "$secret" "$log"; then
+        echo "a key appears in the output of secrets.yml" >&2
+        exit 1
+    fi
+done
+echo "secrets.yml: messages shown, no key in $(wc -l <"$log") lines of -vvvv --diff output"
