@@ -27,6 +27,7 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check ruroco tests bench
 	$(BIN)/ruff format --check ruroco tests bench
+	$(BIN)/mypy ruroco
 
 test-python: venv sysdeps
 	$(BIN)/python -m pytest -q tests bench

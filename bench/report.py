@@ -248,7 +248,8 @@ def write_results(results: dict, path: Path, out: Path = OUT) -> None:
         "",
         "✓/✗ compare with the target; ruroco's server and commander run as real processes;"
         ' "original ordering" is the same server started through `bench/legacy_server.py`'
-        " with `legacy_rate_limit=True` (every datagram counted against the global cap).",
+        " with the original's check order from `bench/legacy.py` (every datagram counted"
+        " against the global cap, before the key lookup).",
         "",
         "## Per-run figures",
         "",

@@ -623,3 +623,91 @@ def test_write_results_keeps_the_fuzz_section_when_its_json_is_missing(tmp_path:
     fresh = tmp_path / "fresh.md"
     write_results(results, fresh, out)
     assert "fuzz:begin" not in fresh.read_text()
+
+
+# -- the original's rate-limit ordering (bench/legacy.py), used for the flood comparison --
+
+
+def _legacy_pipeline(tmp_path: Path, per_ip: int = 2, global_limit: int = 100):
+    from bench.legacy import LegacyPipeline
+    from bench.rurocoenv import Deployment
+    from ruroco.server.blocklist import open_at_startup
+    from ruroco.server.config import load_config
+    from ruroco.server.keys import find_key_files, load_keys
+
+    dep = Deployment(tmp_path, per_ip=per_ip, global_limit=global_limit)
+    dep.fifo.close()
+    config = load_config(dep.config)
+    keys = load_keys(find_key_files(config.key_dir()))
+    blocklist = open_at_startup(config.blocklist_path(), keys, time.time_ns() - 60 * 10**9)
+    return LegacyPipeline(config, keys, blocklist), dep
+
+
+def _reason(result) -> str:
+    from ruroco.server.pipeline import Acceptance
+
+    return "accepted" if isinstance(result, Acceptance) else result[0]
+
+
+def test_legacy_ordering_limits_every_datagram_before_the_key_lookup(tmp_path: Path):
+    from bench.rurocoenv import Counter
+
+    p, dep = _legacy_pipeline(tmp_path, global_limit=3)
+    for i in range(3):
+        assert _reason(p.handle(bytes(94), 94, f"10.0.0.{i}", 4000)) == "unknown_key"
+    knock = dep.packet(Counter().next())
+    assert _reason(p.handle(knock, 94, "127.0.0.1", 4000)) == "rate_global"  # starved
+
+
+def test_legacy_per_source_refusals_do_not_eat_global_budget(tmp_path: Path):
+    p, _ = _legacy_pipeline(tmp_path, per_ip=1, global_limit=5)
+    garbage = bytes(94)
+    assert _reason(p.handle(garbage, 94, "10.0.0.1", 4000)) == "unknown_key"
+    assert _reason(p.handle(garbage, 94, "10.0.0.1", 4000)) == "rate_source"
+    assert _reason(p.handle(garbage, 94, "10.0.0.1", 4000)) == "rate_source"
+    for i in range(2, 6):
+        assert _reason(p.handle(garbage, 94, f"10.0.0.{i}", 4000)) == "unknown_key"
+    assert _reason(p.handle(garbage, 94, "10.0.0.9", 4000)) == "rate_global"
+
+
+def test_legacy_pipeline_accepts_a_knock_and_spends_the_global_cap_only_once(tmp_path: Path):
+    from bench.rurocoenv import Counter
+
+    p, dep = _legacy_pipeline(tmp_path, global_limit=1)
+    counter = Counter()
+    assert _reason(p.handle(dep.packet(counter.next()), 94, "127.0.0.1", 4000)) == "accepted"
+    knock = dep.packet(counter.next())
+    assert _reason(p.handle(knock, 94, "127.0.0.2", 4000)) == "rate_global"
+
+
+@pytest.mark.parametrize(("legacy", "unknown", "rate_source"), [(False, 4, 0), (True, 2, 2)])
+def test_server_loop_rate_limits_before_the_key_lookup_only_in_legacy_order(
+    tmp_path: Path, legacy: bool, unknown: int, rate_source: int
+):
+    """The receive loop rejects unknown keys itself; the legacy server turns that off."""
+    import threading
+
+    from bench.legacy import create_legacy_server
+    from bench.rurocoenv import Deployment
+    from ruroco.server.server import create_server
+
+    dep = Deployment(tmp_path, per_ip=2)
+    dep.fifo.close()
+    create = create_legacy_server if legacy else create_server
+    server = create(dep.config, address="127.0.0.1:0")
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(server.run()), daemon=True)
+    thread.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            for _ in range(4):
+                client.sendto(bytes(94), server.sock.getsockname())
+        deadline = time.monotonic() + 5
+        while server.stats.received < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        server.request_stop()
+        thread.join(5)
+        server.close()
+    counts = result[0].pipeline
+    assert (counts["unknown_key"], counts["rate_source"]) == (unknown, rate_source)

@@ -12,6 +12,11 @@ class RurocoError(Exception):
     """An expected, user-facing failure; the message is safe to print (never a key)."""
 
 
+class ProtocolError(RurocoError):
+    """A key, packet or message that does not follow the protocol (``ruroco.protocol``,
+    ``ruroco.ipc``); defined here so the commander gets it without loading cryptography."""
+
+
 def error_chain(exc: BaseException) -> list[str]:
     """Messages of ``exc`` and its causes, outermost first, without duplicates."""
     out: list[str] = []

@@ -48,10 +48,6 @@ def ip_text(ip: bytes) -> str:
     return text
 
 
-def family(ip: bytes) -> int:
-    return socket.AF_INET if is_ipv4(ip) else socket.AF_INET6
-
-
 def ip_list_text(ips: list[bytes] | tuple[bytes, ...]) -> str:
     """``[127.0.0.1, ::1]``: the list form used in log lines."""
     return "[" + ", ".join(ip_text(ip) for ip in ips) + "]"

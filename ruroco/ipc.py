@@ -1,14 +1,17 @@
-"""The server–commander contract that is not the 24-byte message: file names and limits.
+"""The server–commander contract: the 24-byte message, file names and limits.
 
-Both daemons import these, so the socket name, the lock names and the path limit are
-defined once.
+Both daemons import these, so the message format, the socket name, the lock names and the
+path limit are defined once. Commander message (24 bytes): cmd_hash u64 BE ‖ ip(16). No
+cryptography here: the commander never loads it.
 """
 
 from __future__ import annotations
 
 import os
 
-from ruroco.errors import RurocoError, qpath
+from ruroco.errors import ProtocolError, RurocoError, qpath
+
+COMMANDER_DATA_SIZE = 24
 
 SOCKET_NAME = "ruroco.socket"
 COMMANDER_LOCK_NAME = "commander.lock"
@@ -26,3 +29,18 @@ def check_socket_path(socket_path: str | os.PathLike[str]) -> None:
             f"Socket path {qpath(socket_path)} is {size} bytes long; "
             f"Unix sockets allow at most {MAX_SOCKET_PATH}"
         )
+
+
+def encode_commander_data(cmd_hash: int, ip: bytes) -> bytes:
+    if len(ip) != 16:
+        raise ProtocolError("IP addresses must be 16 bytes")
+    return cmd_hash.to_bytes(8, "big") + ip
+
+
+def decode_commander_data(data: bytes) -> tuple[int, bytes]:
+    """``(cmd_hash, ip16)``; exactly 24 bytes."""
+    if len(data) != COMMANDER_DATA_SIZE:
+        raise ProtocolError(
+            f"Commander message must be {COMMANDER_DATA_SIZE} bytes, got {len(data)}"
+        )
+    return int.from_bytes(data[:8], "big"), bytes(data[8:])

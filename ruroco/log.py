@@ -9,11 +9,12 @@ line, split one, or change how a terminal or log viewer shows it. These characte
 written as text instead:
 
 * ``\\n``, ``\\r``, ``\\t`` for newline, carriage return and tab;
-* ``\\xNN`` for the other C0 and C1 controls and DEL (U+0000–U+001F, U+007F–U+009F, so NEL
-  is ``\\x85`` and CSI is ``\\x9b``);
-* ``\\uNNNN`` for the line and paragraph separators U+2028 and U+2029, the bidirectional
-  controls (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069) and lone surrogates
-  (U+D800–U+DFFF, from undecodable file names; unescaped they would make the write fail).
+* every other character that Python does not call printable (``str.isprintable``: controls,
+  format characters such as bidi overrides and zero-width spaces, separators other than the
+  space, surrogates, private-use and unassigned code points) as ``\\xNN``, ``\\uNNNN`` or
+  ``\\UNNNNNNNN`` by its code point, so NEL is ``\\x85``, CSI ``\\x9b``, the line separator
+  ``\\u2028`` and a right-to-left override ``\\u202e``. Lone surrogates (from undecodable
+  file names) would otherwise make the write fail.
 
 A backslash itself is left as is, so the escapes are for reading, not for decoding.
 
@@ -36,23 +37,34 @@ from itertools import accumulate
 
 _COLOURS = {"INFO": "32", "DEBUG": "36", "ERROR": "31"}
 
-_CONTROLS = [*range(0x20), *range(0x7F, 0xA0)]  # Cc: C0, DEL, C1
-_WIDE = [
-    0x2028,  # Zl: line separator
-    0x2029,  # Zp: paragraph separator
-    0x061C,  # arabic letter mark
-    0x200E,  # left-to-right mark
-    0x200F,  # right-to-left mark
-    *range(0x202A, 0x202F),  # LRE, RLE, PDF, LRO, RLO
-    *range(0x2066, 0x206A),  # LRI, RLI, FSI, PDI
-    *range(0xD800, 0xE000),  # Cs: lone surrogates
-]
-_ESCAPES: dict[int, str] = (
-    {c: f"\\x{c:02x}" for c in _CONTROLS}
-    | {c: f"\\u{c:04x}" for c in _WIDE}
-    | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
-)
-_ESCAPES_BY_CHAR = {chr(c): text for c, text in _ESCAPES.items()}
+
+class _EscapeTable(dict[int, str]):
+    """``str.translate`` table: a character Python does not call printable becomes its escape.
+
+    Filled on demand (printable characters map to themselves, so each is looked up once);
+    cleared when large, since command output may bring many distinct characters.
+    """
+
+    def __missing__(self, code: int) -> str:
+        if len(self) > 8192:
+            self.clear()
+        char = chr(code)
+        if char.isprintable():
+            text = char
+        elif code in _SHORT:
+            text = _SHORT[code]
+        elif code < 0x100:
+            text = f"\\x{code:02x}"
+        elif code < 0x10000:
+            text = f"\\u{code:04x}"
+        else:
+            text = f"\\U{code:08x}"
+        self[code] = text
+        return text
+
+
+_SHORT = {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+_ESCAPES = _EscapeTable()
 
 # Escaped characters per logged message: 12,000 × 4 UTF-8 bytes + prefix < 48 KiB.
 MAX_MESSAGE_CHARS = 12_000
@@ -115,8 +127,8 @@ def escape_capped(text: str, limit: int = MAX_PART_CHARS) -> str:
         if len(escaped) <= limit:
             return escaped
     budget = limit - len(_marker(len(text)))  # the real count has no more digits
-    get = _ESCAPES_BY_CHAR.get
-    pieces = [get(c, c) for c in text[:budget]]  # each piece is at least one character
+    table = _ESCAPES
+    pieces = [table[ord(c)] for c in text[:budget]]  # each piece is at least one character
     kept = bisect_right(list(accumulate(map(len, pieces))), budget)
     return "".join(pieces[:kept]) + _marker(len(text) - kept)
 

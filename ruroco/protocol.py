@@ -2,8 +2,10 @@
 
 Packet (94 bytes): key_id(8) ‖ iv(12) ‖ tag(16) ‖ ciphertext(58), AES-256-GCM-SIV, no AAD.
 Plaintext (58 bytes): version(1) ‖ cmd_hash u64 BE ‖ counter u128 BE ‖ strict(1) ‖
-src_ip(16) ‖ dst_ip(16). Commander message (24 bytes): cmd_hash u64 BE ‖ ip(16).
-Client, server, commander and the Ansible collection all import this module.
+src_ip(16) ‖ dst_ip(16). Client, server and the Ansible collection import this module.
+The commander never loads cryptography: it takes the command hash from ``ruroco.cmdhash``
+(the same function as ``command_hash`` here) and the 24-byte commander message from
+``ruroco.ipc`` (re-exported here, loaded on first use).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ try:  # the Rust class itself: the public aead module's package pulls in typing,
 except (ImportError, AttributeError):  # pragma: no cover - other cryptography layouts
     from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 
-from ruroco.errors import RurocoError
+from ruroco.errors import ProtocolError as ProtocolError  # re-exported: defined without crypto
 from ruroco.ipaddr import UNSPECIFIED, ip_text
 
 try:  # the C module directly: importing hashlib costs the client's cold start ~4 ms
@@ -27,16 +29,22 @@ try:  # the C module directly: importing hashlib costs the client's cold start ~
 except ImportError:  # pragma: no cover - other interpreters
     from hashlib import blake2b
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs the client's cold start ~10 ms
+if TYPE_CHECKING:  # re-exported lazily (``__getattr__``): the client never needs them
+    from ruroco.ipc import COMMANDER_DATA_SIZE as COMMANDER_DATA_SIZE
+    from ruroco.ipc import decode_commander_data as decode_commander_data
+    from ruroco.ipc import encode_commander_data as encode_commander_data
+
+_FROM_IPC = ("COMMANDER_DATA_SIZE", "decode_commander_data", "encode_commander_data")
+
 PROTOCOL_VERSION = 1
 KEY_ID_SIZE = 8
 AES_KEY_SIZE = 32
-KEY_SIZE = KEY_ID_SIZE + AES_KEY_SIZE
 IV_SIZE = 12
 TAG_SIZE = 16
 PLAINTEXT_SIZE = 58
 CIPHERTEXT_SIZE = IV_SIZE + TAG_SIZE + PLAINTEXT_SIZE  # 86
 MSG_SIZE = KEY_ID_SIZE + CIPHERTEXT_SIZE  # 94
-COMMANDER_DATA_SIZE = 24
 U64_MAX = (1 << 64) - 1
 U128_MAX = (1 << 128) - 1
 
@@ -45,10 +53,6 @@ _WHITESPACE = (
     " \t\n\x0b\x0c\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
     "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-
-
-class ProtocolError(RurocoError):
-    """A key, packet or message that does not follow the protocol."""
 
 
 def hex_list(data: bytes) -> str:
@@ -72,9 +76,6 @@ class Key:
         return f"Key(id={hex_list(self.key_id)}, key=<redacted>)"
 
     __str__ = __repr__
-
-    def same_secret(self, other: Key) -> bool:
-        return self._secret == other._secret
 
     def wipe(self) -> None:
         """Best-effort zeroization of our copy of the secret (the AEAD object keeps its own)."""
@@ -146,7 +147,11 @@ def key_id_of(text: str) -> bytes:
 
 
 def command_hash(name: str) -> int:
-    """BLAKE2b with an 8-byte digest (not a truncated 64-byte one), as a big-endian u64."""
+    """BLAKE2b with an 8-byte digest (not a truncated 64-byte one), as a big-endian u64.
+
+    The same function as ``ruroco.cmdhash.command_hash`` (which the commander uses, without
+    cryptography); kept here so the client's start loads no extra module. A test pins both.
+    """
     return int.from_bytes(blake2b(name.encode("utf-8"), digest_size=8).digest(), "big")
 
 
@@ -225,16 +230,12 @@ def build_packet(key: Key, data: ClientData, iv: bytes | None = None) -> bytes:
     return key.encrypt(data.encode(), iv)
 
 
-def encode_commander_data(cmd_hash: int, ip: bytes) -> bytes:
-    if len(ip) != 16:
-        raise ProtocolError("IP addresses must be 16 bytes")
-    return cmd_hash.to_bytes(8, "big") + ip
+def __getattr__(name: str) -> object:
+    """The commander message's names, from ``ruroco.ipc`` on first use."""
+    if name in _FROM_IPC:
+        from ruroco import ipc
 
-
-def decode_commander_data(data: bytes) -> tuple[int, bytes]:
-    """``(cmd_hash, ip16)``; exactly 24 bytes."""
-    if len(data) != COMMANDER_DATA_SIZE:
-        raise ProtocolError(
-            f"Commander message must be {COMMANDER_DATA_SIZE} bytes, got {len(data)}"
-        )
-    return int.from_bytes(data[:8], "big"), bytes(data[8:])
+        value = getattr(ipc, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

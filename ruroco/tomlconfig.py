@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from ruroco import trust
 from ruroco.errors import RurocoError, qpath
@@ -21,19 +21,19 @@ class ConfigError(RurocoError):
 
 
 def read_toml(
-    path: str | os.PathLike[str], what: str, rule: trust.Rule | None = None
+    path: str | os.PathLike[str], what: str, trusted: trust.Trust | None = None
 ) -> dict[str, Any]:
     """Load ``path``; ``what`` names the file's role in messages (e.g. "server config").
 
-    With ``rule`` the file and its directories must pass ``ruroco.trust`` first, and the
+    With ``trusted`` the file and the way to it must pass ``ruroco.trust`` first, and the
     content comes from the very descriptor that was checked.
     """
     try:
-        if rule is None:
+        if trusted is None:
             with open(path, "rb") as fh:
                 raw = fh.read()
         else:
-            raw = trust.read_file(path, rule, what)
+            raw = trusted.read_file(path, what)[0]
     except OSError as exc:
         raise ConfigError(
             f"Could not read {qpath(path)}: {exc.strerror} (os error {exc.errno})"
@@ -63,10 +63,11 @@ class Table:
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"Could not parse {self.what} {qpath(self.path)}: {key!s} {problem}")
 
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+    @overload
+    def text(self, key: str, default: str, required: bool = False) -> str: ...
+    @overload
+    def text(self, key: str, default: None = None, required: bool = False) -> str | None: ...
+    def text(self, key: str, default: str | None = None, required: bool = False) -> str | None:
         if key not in self.data:
             if required:
                 raise self.fail(key, "is required")
@@ -78,11 +79,15 @@ class Table:
             raise self.fail(key, "must not contain a NUL character")
         return value
 
+    @overload
+    def path_value(self, key: str, default: Path) -> Path: ...
+    @overload
+    def path_value(self, key: str, default: None = None) -> Path | None: ...
     def path_value(self, key: str, default: Path | None = None) -> Path | None:
-        value = self.str(key)
+        value = self.text(key)
         return default if value is None else Path(value)
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         if key not in self.data:
             return default
         value = self.data[key]
@@ -90,7 +95,7 @@ class Table:
             raise self.fail(key, f"must be true or false, not {_kind(value)}")
         return value
 
-    def int(self, key: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    def integer(self, key: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
         if key not in self.data:
             return default
         value = self.data[key]

@@ -1,19 +1,17 @@
-"""Decide whether a file or directory may be trusted before a daemon acts on it.
+"""Decide whether a file or directory may be trusted before a daemon relies on it.
 
-Two rules, for the two daemons (see docs/security.md, "Files the daemons trust"):
+One rule (docs/security.md, "Files and directories the daemons trust"): what a daemon relies
+on, and every directory on the way to it, belongs to a trusted owner and is writable by
+nobody else. A directory on the way may be writable by others if its sticky bit is set (as
+on ``/tmp``): others can add entries there but cannot rename or remove ours. A symlink met on
+the way is followed only if nobody untrusted could have planted or changed it, i.e. if the
+directory holding it is not writable by others or the link itself has a trusted owner (the
+kernel's ``protected_symlinks`` idea, applied here because resolving a path ourselves
+bypasses it).
 
-* ``STRICT`` (the root commander): the object and every directory above it belong to root
-  (or to the user the process runs as) and nobody else can write them; above the object a
-  sticky directory such as ``/tmp`` is fine, because others cannot rename what root owns in
-  it. ``commands.toml`` runs as root, and the socket directory is where root creates files,
-  so anything less would let another local user plant links or swap the file.
-* ``NO_OTHERS`` (the unprivileged server): nothing on the path is writable by every user.
-  The server's own files legitimately belong to its account, and ``--check`` runs as root
-  during deployment, so ownership is not part of this rule.
-
-Paths are resolved once (``os.path.realpath``); callers then use the returned path, so a
-symlink on the configured path that is later re-pointed changes nothing. Files are checked
-on the descriptor that is then read (``read_file``), so the checked file is the read file.
+The path is resolved component by component from ``/`` once; callers then use the returned
+real path, so re-pointing a link later changes nothing. A file is checked on the descriptor
+that is then read (``read_file``), so the checked file is the file read.
 """
 
 from __future__ import annotations
@@ -21,9 +19,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections import deque
 from dataclasses import dataclass
 
 from ruroco.errors import RurocoError, qpath
+
+_MAX_LINKS = 40  # as the kernel's MAXSYMLINKS
 
 
 class TrustError(RurocoError):
@@ -31,100 +32,167 @@ class TrustError(RurocoError):
 
 
 @dataclass(frozen=True)
-class Rule:
-    name: str
-    check_owner: bool  # owner must be root or the current user
-    forbidden_bits: int  # write bits that must be clear on the object itself
+class Trust:
+    """Who may own what we rely on; ``owners=None`` accepts any owner (write bits still count)."""
 
+    owners: frozenset[int] | None
 
-STRICT = Rule("strict", check_owner=True, forbidden_bits=stat.S_IWGRP | stat.S_IWOTH)
-NO_OTHERS = Rule("no-others", check_owner=False, forbidden_bits=stat.S_IWOTH)
+    @classmethod
+    def of_process(cls, *users: str) -> Trust:
+        """Root, the user we run as, and ``users`` (names that do not exist are skipped)."""
+        import pwd
 
+        owners = {0, os.geteuid()}
+        for name in users:
+            try:
+                owners.add(pwd.getpwnam(name.strip()).pw_uid)
+            except (KeyError, ValueError):
+                continue
+        return cls(frozenset(owners))
 
-def _owners() -> tuple[int, ...]:
-    return (0, os.geteuid())
-
-
-def _problem(st: os.stat_result, rule: Rule, ancestor: bool) -> str | None:
-    """What is wrong with one object's owner and mode under ``rule``, or None."""
-    if rule.check_owner and st.st_uid not in _owners():
-        return f"is owned by uid {st.st_uid}, not by root"
-    writable = st.st_mode & rule.forbidden_bits
-    if ancestor and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
-        writable = 0  # others may add entries, but cannot rename or remove ours
-    if writable:
-        who = (
-            "group and others"
-            if writable == stat.S_IWGRP | stat.S_IWOTH
-            else ("others" if writable & stat.S_IWOTH else "its group")
-        )
+    def problem(self, st: os.stat_result, on_the_way: bool) -> str | None:
+        """What is wrong with one object's owner and mode, or None."""
+        if self.owners is not None and st.st_uid not in self.owners:
+            return f"is owned by uid {st.st_uid}, not by root or this service"
+        writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if on_the_way and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
+            writable = 0
+        if not writable:
+            return None
+        who = {stat.S_IWGRP: "its group", stat.S_IWOTH: "others"}.get(writable, "group and others")
         return f"is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
-    return None
 
+    def resolve(self, path: str | os.PathLike[str], what: str) -> tuple[str, os.stat_result]:
+        """The real path of ``path`` and its ``lstat``, every step on the way checked.
 
-def _check_ancestors(real: str, rule: Rule, what: str, shown: str) -> None:
-    """Every directory from ``/`` down to the parent of ``real`` (an absolute real path)."""
-    dirs = ["/"]
-    for part in real.split("/")[1:-1]:
-        dirs.append(os.path.join(dirs[-1], part))
-    for current in dirs:
-        st = os.lstat(current)  # OSError (e.g. missing) is the caller's to report
-        problem = _problem(st, rule, ancestor=True)
+        ``OSError`` (e.g. a missing component) is left to the caller's message.
+        """
+        shown = os.fspath(path)
+        pending = deque(_parts(os.path.abspath(shown)))
+        current = "/"
+        current_st = os.lstat(current)
+        self._on_the_way(current, current_st, what, shown)
+        links = 0
+        while pending:
+            name = pending.popleft()
+            if name == "..":
+                current = os.path.dirname(current)  # checked when we came down through it
+                current_st = os.lstat(current)
+                continue
+            candidate = os.path.join(current, name)
+            st = os.lstat(candidate)
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), shown)
+                open_dir = current_st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+                if open_dir and self.owners is not None and st.st_uid not in self.owners:
+                    raise TrustError(
+                        f"Refusing {what} {qpath(shown)}: link {qpath(candidate)} is owned by "
+                        f"uid {st.st_uid} in a directory others can write"
+                    )
+                target = os.readlink(candidate)
+                if target.startswith("/"):
+                    current, current_st = "/", os.lstat("/")
+                pending.extendleft(reversed(_parts(target)))
+                continue
+            if not pending:
+                return candidate, st
+            if not stat.S_ISDIR(st.st_mode):
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), candidate)
+            self._on_the_way(candidate, st, what, shown)
+            current, current_st = candidate, st
+        return current, current_st  # the path named "/" itself
+
+    def _on_the_way(self, directory: str, st: os.stat_result, what: str, shown: str) -> None:
+        problem = self.problem(st, on_the_way=True)
         if problem:
             raise TrustError(
-                f"Refusing {what} {qpath(shown)}: directory {qpath(current)} {problem}"
+                f"Refusing {what} {qpath(shown)}: directory {qpath(directory)} {problem}"
             )
 
+    def directory(self, path: str | os.PathLike[str], what: str) -> str:
+        """The real path of directory ``path``, or ``TrustError`` saying what is wrong."""
+        shown = os.fspath(path)
+        try:
+            real, st = self.resolve(shown, what)
+        except OSError as exc:
+            raise TrustError(
+                f"Refusing {what} {qpath(shown)}: {exc.strerror} (os error {exc.errno})"
+            ) from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise TrustError(f"Refusing {what} {qpath(shown)}: not a directory")
+        problem = self.problem(st, on_the_way=False)
+        if problem:
+            where = "" if real == shown else f" (resolved to {qpath(real)})"
+            raise TrustError(f"Refusing {what} {qpath(shown)}{where}: it {problem}")
+        return real
 
-def trusted_dir(path: str | os.PathLike[str], rule: Rule, what: str) -> str:
-    """The real path of directory ``path`` after checking it and its ancestors."""
-    shown = os.fspath(path)
-    real = os.path.realpath(shown)
-    try:
-        _check_ancestors(real, rule, what, shown)
-        st = os.lstat(real)
-    except OSError as exc:
-        raise TrustError(
-            f"Refusing {what} {qpath(shown)}: {exc.strerror} (os error {exc.errno})"
-        ) from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise TrustError(f"Refusing {what} {qpath(shown)}: not a directory")
-    problem = _problem(st, rule, ancestor=False)
-    if problem:
-        where = "" if real == shown else f" (resolved to {qpath(real)})"
-        raise TrustError(f"Refusing {what} {qpath(shown)}{where}: it {problem}")
-    return real
+    def nearest_existing(self, path: str | os.PathLike[str], what: str) -> None:
+        """Check what already exists of a directory path that is still to be created."""
+        shown = os.fspath(path)
+        existing = os.path.abspath(shown)
+        while not os.path.lexists(existing) and existing != "/":
+            existing = os.path.dirname(existing)
+        try:
+            real, st = self.resolve(existing, what)
+        except OSError as exc:
+            raise TrustError(
+                f"Refusing {what} {qpath(shown)}: {exc.strerror} (os error {exc.errno})"
+            ) from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise TrustError(f"Refusing {what} {qpath(shown)}: {qpath(real)} is not a directory")
+        self._on_the_way(real, st, what, shown)
+
+    def check_file(self, st: os.stat_result, what: str, shown: str) -> None:
+        """Refuse a non-regular file, or one whose owner or mode break the rule."""
+        if not stat.S_ISREG(st.st_mode):
+            raise TrustError(f"Refusing {what} {qpath(shown)}: not a regular file")
+        problem = self.problem(st, on_the_way=False)
+        if problem:
+            raise TrustError(f"Refusing {what} {qpath(shown)}: it {problem}")
+
+    def read_file(
+        self, path: str | os.PathLike[str], what: str, max_size: int = 16 << 20
+    ) -> tuple[bytes, os.stat_result]:
+        """Content and ``fstat`` of ``path`` after checking the way to it and the open file.
+
+        Errors that are not about trust (missing file, permission, a directory) raise
+        ``OSError`` for the caller's usual message; more than ``max_size`` bytes is refused.
+        """
+        shown = os.fspath(path)
+        real, _ = self.resolve(shown, what)
+        # O_NONBLOCK: a FIFO planted under the name must not hang the daemon before fstat.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+        fd = os.open(real, flags)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):  # reported like any unreadable file
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
+            self.check_file(st, what, shown)
+            if st.st_size > max_size:
+                raise TrustError(f"Refusing {what} {qpath(shown)}: larger than {max_size} bytes")
+            chunks = []
+            total = 0
+            while chunk := os.read(fd, 1 << 16):
+                total += len(chunk)
+                if total > max_size:  # grew while we read
+                    raise TrustError(
+                        f"Refusing {what} {qpath(shown)}: larger than {max_size} bytes"
+                    )
+                chunks.append(chunk)
+            return b"".join(chunks), st
+        finally:
+            os.close(fd)
 
 
-def check_file_stat(st: os.stat_result, rule: Rule, what: str, shown: str) -> None:
-    """Refuse a non-regular file or one whose owner/mode break ``rule``."""
-    if not stat.S_ISREG(st.st_mode):
-        raise TrustError(f"Refusing {what} {qpath(shown)}: not a regular file")
-    problem = _problem(st, rule, ancestor=False)
-    if problem:
-        raise TrustError(f"Refusing {what} {qpath(shown)}: it {problem}")
+def _parts(path: str) -> list[str]:
+    return [p for p in path.split("/") if p not in ("", ".")]
 
 
-def read_file(path: str | os.PathLike[str], rule: Rule, what: str) -> bytes:
-    """Read ``path`` after checking its directories and, on the open descriptor, the file.
+def for_process() -> Trust:
+    """Root and the user we run as: what the root commander trusts."""
+    return Trust.of_process()
 
-    Symlinks on the path are resolved first and the target is what gets checked and read,
-    so a link to a file someone else controls is refused like the file itself. Errors that
-    are not about trust (missing file, permission) raise ``OSError`` for the caller's message.
-    """
-    shown = os.fspath(path)
-    real = os.path.realpath(shown)
-    _check_ancestors(real, rule, what, shown)
-    # O_NONBLOCK: a FIFO planted under the name must not hang the daemon before fstat.
-    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):  # reported like any unreadable file
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
-        check_file_stat(st, rule, what, shown)
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+
+ANY_OWNER = Trust(None)

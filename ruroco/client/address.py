@@ -190,9 +190,9 @@ def resolve(address: str) -> list[Destination]:
         raise _not_resolved(address) from exc
     out: list[Destination] = []
     for fam, _type, _proto, _name, sockaddr in infos:
-        if fam == socket.AF_INET:
-            out.append(Destination(parse_ip(sockaddr[0]), sockaddr[1], v4=True))
-        elif fam == socket.AF_INET6:
+        if fam == socket.AF_INET and len(sockaddr) == 2 and isinstance(sockaddr[0], str):
+            out.append(Destination(parse_ip(sockaddr[0]), int(sockaddr[1]), v4=True))
+        elif fam == socket.AF_INET6 and len(sockaddr) == 4:
             ip = socket.inet_pton(socket.AF_INET6, sockaddr[0].partition("%")[0])
             out.append(Destination(ip, sockaddr[1], v4=False, scope_id=sockaddr[3]))
     return out

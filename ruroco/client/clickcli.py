@@ -6,7 +6,7 @@ table the fast path in ``ruroco.client.cli`` parses, so both accept the same com
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,7 +24,13 @@ NOT_CARRIED_OVER = {
 }
 
 
-class U64(click.ParamType):
+if TYPE_CHECKING:  # generic for type checkers only in newer click
+    _U64Base = click.ParamType[int]
+else:
+    _U64Base = click.ParamType
+
+
+class U64(_U64Base):
     """Unsigned 64-bit integer as Rust parses it (optional ``+``; no ``-``, spaces or ``_``)."""
 
     name = "u64"
@@ -47,7 +53,9 @@ def _send_params() -> list[click.Parameter]:
         else:
             # An explicit default=None counts as "given" in newer click and would defeat
             # required=True, so pass a default only when there is one.
-            extra = {} if opt.default is None else {"default": opt.default, "show_default": True}
+            extra: dict[str, Any] = (
+                {} if opt.default is None else {"default": opt.default, "show_default": True}
+            )
             params.append(
                 click.Option(
                     decls,

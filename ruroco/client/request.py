@@ -98,7 +98,7 @@ class SendRequest(_Frozen):
         if unknown:
             raise TypeError(f"unknown SendRequest fields: {sorted(unknown)}")
         values.update(changes)
-        return SendRequest(**values)  # type: ignore[arg-type]
+        return SendRequest(**values)
 
 
 class SendResult(_Frozen):

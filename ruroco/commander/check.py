@@ -13,7 +13,7 @@ from pathlib import Path
 from ruroco import trust
 from ruroco.commander.commands import load_commands
 from ruroco.commander.config import load_config
-from ruroco.errors import RurocoError, qpath
+from ruroco.errors import RurocoError
 from ruroco.fs import lookup_ids
 from ruroco.ipc import check_socket_path
 
@@ -43,15 +43,11 @@ def check_socket_dir(socket_path: Path) -> None:
     """What ``prepare_socket_dir`` would refuse, without creating anything."""
     check_socket_path(socket_path)
     directory = socket_path.parent
-    existing = directory
-    while not os.path.lexists(existing) and existing.parent != existing:
-        existing = existing.parent
-    if existing == directory:
-        trust.trusted_dir(directory, trust.STRICT, "socket_dir")
-    elif not existing.is_dir():
-        raise RurocoError(
-            f"Could not create parents for {qpath(directory)}: {qpath(existing)} is not a directory"
-        )
+    trusted = trust.for_process()
+    if os.path.lexists(directory):
+        trusted.directory(directory, "socket_dir")
+    else:
+        trusted.nearest_existing(directory, "socket_dir")
 
 
 def _with_file(message: str, path: Path) -> str:

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import selectors
+import shutil
 import signal
 import socket
 import stat
@@ -33,9 +34,13 @@ from ruroco.commander.ipfilter import is_non_routable
 from ruroco.errors import RurocoError, qpath
 from ruroco.fs import lookup_ids
 from ruroco.ipaddr import ip_text
-from ruroco.ipc import COMMANDER_LOCK_NAME, check_socket_path
+from ruroco.ipc import (
+    COMMANDER_DATA_SIZE,
+    COMMANDER_LOCK_NAME,
+    check_socket_path,
+    decode_commander_data,
+)
 from ruroco.lock import InstanceLock
-from ruroco.protocol import COMMANDER_DATA_SIZE, decode_commander_data
 
 SOCKET_MODE = 0o204
 # Staging directory for bind (kept short: its path must fit sun_path as well).
@@ -69,11 +74,13 @@ def prepare_socket_dir(socket_path: Path) -> str:
     """
     check_socket_path(socket_path)
     directory = socket_dir_of(socket_path)
+    trusted = trust.for_process()
+    trusted.nearest_existing(directory, "socket_dir")  # before root creates anything there
     try:
         directory.mkdir(mode=0o755, parents=True, exist_ok=True)
     except OSError as exc:
         raise RurocoError(f"Could not create parents for {qpath(directory)}") from exc
-    return trust.trusted_dir(directory, trust.STRICT, "socket_dir")
+    return trusted.directory(directory, "socket_dir")
 
 
 def bind_socket(directory: str, path: Path, user: str, group: str) -> socket.socket:
@@ -127,16 +134,22 @@ def bind_socket(directory: str, path: Path, user: str, group: str) -> socket.soc
 
 
 def _remove_private_dir(private: str) -> None:
-    """Remove our staging directory (left over if a previous commander was killed)."""
-    with contextlib.suppress(FileNotFoundError):
+    """Remove our staging directory (left over if a previous commander was killed).
+
+    Only root can create entries in a trusted socket_dir, so what is there is ours;
+    ``shutil.rmtree`` works on descriptors and never follows a link inside it.
+    """
+    try:
         st = os.lstat(private)
-        if not stat.S_ISDIR(st.st_mode):
+    except FileNotFoundError:
+        return
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(private)
+        else:
             os.unlink(private)
-            return
-        for name in os.listdir(private):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(private, name))
-        os.rmdir(private)
+    except OSError as exc:
+        raise RurocoError(f"Could not remove stale staging directory {qpath(private)}") from exc
 
 
 class Commander:
@@ -195,9 +208,11 @@ class Commander:
                     if key.data == "listen":
                         self._accept(sel, conns)
                     elif key.data == "wakeup":
+                        assert wakeup is not None  # registered only when given
                         with contextlib.suppress(OSError):
                             wakeup.recv(512)
                     else:
+                        assert isinstance(key.fileobj, socket.socket)  # what _accept registers
                         self._read(sel, conns, key.fileobj)
                 self._expire(sel, conns)
                 if listening and len(conns) >= MAX_OPEN_CONNECTIONS:

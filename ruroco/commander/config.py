@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ruroco import trust
 from ruroco.fs import resolve_path
@@ -46,25 +47,25 @@ class CommanderConfig:
         return resolve_path(self.socket_dir or self.config_dir) / SOCKET_NAME
 
 
-def parse_config(data: dict, path: str | os.PathLike[str]) -> CommanderConfig:
+def parse_config(data: dict[str, Any], path: str | os.PathLike[str]) -> CommanderConfig:
     table = Table(data, path, WHAT)
     return CommanderConfig(
         config_dir=table.path_value("config_dir", DEFAULT_CONFIG_DIR),
         socket_dir=table.path_value("socket_dir"),
-        socket_user=table.str("socket_user", "ruroco").strip(),
-        socket_group=table.str("socket_group", "ruroco").strip(),
-        allow_non_routable_ips=table.bool("allow_non_routable_ips", False),
-        max_concurrent_commands=table.int(
+        socket_user=table.text("socket_user", "ruroco").strip(),
+        socket_group=table.text("socket_group", "ruroco").strip(),
+        allow_non_routable_ips=table.flag("allow_non_routable_ips", False),
+        max_concurrent_commands=table.integer(
             "max_concurrent_commands",
             DEFAULT_MAX_CONCURRENT_COMMANDS,
             minimum=1,
             maximum=MAX_CONCURRENT_COMMANDS_LIMIT,
         ),
-        pid_namespace=table.bool("pid_namespace", True),
+        pid_namespace=table.flag("pid_namespace", True),
     )
 
 
 def load_config(path: str | os.PathLike[str]) -> CommanderConfig:
     """Only a file that root (or our own user) alone can change is read: it names the
     directory where root creates the socket (docs/security.md)."""
-    return parse_config(read_toml(path, WHAT, trust.STRICT), path)
+    return parse_config(read_toml(path, WHAT, trust.for_process()), path)

@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ruroco import log
+from ruroco.cmdhash import command_hash
 from ruroco.commander.commands import Command
 from ruroco.ipaddr import ip_text
-from ruroco.protocol import command_hash
 
 # Beyond this a deadline is meaningless (and float/int conversion could overflow): no deadline.
 NO_DEADLINE_AFTER_SEC = 2**32

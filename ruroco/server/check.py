@@ -46,13 +46,15 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
         result.problems.append(str(exc))
         return result
 
-    key_dir = config.key_dir()
+    trusted = config.trusted()
+    key_dir: str | os.PathLike[str] = config.key_dir()
     try:
+        key_dir = config.checked_key_dir(trusted)
         paths = find_key_files(key_dir)
     except RurocoError as exc:
         result.problems.append(str(exc))
         paths = []
-    scan = scan_keys(paths)
+    scan = scan_keys(paths, trusted)
     result.problems += scan.problems
     result.warnings += scan.warnings
     for key in scan.keys.values():
@@ -65,8 +67,8 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
     if config.address is not None:
         address = config.address
         result.attempt(lambda: check_address(address))
-    result.attempt(lambda: check_socket_path(config.socket_path()))
-    entries = _check_blocklist(config, result)
+    result.attempt(lambda: check_socket_path(config.checked_socket_path(trusted)))
+    entries = _check_blocklist(config, trusted, result)
 
     if not config.ips:
         ips_note = "no destination IPs (nothing will be accepted)"
@@ -82,15 +84,20 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
     return result
 
 
-def _check_blocklist(config: ServerConfig, result: CheckResult) -> dict[bytes, int]:
+def _check_blocklist(
+    config: ServerConfig, trusted: trust.Trust, result: CheckResult
+) -> dict[bytes, int]:
     """The blocklist directory (if it exists yet: systemd may create it at start) and file."""
     blocklist_path = config.blocklist_path()
-    if os.path.lexists(blocklist_path.parent):
-        result.attempt(
-            lambda: trust.trusted_dir(blocklist_path.parent, trust.NO_OTHERS, "blocklist_dir")
-        )
+    if not os.path.lexists(blocklist_path.parent):
+        return {}
     try:
-        return blocklist_file.read_file(blocklist_path)
+        trusted.directory(blocklist_path.parent, "blocklist_dir")
+    except RurocoError as exc:
+        result.problems.append(str(exc))
+        return {}
+    try:
+        return blocklist_file.read_file(blocklist_path, trusted)
     except RurocoError as exc:
         named = qpath(blocklist_path)
         result.problems.append(str(exc) if named in str(exc) else f"{exc} ({named})")

@@ -40,10 +40,31 @@ class ServerConfig:
     # Not in the original (which ignores unknown keys): drop wrong-size and unknown-key
     # datagrams in the kernel, unlogged (see ruroco.server.kfilter).
     kernel_filter: bool = False
+    # The commander's key, read here too: the socket's owner is the server's own account,
+    # which may own the server's directories and key files (ruroco.trust).
+    socket_user: str = "ruroco"
     path: Path | None = field(default=None, compare=False)
+
+    def trusted(self) -> trust.Trust:
+        """Who may own the key, blocklist and socket directories: root, us, ``socket_user``."""
+        return trust.Trust.of_process(self.socket_user)
 
     def key_dir(self) -> Path:
         return resolve_path(self.config_dir)
+
+    def checked_key_dir(self, trusted: trust.Trust) -> str | Path:
+        """The key directory, resolved and checked: whoever could add a ``*.key`` there could
+        knock. A missing one is left to the usual "Error reading directory" message."""
+        key_dir = self.key_dir()
+        return trusted.directory(key_dir, "config_dir") if os.path.lexists(key_dir) else key_dir
+
+    def checked_socket_path(self, trusted: trust.Trust) -> Path:
+        """The commander's socket; through a resolved and checked directory when it exists, so
+        nobody who could re-point a link on the way receives the requests."""
+        socket_path = self.socket_path()
+        if not os.path.lexists(socket_path.parent):
+            return socket_path  # the commander creates and checks it
+        return Path(trusted.directory(socket_path.parent, "socket_dir")) / socket_path.name
 
     def blocklist_path(self) -> Path:
         return resolve_path(self.blocklist_dir or self.config_dir) / BLOCKLIST_FILE
@@ -54,7 +75,7 @@ class ServerConfig:
 
 def load_config(path: str | os.PathLike[str]) -> ServerConfig:
     """Read and validate ``path``; errors name the file and key but never echo its content."""
-    table = Table(read_toml(path, WHAT, trust.NO_OTHERS), path, WHAT)
+    table = Table(read_toml(path, WHAT, trust.ANY_OWNER), path, WHAT)
     raw_ips = table.str_list("ips", required=True) or []
     ips: list[bytes] = []
     for index, text in enumerate(raw_ips):
@@ -66,15 +87,16 @@ def load_config(path: str | os.PathLike[str]) -> ServerConfig:
             ) from None
     return ServerConfig(
         ips=tuple(ips),
-        address=table.str("address"),
+        address=table.text("address"),
         config_dir=table.path_value("config_dir", DEFAULT_CONFIG_DIR) or DEFAULT_CONFIG_DIR,
         blocklist_dir=table.path_value("blocklist_dir"),
         socket_dir=table.path_value("socket_dir"),
-        max_requests_per_second=table.int("max_requests_per_second", 2, maximum=U32_MAX),
-        max_requests_per_second_global=table.int(
+        max_requests_per_second=table.integer("max_requests_per_second", 2, maximum=U32_MAX),
+        max_requests_per_second_global=table.integer(
             "max_requests_per_second_global", 100, maximum=U32_MAX
         ),
-        max_clock_skew_seconds=table.int("max_clock_skew_seconds", 3600, maximum=U64_MAX),
-        kernel_filter=table.bool("kernel_filter", False),
+        max_clock_skew_seconds=table.integer("max_clock_skew_seconds", 3600, maximum=U64_MAX),
+        kernel_filter=table.flag("kernel_filter", False),
+        socket_user=(table.text("socket_user", "ruroco") or "").strip(),
         path=Path(path),
     )

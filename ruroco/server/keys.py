@@ -15,6 +15,7 @@ from pathlib import Path
 from ruroco import log
 from ruroco.errors import RurocoError, qpath
 from ruroco.protocol import Key, ProtocolError, parse_key
+from ruroco.trust import Trust
 
 
 def _is_key_name(name: str) -> bool:
@@ -49,21 +50,16 @@ def _os_reason(exc: OSError) -> str:
     return f"{exc.strerror} (os error {exc.errno})"
 
 
-def read_key_file(path: Path) -> tuple[Key, str | None]:
+def read_key_file(path: Path, trusted: Trust | None = None) -> tuple[Key, str | None]:
     """The key and, if its file is readable by every user, a warning to log.
 
-    A key file that every user can write is refused: anyone on the host could swap in a key
-    of their own. Mode and owner are taken from the descriptor that is read (docs/security.md).
+    A key file that someone untrusted can write (or could swap, through a link or a parent
+    directory) is refused: they could put in a key of their own. The checks are made on the
+    descriptor that is read (docs/security.md).
     """
+    trusted = trusted or Trust.of_process()
     try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if st.st_mode & stat.S_IWOTH:
-                raise RurocoError(
-                    f"Refusing key file {qpath(path)}: it is writable by others "
-                    f"(mode {stat.S_IMODE(st.st_mode):04o})"
-                )
-            raw = fh.read()
+        raw, st = trusted.read_file(path, "key file", max_size=4096)
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = _os_reason(exc) if isinstance(exc, OSError) else exc
@@ -91,7 +87,7 @@ class KeyScan:
     warnings: list[str] = field(default_factory=list)
 
 
-def scan_keys(paths: list[Path]) -> KeyScan:
+def scan_keys(paths: list[Path], trusted: Trust | None = None) -> KeyScan:
     """Read every file and collect all problems (``--check`` reports them all at once).
 
     Two files with the same key id are a problem: which key a packet meets would depend on
@@ -101,7 +97,7 @@ def scan_keys(paths: list[Path]) -> KeyScan:
     origin: dict[bytes, Path] = {}
     for path in paths:
         try:
-            key, warning = read_key_file(path)
+            key, warning = read_key_file(path, trusted)
         except RurocoError as exc:
             scan.problems.append(str(exc))
             continue
@@ -123,9 +119,9 @@ def load_key_file(path: Path) -> Key:
     return read_key_file(path)[0]
 
 
-def load_keys(paths: list[Path]) -> dict[bytes, Key]:
+def load_keys(paths: list[Path], trusted: Trust | None = None) -> dict[bytes, Key]:
     """Every key, or the first problem raised (fail closed); warnings are logged."""
-    scan = scan_keys(paths)
+    scan = scan_keys(paths, trusted)
     if scan.problems:
         for key in scan.keys.values():
             key.wipe()

@@ -54,10 +54,6 @@ Instruction = tuple[int, int, int, int]  # (code, jt, jf, k)
 _INSN = struct.Struct("=HBBI")
 
 
-def program_length(key_count: int) -> int:
-    return HEAD + PER_KEY * key_count + TAIL
-
-
 def check_key_count(key_count: int) -> None:
     """Refuse a key set the kernel would reject, with a message that says what to do."""
     if key_count > MAX_KEYS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ruroco import log
 from ruroco.errors import RurocoError, qpath
@@ -43,7 +43,17 @@ def _split(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _resolve(address: str) -> list[tuple]:
+# What getaddrinfo returns: (family, type, proto, canonname, sockaddr).
+_AddrInfo = tuple[
+    socket.AddressFamily,
+    socket.SocketKind,
+    int,
+    str,
+    tuple[str, int] | tuple[str, int, int, int] | tuple[int, bytes],
+]
+
+
+def _resolve(address: str) -> Sequence[_AddrInfo]:
     try:
         host, port = _split(address)
         return socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, socket.IPPROTO_UDP)

@@ -16,8 +16,8 @@ budget. The trade-off: the server decrypts every packet that carries a known id 
 its per-source limit, so a flood of such packets costs CPU (bounded by what one core
 decrypts, a few hundred thousand per second) rather than being cut off at 100/s; and
 ``max_requests_per_second_global`` now limits how many commands may *run* per second,
-which is what it protects. ``legacy_rate_limit=True`` restores the original order (both
-limits on every correctly sized datagram, before the key lookup) for comparison.
+which is what it protects. The original order (both limits on every correctly sized
+datagram, before the key lookup) lives only in the benchmarks (``bench/legacy.py``).
 
 Every rejection names the source in the same ``Rejected datagram from <ip> port <port>:``
 prefix (``render``), so one fail2ban regex covers all reasons; text is made only when logged.
@@ -31,13 +31,13 @@ from typing import NamedTuple
 
 from ruroco import log
 from ruroco.ipaddr import ip_list_text, ip_text, parse_ip
+from ruroco.ipc import encode_commander_data
 from ruroco.protocol import (
     KEY_ID_SIZE,
     MSG_SIZE,
     ClientData,
     Key,
     ProtocolError,
-    encode_commander_data,
     hex_list,
 )
 from ruroco.server.blocklist import Blocklist, BlocklistError
@@ -154,12 +154,10 @@ class Pipeline:
         config: ServerConfig,
         keys: dict[bytes, Key],
         blocklist: Blocklist,
-        legacy_rate_limit: bool = False,
     ) -> None:
         self.config = config
         self.keys = keys
         self.blocklist = blocklist
-        self.legacy_rate_limit = legacy_rate_limit
         self.ips = frozenset(config.ips)
         self.ips_text = ip_list_text(config.ips)
         self.skew_ns = config.max_clock_skew_seconds * 1_000_000_000
@@ -180,31 +178,16 @@ class Pipeline:
         if size != MSG_SIZE or len(packet) < MSG_SIZE:
             stats[SIZE] += 1
             return (SIZE, host, port, (size,))
-        if self.legacy_rate_limit:
-            rejected = self._legacy_limits(host, port)
-            if rejected is not None:
-                return rejected
         key_id = bytes(packet[:KEY_ID_SIZE])
         key = self.keys.get(key_id)
         if key is None:
             stats[UNKNOWN_KEY] += 1
             return (UNKNOWN_KEY, host, port, (key_id,))
-        if not self.legacy_rate_limit and not self.per_source.allow(host):
-            return self._reject(
-                RATE_SOURCE, host, port, (THE_SOURCE, self.config.max_requests_per_second)
-            )
-        return self._authenticated(key, key_id, bytes(packet[KEY_ID_SIZE:MSG_SIZE]), host, port)
-
-    def _legacy_limits(self, host: str, port: int) -> Rejection | None:
         if not self.per_source.allow(host):
             return self._reject(
                 RATE_SOURCE, host, port, (THE_SOURCE, self.config.max_requests_per_second)
             )
-        if not self.global_limit.allow():
-            return self._reject(
-                RATE_GLOBAL, host, port, (self.config.max_requests_per_second_global,)
-            )
-        return None
+        return self._authenticated(key, key_id, bytes(packet[KEY_ID_SIZE:MSG_SIZE]), host, port)
 
     def _authenticated(
         self, key: Key, key_id: bytes, blob: bytes, host: str, port: int
@@ -234,7 +217,7 @@ class Pipeline:
             return self._reject(SOURCE, host, port, (key_id, "an IP source", host))
         if data.strict and data.src_ip is not None and data.src_ip != src:
             return self._reject(SOURCE, host, port, (key_id, ip_text(data.src_ip), ip_text(src)))
-        if not self.legacy_rate_limit and not self.global_limit.allow():
+        if not self.global_limit.allow():
             return self._reject(
                 RATE_GLOBAL, host, port, (self.config.max_requests_per_second_global,)
             )

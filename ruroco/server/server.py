@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cryptography import __version__ as crypto_version
 
-from ruroco import log, trust
+from ruroco import log
 from ruroco.errors import RurocoError, qpath
 from ruroco.ipaddr import ip_text
 from ruroco.ipc import SERVER_LOCK_NAME, check_socket_path
@@ -41,6 +41,7 @@ from ruroco.server.pipeline import (
     Acceptance,
     Busy,
     Pipeline,
+    Rejection,
     peer_text,
     render,
 )
@@ -103,15 +104,14 @@ class Server:
         self.forwarder = Forwarder(socket_path, self.stats, forward_timeout, queue_length)
         pipeline.handoff_room = self.forwarder.has_room
         self._stop = False
+        # The loop rejects unknown key ids itself, without calling the pipeline. Only
+        # bench/legacy.py turns this off, to rate-limit before the key lookup as the original.
+        self.early_key_check = True
         # The blocklist_dir lock taken by create_server; released by close().
         self.instance_lock: InstanceLock | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop
 
     def request_stop(self) -> None:
         """Safe from signal handlers and other threads: sets the flag and wakes ``poll``."""
@@ -149,14 +149,16 @@ class Server:
         handle = self.pipeline.handle
         counts = self.pipeline.stats
         keys = self.pipeline.keys
-        # The original order rate-limits before the key lookup, so there it stays in handle.
-        early_key_check = not self.pipeline.legacy_rate_limit
+        early_key_check = self.early_key_check
         key_id_of = KEY_ID.unpack_from  # half the cost of bytes(view[:8])
         gate = self.throttle.gate
         stats = self.stats
         debug = log.debug_enabled()
         flags = socket.MSG_TRUNC
         monotonic = time.monotonic
+        # ``result.__class__ is tuple`` tells a rejection from an Acceptance or Busy (named
+        # tuples) at the cost of one attribute load; mypy cannot narrow on it, hence the ignores.
+        result: Rejection | Acceptance | Busy
         try:
             while not self._stop:
                 received = 0
@@ -178,12 +180,13 @@ class Server:
                             result = handle(view, size, peer[0], peer[1])
                         if result.__class__ is tuple:
                             if debug:
-                                log.debug(render(result))
+                                log.debug(render(result))  # type: ignore[arg-type]
                             suppressed = gate(monotonic())
                             if suppressed is not None:
-                                log.error(render(result) + suppressed_suffix(suppressed))
+                                line = render(result)  # type: ignore[arg-type]
+                                log.error(line + suppressed_suffix(suppressed))
                         else:
-                            self._forward(result)
+                            self._forward(result)  # type: ignore[arg-type]
                 except (BlockingIOError, InterruptedError):
                     pass
                 except OSError as exc:
@@ -235,7 +238,7 @@ def _grow_receive_buffer(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_QUEUE_BYTES)
 
 
-def _sockaddr(peer: tuple) -> str:
+def _sockaddr(peer: tuple[str, int] | tuple[str, int, int, int]) -> str:
     """``1.2.3.4:5`` or ``[::ffff:1.2.3.4]:5``: the raw peer, as the original prints it."""
     return f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
 
@@ -255,28 +258,29 @@ def _describe(sock: socket.socket) -> str:
 def create_server(
     config_path: str | os.PathLike[str],
     address: str | None = None,
-    legacy_rate_limit: bool = False,
     forward_timeout: float = DEFAULT_TIMEOUT,
     throttle_interval: float = THROTTLE_INTERVAL,
 ) -> Server:
     """Startup in the original's order: config, keys, blocklist (load, save, seed), socket."""
     config = load_config(config_path)
-    key_dir = config.key_dir()
+    trusted = config.trusted()
+    key_dir = config.checked_key_dir(trusted)
     paths = find_key_files(key_dir)
     log.info(
         f"Creating server, loading keys from [{', '.join(qpath(p) for p in paths)}], "
         f"using cryptography {crypto_version} ..."
     )
-    keys = load_keys(paths)
+    keys = load_keys(paths, trusted)
     for key_id in keys:
         log.info(f"loading key with id {hex_list(key_id)}")
     if config.kernel_filter:
         from ruroco.server import kfilter
 
         kfilter.check_key_count(len(keys))  # before anything is written or bound
-    check_socket_path(config.socket_path())
+    socket_path = config.checked_socket_path(trusted)
+    check_socket_path(socket_path)
     blocklist_path = config.blocklist_path()
-    directory = trust.trusted_dir(blocklist_path.parent, trust.NO_OTHERS, "blocklist_dir")
+    directory = trusted.directory(blocklist_path.parent, "blocklist_dir")
     blocklist_path = Path(directory) / blocklist_path.name
     # Held for the process lifetime (the kernel drops it when we die): two servers sharing
     # one floor would each accept the same packet once.
@@ -285,7 +289,7 @@ def create_server(
         stale = remove_stale_temp_files(blocklist_path)
         if stale:
             log.info(f"Removed {stale} stale temporary blocklist file(s) in {qpath(directory)}")
-        blocklist: Blocklist = open_at_startup(blocklist_path, keys.keys(), time.time_ns())
+        blocklist: Blocklist = open_at_startup(blocklist_path, keys.keys(), time.time_ns(), trusted)
         sock = select_socket(config.address, explicit=address)
     except BaseException:
         lock.release()
@@ -302,10 +306,8 @@ def create_server(
             f"datagrams that are not {MSG_SIZE} bytes or carry an unknown key id are now "
             "dropped by the kernel without a log line"
         )
-    pipeline = Pipeline(config, keys, blocklist, legacy_rate_limit=legacy_rate_limit)
-    server = Server(
-        config, pipeline, sock, config.socket_path(), forward_timeout, throttle_interval
-    )
+    pipeline = Pipeline(config, keys, blocklist)
+    server = Server(config, pipeline, sock, socket_path, forward_timeout, throttle_interval)
     server.instance_lock = lock
     return server
 
@@ -313,17 +315,11 @@ def create_server(
 def serve(
     config_path: str | os.PathLike[str],
     address: str | None = None,
-    legacy_rate_limit: bool = False,
     throttle_interval: float = THROTTLE_INTERVAL,
 ) -> Stats:
-    """What ``ruroco-server`` does; library callers (benchmarks, tests) may pass the options
-    the CLI does not offer: ``legacy_rate_limit`` and the error throttle interval."""
-    server = create_server(
-        config_path,
-        address=address,
-        legacy_rate_limit=legacy_rate_limit,
-        throttle_interval=throttle_interval,
-    )
+    """What ``ruroco-server`` does; library callers (benchmarks, tests) may pass the option
+    the CLI does not offer: the error throttle interval."""
+    server = create_server(config_path, address=address, throttle_interval=throttle_interval)
     server.install_signal_handlers()
     try:
         return server.run()

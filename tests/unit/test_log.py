@@ -108,15 +108,32 @@ def test_escapes_c1_separators_bidi_and_surrogates(raw: str, escaped: str) -> No
     assert log.format_line("INFO", raw, ns=0) == f"[1970-01-01T00:00:00.000Z INFO ] {escaped}\n"
 
 
-def test_every_control_separator_surrogate_and_bidi_code_point_is_escaped() -> None:
+def test_every_code_point_python_does_not_print_is_escaped_and_nothing_else() -> None:
     every = [chr(c) for c in range(sys.maxunicode + 1)]
-    dangerous = [ch for ch in every if _forbidden(ch)]
-    assert len(dangerous) == 65 + 2 + 2048 + 12
-    for ch in dangerous:
+    hidden = [ch for ch in every if not ch.isprintable()]
+    assert all(ch in hidden for ch in every if _forbidden(ch))  # the named dangers included
+    for ch in hidden:
         out = log.escape(ch)
         assert out.startswith("\\") and out.isascii() and out.isprintable(), repr(ch)
-    harmless = "".join(ch for ch in every if not _forbidden(ch))
-    assert log.escape(harmless) == harmless  # nothing else is touched
+        assert out in ("\\n", "\\r", "\\t") or int(out[2:], 16) == ord(ch), repr(ch)
+    shown = "".join(ch for ch in every if ch.isprintable())
+    assert log.escape(shown) == shown  # nothing else is touched
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("a\u200bb", "a\\u200bb"),  # zero-width space: hides text in a viewer
+        ("\ufeffx", "\\ufeffx"),  # byte order mark
+        ("\u2060", "\\u2060"),  # word joiner
+        ("\U000e0041", "\\U000e0041"),  # tag character: invisible "A"
+        ("\ue000", "\\ue000"),  # private use
+        ("\xa0", "\\xa0"),  # no-break space, looks like a space
+    ],
+)
+def test_invisible_format_characters_are_escaped(raw: str, escaped: str) -> None:
+    assert log.escape(raw) == escaped
+    assert log.format_line("INFO", raw, ns=0).endswith(escaped + "\n")
 
 
 def test_nul_flood_becomes_one_capped_line_with_a_count() -> None:

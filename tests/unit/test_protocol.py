@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import hashlib
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ruroco import cmdhash, errors, ipc, protocol
 from ruroco.ipaddr import parse_ip
 from ruroco.protocol import (
     MSG_SIZE,
@@ -59,6 +61,23 @@ def test_fixture_key_parses_to_known_id() -> None:
 def test_command_hash_vectors(name: str, digest: str, value: int) -> None:
     assert command_hash(name) == value
     assert command_hash(name).to_bytes(8, "big").hex() == digest
+
+
+@given(st.text(max_size=300))
+def test_command_hash_of_the_client_equals_the_commanders(name: str) -> None:
+    """protocol keeps its own fast copy (no extra module for the client): it must agree with
+    ``ruroco.cmdhash`` (what the commander uses) and with plain hashlib."""
+    reference = int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "big")
+    assert command_hash(name) == cmdhash.command_hash(name) == reference
+
+
+def test_commander_message_names_are_re_exported_from_ipc() -> None:
+    assert protocol.COMMANDER_DATA_SIZE == ipc.COMMANDER_DATA_SIZE == 24
+    assert encode_commander_data is ipc.encode_commander_data
+    assert decode_commander_data is ipc.decode_commander_data
+    assert ProtocolError is errors.ProtocolError
+    with pytest.raises(AttributeError):
+        protocol.no_such_name  # noqa: B018
 
 
 def test_plaintext_vector_default() -> None:
@@ -176,7 +195,11 @@ def test_key_errors(text: str, message: str) -> None:
 
 def test_key_with_whitespace() -> None:
     assert parse_key(f"  {FIXTURE_KEY}  \n").key_id == parse_key(FIXTURE_KEY).key_id
-    assert parse_key(f"\u3000{FIXTURE_KEY}\u00a0").same_secret(parse_key(FIXTURE_KEY))
+    data = ClientData(1, 1, False, None, parse_ip("::1")).encode()
+    iv = bytes(12)
+    assert parse_key(f"\u3000{FIXTURE_KEY}\u00a0").encrypt(data, iv) == parse_key(
+        FIXTURE_KEY
+    ).encrypt(data, iv)
 
 
 def test_generated_key_shape() -> None:

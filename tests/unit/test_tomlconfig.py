@@ -47,19 +47,19 @@ def test_invalid_utf8(tmp_path: Path) -> None:
 
 def test_typed_getters(tmp_path: Path) -> None:
     t = Table({"s": "x", "i": 5, "b": True, "l": ["a"], "bad": SECRET}, tmp_path / "c", "cfg")
-    assert t.str("s") == "x" and t.str("missing", "d") == "d"
-    assert t.int("i", 0, maximum=10) == 5 and t.int("missing", 7) == 7
-    assert t.bool("b", False) is True
+    assert t.text("s") == "x" and t.text("missing", "d") == "d"
+    assert t.integer("i", 0, maximum=10) == 5 and t.integer("missing", 7) == 7
+    assert t.flag("b", False) is True
     assert t.str_list("l") == ["a"]
     assert t.path_value("s") == Path("x")
     for call in (
-        lambda: t.int("bad", 0),
-        lambda: t.bool("i", False),
-        lambda: t.str("i"),
+        lambda: t.integer("bad", 0),
+        lambda: t.flag("i", False),
+        lambda: t.text("i"),
         lambda: t.str_list("s"),
-        lambda: t.int("i", 0, maximum=4),
-        lambda: t.int("b", 0),
-        lambda: t.str("missing", required=True),
+        lambda: t.integer("i", 0, maximum=4),
+        lambda: t.integer("b", 0),
+        lambda: t.text("missing", required=True),
     ):
         with pytest.raises(ConfigError) as info:
             call()

@@ -227,3 +227,52 @@ def test_nul_in_a_config_string_is_one_error_line_naming_file_and_key(
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert f'"{config}": {key} must not contain a NUL character' in result.stderr
         assert len(result.stderr.splitlines()) == 1
+
+
+def test_socket_dir_link_planted_in_a_sticky_directory_is_refused(
+    tmp_path: Path, shared_dir: Path, attacker: pwd.struct_passwd
+) -> None:
+    """Resolving the path ourselves bypasses fs.protected_symlinks, so we apply its rule."""
+    sticky = shared_dir / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    rootdir = shared_dir / "rootdir"  # any root-owned 0755 directory the attacker likes
+    rootdir.mkdir(mode=0o755)
+    run_as(attacker, "ln", "-s", str(rootdir), str(sticky / "ruroco"))
+    config, commands = files(tmp_path, sticky / "ruroco")
+    expected = f'link "{sticky}/ruroco" is owned by uid {attacker.pw_uid} in a directory others'
+    assert expected in one_error_line(commander(config, commands))
+    check = commander(config, commands, "--check")
+    assert check.returncode == 1 and expected in check.stderr
+    assert list(rootdir.iterdir()) == []
+
+
+def test_missing_socket_dir_under_a_directory_others_can_write_creates_nothing(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    open_dir = shared_dir / "ww"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    config, commands = files(tmp_path, open_dir / "new" / "sub")
+    expected = f'directory "{open_dir}" is writable by group and others (mode 0777)'
+    check = commander(config, commands, "--check")
+    assert check.returncode == 1 and expected in check.stderr
+    assert expected in one_error_line(commander(config, commands))
+    assert list(open_dir.iterdir()) == []  # refused before root created anything there
+
+
+def test_a_staging_directory_left_with_anything_inside_is_cleared(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    socket_dir = shared_dir / "run"
+    socket_dir.mkdir(mode=0o755)
+    (socket_dir / ".ruroco.d" / "sub" / "deeper").mkdir(parents=True)
+    (socket_dir / ".ruroco.d" / "sub" / "link").symlink_to(shared_dir)
+    config, commands = files(tmp_path, socket_dir)
+    proc = CommanderProcess(socket_dir, config, commands)
+    try:
+        proc.wait_ready()
+        assert not os.path.lexists(socket_dir / ".ruroco.d")
+        assert shared_dir.is_dir() and socket_dir.is_dir()  # the link was not followed
+    finally:
+        proc.kill()

@@ -17,12 +17,12 @@ HOST = "127.0.0.1"
 SECOND = 1_000_000_000
 
 
-def make(tmp_path, extra="", legacy=False, floor=None):
+def make(tmp_path, extra="", floor=None):
     config = load_config(write_setup(tmp_path, extra=extra))
     keys = load_keys(find_key_files(config.key_dir()))
     floor = time.time_ns() - 60 * SECOND if floor is None else floor
     blocklist = open_at_startup(config.blocklist_path(), keys, floor)
-    return Pipeline(config, keys, blocklist, legacy_rate_limit=legacy)
+    return Pipeline(config, keys, blocklist)
 
 
 def run(p, data, host=HOST, port=4000):
@@ -181,27 +181,6 @@ def test_global_cap_counts_only_fully_valid_packets(tmp_path):
     result = run(p, packet(), host="127.0.0.1")
     assert reason(result) == pl.RATE_GLOBAL
     assert render(result).endswith("Global rate limit exceeded: more than 1 requests per second")
-
-
-def test_legacy_mode_limits_every_datagram_before_the_key_lookup(tmp_path):
-    p = make(tmp_path, legacy=True, extra="max_requests_per_second_global = 3\n")
-    for i in range(3):
-        assert reason(run(p, bytes(94), host=f"10.0.0.{i}")) == pl.UNKNOWN_KEY
-    assert reason(run(p, packet())) == pl.RATE_GLOBAL  # starved by garbage
-
-
-def test_legacy_per_source_refusals_do_not_eat_global_budget(tmp_path):
-    p = make(
-        tmp_path,
-        legacy=True,
-        extra="max_requests_per_second = 1\nmax_requests_per_second_global = 5\n",
-    )
-    assert reason(run(p, bytes(94), host="10.0.0.1")) == pl.UNKNOWN_KEY
-    assert reason(run(p, bytes(94), host="10.0.0.1")) == pl.RATE_SOURCE
-    assert reason(run(p, bytes(94), host="10.0.0.1")) == pl.RATE_SOURCE
-    for i in range(2, 6):
-        assert reason(run(p, bytes(94), host=f"10.0.0.{i}")) == pl.UNKNOWN_KEY
-    assert reason(run(p, bytes(94), host="10.0.0.9")) == pl.RATE_GLOBAL
 
 
 def test_persist_failure_rolls_back_and_forwards_nothing(tmp_path):

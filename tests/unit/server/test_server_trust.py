@@ -5,14 +5,17 @@ one blocklist per server, files others could change, stale temp files, NUL bytes
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+from localuser import run_as
 from server_helpers import write_setup
 from test_server_cli import BIN, clean_env, cli
 
+from ruroco.protocol import generate_key
 from ruroco.server.blocklist import read_file
 
 
@@ -102,12 +105,15 @@ def test_stale_temp_files_of_a_killed_server_are_removed_and_nothing_else(
         proc.wait(15)
 
 
-@pytest.mark.parametrize("mode", [0o666, 0o646, 0o606])
+WHO = {0o666: "group and others", 0o646: "others", 0o620: "its group"}
+
+
+@pytest.mark.parametrize("mode", sorted(WHO))
 def test_key_file_others_can_write_is_refused_by_start_and_check(tmp_path: Path, mode: int) -> None:
     config = write_setup(tmp_path)
     key = tmp_path / "etc" / "ruroco.key"
     key.chmod(mode)
-    expected = f'Refusing key file "{key}": it is writable by others (mode {mode:04o})'
+    expected = f'Refusing key file "{key}": it is writable by {WHO[mode]} (mode {mode:04o})'
     assert expected in one_error_line(cli("-c", str(config)))
     check = cli("--check", "-c", str(config))
     assert check.returncode == 1 and f"Error: {expected}" in check.stderr.splitlines()
@@ -139,16 +145,17 @@ def test_a_link_to_a_key_file_others_can_write_is_refused(tmp_path: Path) -> Non
     key.rename(target)
     target.chmod(0o666)
     key.symlink_to(target)
-    assert "it is writable by others" in one_error_line(cli("-c", str(config)))
+    assert "it is writable by group and others" in one_error_line(cli("-c", str(config)))
 
 
-@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o757])
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o757, 0o775])
 def test_blocklist_dir_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
     config = write_setup(tmp_path)
     state = tmp_path / "state"
     state.chmod(mode)
     line = one_error_line(cli("-c", str(config)))
-    assert f'Refusing blocklist_dir "{state}": it is writable by others (mode {mode:04o})' in line
+    who = {0o757: "others", 0o775: "its group"}.get(mode, "group and others")
+    assert f'Refusing blocklist_dir "{state}": it is writable by {who} (mode {mode:04o})' in line
     check = cli("--check", "-c", str(config))
     assert check.returncode == 1 and "Refusing blocklist_dir" in check.stderr
     assert list(state.iterdir()) == []  # no lock, no blocklist written
@@ -206,3 +213,71 @@ def test_check_and_start_refuse_a_socket_path_too_long_for_unix_sockets(tmp_path
     assert check.returncode == 1 and needle in check.stderr
     assert needle in one_error_line(cli("-c", str(config)))
     assert not os.path.exists(tmp_path / "state" / "blocklist.msgpck")
+
+
+def test_key_dir_others_can_write_is_refused_so_no_key_can_be_planted(
+    tmp_path: Path, shared_dir: Path, attacker: pwd.struct_passwd
+) -> None:
+    config = write_setup(tmp_path)
+    keys = shared_dir / "keys"
+    keys.mkdir()
+    keys.chmod(0o1777)
+    (tmp_path / "etc" / "ruroco.key").rename(keys / "admin.key")
+    evil = generate_key()  # written by the attacker, as if they had made it
+    run_as(attacker, "sh", "-c", f"printf %s {evil} > {keys}/evil.key; chmod 600 {keys}/evil.key")
+    text = config.read_text().replace(f'config_dir = "{tmp_path}/etc"', f'config_dir = "{keys}"')
+    config.write_text(text)
+    expected = f'Refusing config_dir "{keys}": it is writable by group and others (mode 1777)'
+    assert expected in one_error_line(cli("-c", str(config)))
+    check = cli("--check", "-c", str(config))
+    assert check.returncode == 1 and expected in check.stderr
+
+
+def test_blocklist_dir_of_another_user_is_refused(
+    tmp_path: Path, attacker_dir: Path, attacker: pwd.struct_passwd
+) -> None:
+    """Its owner could replace the blocklist between two starts and reset the replay floor."""
+    config = write_setup(tmp_path)
+    text = config.read_text().replace(
+        f'blocklist_dir = "{tmp_path}/state"', f'blocklist_dir = "{attacker_dir}"'
+    )
+    config.write_text(text)
+    line = one_error_line(cli("-c", str(config)))
+    assert f"is owned by uid {attacker.pw_uid}, not by root or this service" in line
+    assert list(attacker_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("plant", ["dev-zero", "fifo"])
+def test_check_as_root_does_not_hang_or_exhaust_on_a_planted_blocklist(
+    tmp_path: Path, plant: str
+) -> None:
+    config = write_setup(tmp_path)
+    blocklist = tmp_path / "state" / "blocklist.msgpck"
+    if plant == "fifo":
+        os.mkfifo(blocklist)
+    else:
+        blocklist.symlink_to("/dev/zero")
+    check = cli("--check", "-c", str(config))  # cli() has a 30 s timeout
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    assert "blocklist" in check.stderr
+
+
+def test_a_link_planted_in_a_sticky_directory_is_not_followed(
+    tmp_path: Path, shared_dir: Path, attacker: pwd.struct_passwd
+) -> None:
+    """A link in /tmp-like directories redirects the server's socket only if we follow it."""
+    sticky = shared_dir / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    target = shared_dir / "run"
+    target.mkdir(mode=0o755)
+    run_as(attacker, "ln", "-s", str(target), str(sticky / "sock"))
+    config = write_setup(tmp_path)
+    text = config.read_text().replace(
+        f'socket_dir = "{tmp_path}/run"', f'socket_dir = "{sticky}/sock"'
+    )
+    config.write_text(text)
+    expected = (
+        f'link "{sticky}/sock" is owned by uid {attacker.pw_uid} in a directory others can write'
+    )
+    assert expected in one_error_line(cli("-c", str(config)))
