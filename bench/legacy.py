@@ -7,7 +7,7 @@ ruroco 0.14 counts every correctly sized datagram against the per-IP and the glo
 
 so a spoofed flood of garbage can spend the global budget and starve real clients. The
 product (``ruroco.server.pipeline``) decides unknown keys first and counts only authenticated
-packets against the global cap (deviations 1 and 2); this module rebuilds the old order on
+packets against the global cap (docs/deviations.md #1 and #2); this module rebuilds the old order on
 top of it so the benchmarks can show the difference.
 """
 
@@ -23,9 +23,8 @@ from ruroco.server.pipeline import (
     RATE_SOURCE,
     SIZE,
     THE_SOURCE,
-    UNKNOWN_KEY,
     Acceptance,
-    Busy,
+    Decision,
     Pipeline,
     Rejection,
 )
@@ -36,39 +35,62 @@ from ruroco.server.throttle import INTERVAL as THROTTLE_INTERVAL
 class _NoLimit:
     """Stands in for the global cap after authentication: the old order spent it up front."""
 
-    def allow(self) -> bool:
+    def allow(self, now: float) -> bool:
         return True
 
 
-class LegacyPipeline(Pipeline):
+class LegacyDecision(Decision):
     """Both limits on every correctly sized datagram, before the key lookup; none after."""
 
-    def __init__(self, config: ServerConfig, keys: dict[bytes, Key], blocklist: Blocklist) -> None:
-        super().__init__(config, keys, blocklist)
+    def __init__(
+        self, config: ServerConfig, keys: dict[bytes, Key], floors: dict[bytes, int]
+    ) -> None:
+        super().__init__(config, keys, floors)
         self.legacy_global = self.global_limit
-        self.global_limit = _NoLimit()  # what Pipeline checks after authentication
+        self.global_limit = _NoLimit()  # type: ignore[assignment]  # checked after authentication
 
-    def handle(
+    def screen(
         self, packet: bytes | bytearray | memoryview, size: int, host: str, port: int
-    ) -> Rejection | Acceptance | Busy:
-        stats = self.stats
+    ) -> Rejection | None:
+        """Only the size: the key lookup comes after both limits."""
         if size != MSG_SIZE or len(packet) < MSG_SIZE:
-            stats[SIZE] += 1
+            self.stats[SIZE] += 1
             return (SIZE, host, port, (size,))
-        if not self.per_source.allow(host):
+        return None
+
+    def decide(
+        self,
+        packet: bytes | bytearray | memoryview,
+        size: int,
+        host: str,
+        port: int,
+        now_ns: int,
+        now_s: float,
+    ) -> Rejection | Acceptance:
+        rejection = self.screen(packet, size, host, port)
+        if rejection is not None:
+            return rejection
+        if not self.per_source.allow(host, now_s):
             return self._reject(
                 RATE_SOURCE, host, port, (THE_SOURCE, self.config.max_requests_per_second)
             )
-        if not self.legacy_global.allow():
+        if not self.legacy_global.allow(now_s):
             return self._reject(
                 RATE_GLOBAL, host, port, (self.config.max_requests_per_second_global,)
             )
+        rejection = super().screen(packet, size, host, port)  # the key lookup
+        if rejection is not None:
+            return rejection
         key_id = bytes(packet[:KEY_ID_SIZE])
-        key = self.keys.get(key_id)
-        if key is None:
-            stats[UNKNOWN_KEY] += 1
-            return (UNKNOWN_KEY, host, port, (key_id,))
-        return self._authenticated(key, key_id, bytes(packet[KEY_ID_SIZE:MSG_SIZE]), host, port)
+        blob = bytes(packet[KEY_ID_SIZE:MSG_SIZE])
+        return self._authenticated(self.keys[key_id], key_id, blob, host, port, now_ns, now_s)
+
+
+class LegacyPipeline(Pipeline):
+    """The server's I/O edge around a ``LegacyDecision``."""
+
+    def __init__(self, config: ServerConfig, keys: dict[bytes, Key], blocklist: Blocklist) -> None:
+        super().__init__(config, keys, blocklist, LegacyDecision(config, keys, blocklist.entries))
 
 
 def create_legacy_server(
@@ -76,15 +98,13 @@ def create_legacy_server(
     address: str | None = None,
     throttle_interval: float = THROTTLE_INTERVAL,
 ) -> Server:
-    """``create_server`` with a ``LegacyPipeline``, and the receive loop's own unknown-key
-    check off (it would decide unknown keys before the limits)."""
+    """``create_server`` with a ``LegacyDecision``: the receive loop's ``screen`` then checks
+    only the size, so unknown keys are decided after the limits."""
     server = create_server(config_path, address=address, throttle_interval=throttle_interval)
     new = server.pipeline
-    legacy = LegacyPipeline(new.config, new.keys, new.blocklist)
+    legacy = LegacyDecision(new.config, new.keys, new.blocklist.entries)
     legacy.stats = new.stats  # the dict the server's Stats already shows
-    legacy.handoff_room = new.handoff_room
-    server.pipeline = legacy
-    server.early_key_check = False
+    new.decision = legacy
     return server
 
 

@@ -1,4 +1,5 @@
-"""The command hash: BLAKE2b with an 8-byte digest, as a big-endian u64.
+"""The command hash: BLAKE2b with an 8-byte digest, as a big-endian u64 (docs/protocol.md,
+Command hash).
 
 Here, without cryptography, for the commander (it hashes its configured command names);
 ``ruroco.protocol.command_hash`` is the same function for client and server, kept there so

@@ -24,18 +24,19 @@ def error_chain(exc: BaseException) -> list[str]:
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        msg = _message(cur)
+        msg = os_reason(cur)
         if msg and (not out or out[-1] != msg):
             out.append(msg)
         cur = cur.__cause__
     return out
 
 
-def _message(exc: BaseException) -> str:
+def os_reason(exc: BaseException) -> str:
+    """Why ``exc`` happened, as the original prints it: ``No such file or directory (os error
+    2)`` for an ``OSError``, else the exception's text (or its type name if it has none)."""
     if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror} (os error {exc.errno})"
-    text = str(exc)
-    return text if text else type(exc).__name__
+        return f"{exc.strerror} (os error {exc.errno})" if exc.errno else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def format_error(exc: BaseException) -> str:

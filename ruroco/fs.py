@@ -2,7 +2,8 @@
 
 ``write_atomic`` is how every state file (counter, blocklist) is written: a crash at any
 point leaves either the old or the new content, never a torn file, and a failed write leaves
-no temporary file behind (the original leaks it).
+no temporary file behind (the original leaks it); the steps are in docs/files.md, Atomic
+writes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""IP addresses as their 16-byte wire form.
+"""IP addresses as their 16-byte wire form (docs/protocol.md, IP addresses).
 
 The wire encodes IPv4 as IPv4-mapped IPv6 (``::ffff:a.b.c.d``), and the original normalizes
 mapped addresses to IPv4 everywhere it compares or prints them. Keeping every address as
@@ -30,10 +30,6 @@ def parse_ip(text: str) -> bytes:
         return socket.inet_pton(socket.AF_INET6, text)
     except OSError:
         raise ValueError("invalid IP address syntax") from None
-
-
-def is_ipv4(ip: bytes) -> bool:
-    return ip[:12] == MAPPED_PREFIX
 
 
 def ip_text(ip: bytes) -> str:

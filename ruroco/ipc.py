@@ -1,8 +1,9 @@
 """The server–commander contract: the 24-byte message, file names and limits.
 
 Both daemons import these, so the message format, the socket name, the lock names and the
-path limit are defined once. Commander message (24 bytes): cmd_hash u64 BE ‖ ip(16). No
-cryptography here: the commander never loads it.
+path limit are defined once. Commander message (24 bytes): cmd_hash u64 BE ‖ ip(16)
+(docs/protocol.md, Commander message; the files: docs/files.md). No cryptography here: the
+commander never loads it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Single-instance lock on a file with flock(2).
+"""Single-instance lock on a file with flock(2); which files: docs/files.md, Locks.
 
 The kernel drops the lock when the holder dies, so there is no stale-lock handling; the file
 is never deleted and its content is irrelevant. It is opened with ``O_NOFOLLOW``: a daemon

@@ -1,8 +1,7 @@
 """Reading TOML config files with errors that name the file and the key, never the content.
 
-The original echoes whole files into parse errors (leaking the command set into logs);
-tomllib's messages carry only the position, and the typed getters here report the key and
-the expected type, not the value.
+Config errors never echo the file (docs/deviations.md #5): tomllib's messages carry only the
+position, and the typed getters here report the key and the expected type, not the value.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from ruroco import trust
-from ruroco.errors import RurocoError, qpath
+from ruroco.errors import RurocoError, os_reason, qpath
 
 
 class ConfigError(RurocoError):
@@ -35,9 +34,7 @@ def read_toml(
         else:
             raw = trusted.read_file(path, what)[0]
     except OSError as exc:
-        raise ConfigError(
-            f"Could not read {qpath(path)}: {exc.strerror} (os error {exc.errno})"
-        ) from None
+        raise ConfigError(f"Could not read {qpath(path)}: {os_reason(exc)}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -22,7 +22,7 @@ import stat
 from collections import deque
 from dataclasses import dataclass
 
-from ruroco.errors import RurocoError, qpath
+from ruroco.errors import RurocoError, os_reason, qpath
 
 _MAX_LINKS = 40  # as the kernel's MAXSYMLINKS
 
@@ -111,15 +111,16 @@ class Trust:
                 f"Refusing {what} {qpath(shown)}: directory {qpath(directory)} {problem}"
             )
 
+    def _resolve_or_refuse(self, path: str, what: str, shown: str) -> tuple[str, os.stat_result]:
+        try:
+            return self.resolve(path, what)
+        except OSError as exc:
+            raise TrustError(f"Refusing {what} {qpath(shown)}: {os_reason(exc)}") from None
+
     def directory(self, path: str | os.PathLike[str], what: str) -> str:
         """The real path of directory ``path``, or ``TrustError`` saying what is wrong."""
         shown = os.fspath(path)
-        try:
-            real, st = self.resolve(shown, what)
-        except OSError as exc:
-            raise TrustError(
-                f"Refusing {what} {qpath(shown)}: {exc.strerror} (os error {exc.errno})"
-            ) from None
+        real, st = self._resolve_or_refuse(shown, what, shown)
         if not stat.S_ISDIR(st.st_mode):
             raise TrustError(f"Refusing {what} {qpath(shown)}: not a directory")
         problem = self.problem(st, on_the_way=False)
@@ -134,12 +135,7 @@ class Trust:
         existing = os.path.abspath(shown)
         while not os.path.lexists(existing) and existing != "/":
             existing = os.path.dirname(existing)
-        try:
-            real, st = self.resolve(existing, what)
-        except OSError as exc:
-            raise TrustError(
-                f"Refusing {what} {qpath(shown)}: {exc.strerror} (os error {exc.errno})"
-            ) from None
+        real, st = self._resolve_or_refuse(existing, what, shown)
         if not stat.S_ISDIR(st.st_mode):
             raise TrustError(f"Refusing {what} {qpath(shown)}: {qpath(real)} is not a directory")
         self._on_the_way(real, st, what, shown)

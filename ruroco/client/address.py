@@ -1,4 +1,4 @@
-"""Destination addresses for ``send`` (spec §2.5): normalization, resolution, selection.
+"""Destination addresses for ``send``: normalization, resolution, selection.
 
 ``ensure_port`` rejects malformed input before any DNS traffic, and resolution returns the
 exact socket addresses the datagrams go to, so the ``dst_ip`` inside each packet is the
@@ -13,9 +13,9 @@ import _socket as socket  # see ruroco.ipaddr: socket.py's imports cost ~8 ms of
 
 from ruroco.errors import RurocoError, qpath
 from ruroco.ipaddr import MAPPED_PREFIX, ip_text, parse_ip
+from ruroco.limits import U16_MAX
 
 DEFAULT_PORT = 80
-U16_MAX = 0xFFFF
 _CONTROL = {i: f"\\u{{{i:x}}}" for i in range(32)} | {
     9: "\\t",
     10: "\\n",

@@ -1,14 +1,18 @@
-"""``ruroco-client`` entry point: a fast path for ``send``, click for everything else.
+"""``ruroco-client`` entry point: parse with ``ruroco.client.options``, then run the command.
 
-Exit codes: 0 ok, 1 runtime error (``Error: ...`` on stderr), 2 usage error. Nothing here
-imports click unless the command line needs it (see ``ruroco.client.options``).
+Exit codes: 0 ok, 1 runtime error (``Error: ...`` on stderr), 2 usage error. The parser is
+the only one; each command loads the modules it needs only once it runs.
 """
 
 from __future__ import annotations
 
 import sys
 
-from ruroco.client.options import parse_send_argv
+from ruroco.client.options import CliExit, parse
+
+TYPE_CHECKING = False  # typing itself would cost the cold start ~10 ms
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 def report(exc: BaseException) -> int:
@@ -23,31 +27,41 @@ def report(exc: BaseException) -> int:
     return 1
 
 
-def run_send(values: dict[str, object]) -> int:
-    """Run ``send`` with parsed option values; the lock is held for the whole send."""
-    from ruroco.client.sender import SendRequest, send
+def run(command: str, values: dict[str, object]) -> int:
+    """Run ``send``, ``gen`` or ``reseed``; the client lock is held while it runs."""
+    from ruroco.client import sender
     from ruroco.errors import RurocoError
 
     try:
-        send(SendRequest(**values))  # type: ignore[arg-type]
+        if command == "send":
+            sender.send(sender.SendRequest(**values))  # type: ignore[arg-type]
+        elif command == "gen":
+            sender.gen()
+        else:
+            sender.reseed()
     except (RurocoError, OSError) as exc:
         return report(exc)
     return 0
 
 
+def _write(stream: TextIO, text: str) -> None:
+    if text:
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        values = parse_send_argv(args)
-        if values is not None:
-            return run_send(values)
-        from ruroco.client.clickcli import cli
-
         try:
-            cli.main(args=args, prog_name="ruroco-client")
-        except SystemExit as exc:
-            code = exc.code
-            return code if isinstance(code, int) else (0 if code is None else 1)
-        return 0
+            command, values = parse(args)
+        except CliExit as done:
+            _write(sys.stdout, done.out)
+            _write(sys.stderr, done.err)
+            return done.code
+        return run(command, values)
     except KeyboardInterrupt:
         return 130

@@ -1,4 +1,4 @@
-"""Where the client keeps its lock and counter (spec §2.2).
+"""Where the client keeps its lock and counter.
 
 Plain ``os.path`` strings instead of ``pathlib``: this runs on every ``send`` and pathlib's
 import chain would cost the cold start several milliseconds.

@@ -1,4 +1,6 @@
-"""The replay counter file (spec §2.6): 16 raw bytes, a big-endian u128, one per conf dir.
+"""The replay counter file: 16 raw bytes, a big-endian u128, one per conf dir.
+
+The format is in docs/files.md, "Counter file".
 
 Only a missing file is seeded. Any other read failure is fatal and leaves the file alone,
 because silently reseeding could move a legitimately future-dated counter backwards and turn
@@ -12,10 +14,10 @@ import time
 
 from ruroco.errors import RurocoError, qpath
 from ruroco.fs import write_atomic
+from ruroco.limits import U128_MAX
 
 COUNTER_FILE = "counter"
 COUNTER_SIZE = 16
-U128_MAX = (1 << 128) - 1
 OVERFLOW_MESSAGE = (
     f"counter overflow: value has reached u128::MAX ({U128_MAX}) and cannot be incremented"
 )

@@ -1,22 +1,29 @@
-"""The one table of ``send`` options, shared by the click command and the fast argv parser.
+"""The one command-line parser of ``ruroco-client``: a declarative table, parsed and documented.
 
-``ruroco-client send`` must start in a few tens of milliseconds and click alone costs about
-forty, so ``main`` parses a well-formed ``send`` command line itself. Both parsers are driven
-by ``SEND_OPTIONS`` and share ``parse_u64``, so they cannot disagree on names, defaults or
-value syntax; anything the fast parser is not sure about goes to click, which then owns help
-and usage errors.
-No ``typing`` import on this path: it alone costs the cold start about ten milliseconds.
+``COMMANDS`` lists every subcommand with its options; ``parse`` turns an argv into
+``(command, values)`` and ``help_text`` renders ``--help`` from the same table, so names,
+defaults and help cannot drift apart. The syntax and messages are click's (which this
+replaced: its import alone cost the client's start ~30 ms): ``-x VALUE``, ``-xVALUE``,
+``--long VALUE``, ``--long=VALUE``, clustered flags (``-e4``), the last of a repeated option
+wins, ``--`` ends the options, and a value is the next token even if it starts with ``-``.
+Usage errors print the usage line, a ``Try '... --help'`` hint and ``Error: ...``, exit 2.
+
+Pure: no I/O and no import beyond ``ruroco.client.request`` on the ``send`` path (not even
+``typing``, ~10 ms of cold start); help, suggestions and the version load theirs when used.
 """
 
 from __future__ import annotations
 
 from ruroco.client.request import DEFAULT_COMMAND, DEFAULT_SEND_DELAY_MS
+from ruroco.limits import U64_MAX
 
-U64_MAX = (1 << 64) - 1
+PROG = "ruroco-client"
+HELP_FLAGS = ("-h", "--help")
+VERSION_FLAGS = ("-V", "--version")
 
 
 class Opt:
-    """One option of ``send``: flags, destination field, value kind, default, help text."""
+    """One option: its flags, destination, value kind, default and help text."""
 
     __slots__ = ("default", "dest", "help", "kind", "long", "required", "short")
 
@@ -33,7 +40,7 @@ class Opt:
         self.short = short
         self.long = long
         self.dest = dest
-        self.kind = kind  # "str", "path", "flag" or "u64"
+        self.kind = kind  # "str", "flag" or "u64"
         self.default = default
         self.help = help
         self.required = required
@@ -41,6 +48,25 @@ class Opt:
     @property
     def takes_value(self) -> bool:
         return self.kind != "flag"
+
+    @property
+    def hint(self) -> str:
+        """How messages name the option: ``'-a' / '--address'``."""
+        return f"'{self.short}' / '{self.long}'"
+
+
+class Command:
+    """A subcommand; ``unavailable`` ones accept any arguments and fail with that message."""
+
+    __slots__ = ("help", "name", "options", "unavailable")
+
+    def __init__(
+        self, name: str, help: str, options: tuple[Opt, ...] = (), unavailable: str = ""
+    ) -> None:
+        self.name = name
+        self.help = help
+        self.options = options
+        self.unavailable = unavailable
 
 
 SEND_OPTIONS: tuple[Opt, ...] = (
@@ -53,7 +79,7 @@ SEND_OPTIONS: tuple[Opt, ...] = (
         'Destination: "host", "host:port", "ip", "ip:port" or "[ipv6]:port" (default port 80)',
         required=True,
     ),
-    Opt("-k", "--key-file", "key_file", "path", None, "File holding the key", required=True),
+    Opt("-k", "--key-file", "key_file", "str", None, "File holding the key", required=True),
     Opt("-c", "--command", "command", "str", DEFAULT_COMMAND, "Name of the command to run"),
     Opt("-e", "--permissive", "permissive", "flag", False, "Do not pin the source IP (strict off)"),
     Opt("-i", "--ip", "ip", "str", None, "Source IP the server must see (a single IP literal)"),
@@ -69,7 +95,38 @@ SEND_OPTIONS: tuple[Opt, ...] = (
     ),
 )
 
-_BY_FLAG = {name: opt for opt in SEND_OPTIONS for name in (opt.short, opt.long)}
+_UPDATE = (
+    "update is not part of this implementation: upgrade the Python package with pip, "
+    "or deploy a pinned version with the ruroco Ansible collection"
+)
+_WIZARD = (
+    "wizard is not part of this implementation: set up a server with the ruroco Ansible "
+    "collection's server role"
+)
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command("gen", "Print a new key (56 characters, no newline)."),
+        Command("reseed", "Reset the counter to the current time in nanoseconds."),
+        Command(
+            "send", "Send one packet per destination (first IPv4, then first IPv6).", SEND_OPTIONS
+        ),
+        Command("update", f"Not available: {_UPDATE.split(': ', 1)[1]}.", unavailable=_UPDATE),
+        Command("wizard", f"Not available: {_WIZARD.split(': ', 1)[1]}.", unavailable=_WIZARD),
+    )
+}
+ABOUT = "Trigger a server-defined command with one encrypted UDP packet."
+
+
+class CliExit(Exception):
+    """The command line is handled without running a command: print ``out``/``err``, exit."""
+
+    def __init__(self, code: int, out: str = "", err: str = "") -> None:
+        super().__init__(code, out, err)
+        self.code = code
+        self.out = out
+        self.err = err
 
 
 def parse_u64(text: str) -> int | None:
@@ -81,47 +138,220 @@ def parse_u64(text: str) -> int | None:
     return value if value <= U64_MAX else None
 
 
-def _convert(opt: Opt, text: str) -> object:
-    return parse_u64(text) if opt.kind == "u64" else text
+def _usage(command: Command | None) -> str:
+    if command is None:
+        return f"Usage: {PROG} [OPTIONS] COMMAND [ARGS]..."
+    return f"Usage: {PROG} {command.name} [OPTIONS]"
 
 
-def parse_send_argv(argv: list[str]) -> dict[str, object] | None:
-    """Options of a plain ``send ...`` command line, or None to let click handle it.
+def usage_error(command: Command | None, message: str) -> CliExit:
+    """Exit 2 with the usage line, the help hint and ``Error: message`` on stderr."""
+    path = f"{PROG} {command.name}" if command else PROG
+    hint = f"Try '{path} --help' for help."
+    return CliExit(2, err=f"{_usage(command)}\n{hint}\n\nError: {message}\n")
 
-    Accepts only ``-x VALUE``, ``--long VALUE``, ``--long=VALUE`` and bare flags, each at
-    most once; values that look like options, help, unknown tokens, bad numbers and missing
-    required options all return None.
-    """
-    if not argv or argv[0] != "send":
-        return None
-    values: dict[str, object] = {}
-    i = 1
-    while i < len(argv):
-        token = argv[i]
-        i += 1
-        name, eq, inline = token.partition("=") if token.startswith("--") else (token, "", "")
-        opt = _BY_FLAG.get(name)
-        if opt is None or opt.dest in values:
-            return None
-        if not opt.takes_value:
-            if eq:
-                return None
-            values[opt.dest] = True
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    """Click's suggestion suffix: the close matches among ``candidates``, if any."""
+    from difflib import get_close_matches
+
+    close = sorted(get_close_matches(name, candidates))
+    if len(close) > 1:
+        return f" (Did you mean one of: {', '.join(map(repr, close))}?)"
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _no_such_option(command: Command | None, name: str, longs: list[str]) -> CliExit:
+    """Unknown option; long ones get suggestions (``longs``), short ones none."""
+    return usage_error(command, f"No such option {name!r}.{_did_you_mean(name, longs)}")
+
+
+def _scan(
+    command: Command | None, args: list[str], interspersed: bool
+) -> tuple[list[tuple[str, Opt | None, str | None]], list[str]]:
+    """Split ``args`` into ``(flag, option, value)`` in order (option None for -h/-V) and the
+    positional arguments; with ``interspersed`` False, stop at the first positional."""
+    options = command.options if command else ()
+    short = {o.short: o for o in options}
+    long = {o.long: o for o in options}
+    builtin = HELP_FLAGS if command else VERSION_FLAGS + HELP_FLAGS
+    longs = [*long, *(f for f in builtin if f.startswith("--"))]
+    seen: list[tuple[str, Opt | None, str | None]] = []
+    positional: list[str] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            break
+        if not arg.startswith("-") or arg == "-":
+            if not interspersed:
+                rest.insert(0, arg)
+                break
+            positional.append(arg)
             continue
-        if eq:
-            text = inline
-        elif i < len(argv) and not argv[i].startswith("-"):
-            text = argv[i]
-            i += 1
+        name, eq, inline = arg.partition("=")
+        if name in long or (name in builtin and name.startswith("--")):
+            opt = long.get(name)
+            if opt is None or not opt.takes_value:
+                if eq:
+                    raise usage_error(command, f"Option {name!r} does not take a value.")
+                seen.append((name, opt, None))
+                continue
+            if eq:
+                seen.append((name, opt, inline))
+            elif rest:
+                seen.append((name, opt, rest.pop(0)))
+            else:
+                raise usage_error(command, f"Option {name!r} requires an argument.")
+            continue
+        if arg.startswith("--"):
+            raise _no_such_option(command, name, longs)
+        for i in range(1, len(arg)):  # a cluster of short flags, maybe ending in one value
+            flag = "-" + arg[i]
+            opt = short.get(flag)
+            if opt is None and flag not in builtin:
+                raise _no_such_option(command, flag, [])
+            if opt is None or not opt.takes_value:
+                seen.append((flag, opt, None))
+                continue
+            if i + 1 < len(arg):
+                seen.append((flag, opt, arg[i + 1 :]))
+            elif rest:
+                seen.append((flag, opt, rest.pop(0)))
+            else:
+                raise usage_error(command, f"Option {flag!r} requires an argument.")
+            break
+    return seen, positional + rest
+
+
+def _values(command: Command, seen: list[tuple[str, Opt | None, str | None]]) -> dict[str, object]:
+    """Convert and check in click's order: given options first (as they came), then the rest."""
+    given: dict[str, tuple[Opt, str | None]] = {}
+    for _flag, opt, value in seen:
+        if opt is not None:
+            given[opt.dest] = (opt, value)  # the last value wins, checked at the first place
+    values: dict[str, object] = {}
+    for dest, (opt, text) in given.items():
+        if opt.kind == "flag":
+            values[dest] = True
+        elif opt.kind == "u64":
+            number = parse_u64(text or "")
+            if number is None:
+                raise usage_error(
+                    command,
+                    f"Invalid value for {opt.hint}: {text!r} is not an unsigned 64-bit integer",
+                )
+            values[dest] = number
         else:
-            return None
-        value = _convert(opt, text)
-        if value is None:
-            return None
-        values[opt.dest] = value
-    for opt in SEND_OPTIONS:
+            values[dest] = text
+    for opt in command.options:
         if opt.dest not in values:
             if opt.required:
-                return None
+                raise usage_error(command, f"Missing option {opt.hint}.")
             values[opt.dest] = opt.default
-    return values
+    return {opt.dest: values[opt.dest] for opt in command.options}
+
+
+def _extra(command: Command, extra: list[str]) -> CliExit:
+    noun = "argument" if len(extra) == 1 else "arguments"
+    return usage_error(command, f"Got unexpected extra {noun} ({' '.join(extra)})")
+
+
+def version_text() -> str:
+    from ruroco import __version__
+    from ruroco.protocol import PROTOCOL_VERSION
+
+    return f"{PROG} {__version__} (ruroco 0.14 wire protocol {PROTOCOL_VERSION})\n"
+
+
+def _program_options(argv: list[str]) -> list[str]:
+    """Handle ``-h``/``-V`` before the command (the first given wins); the rest of argv."""
+    seen, rest = _scan(None, argv, interspersed=False)
+    for flag, _opt, _value in seen:
+        if flag in HELP_FLAGS:
+            raise CliExit(0, out=help_text(None))
+        raise CliExit(0, out=version_text())
+    return rest
+
+
+def parse(argv: list[str]) -> tuple[str, dict[str, object]]:
+    """``(command, option values)`` of a command line that runs a command (``gen``,
+    ``reseed`` or ``send``); raises ``CliExit`` for help, version, usage errors and the
+    commands not carried over."""
+    if not argv:
+        raise CliExit(2, err=help_text(None))
+    rest = _program_options(argv)
+    if not rest:
+        raise usage_error(None, "Missing command.")
+    name, args = rest[0], rest[1:]
+    command = COMMANDS.get(name)
+    if command is None:
+        if name.startswith("-") and name != "-":  # after "--": parsed as options (as click)
+            _program_options(rest)
+        raise usage_error(None, f"No such command {name!r}.{_did_you_mean(name, [*COMMANDS])}")
+    if command.unavailable:
+        raise CliExit(2, err=f"Error: {command.unavailable}\n")
+    seen, extra = _scan(command, args, interspersed=True)
+    if any(opt is None for _flag, opt, _value in seen):  # -h/--help
+        raise CliExit(0, out=help_text(command))
+    values = _values(command, seen)
+    if extra:
+        raise _extra(command, extra)
+    return command.name, values
+
+
+def _width() -> int:
+    from shutil import get_terminal_size
+
+    return max(min(get_terminal_size().columns, 80) - 2, 50)
+
+
+def _rows(rows: list[tuple[str, str]], width: int) -> list[str]:
+    """Two indented columns, the second wrapped (click's definition list)."""
+    from textwrap import wrap
+
+    first = min(max(len(left) for left, _ in rows), 30) + 2
+    out: list[str] = []
+    for left, right in rows:
+        lines = wrap(right, max(width - first - 2, 10), replace_whitespace=False)
+        if len(left) <= first - 2:
+            out.append(f"  {left}{' ' * (first - len(left))}{lines[0]}")
+        else:
+            out += [f"  {left}", f"{' ' * (first + 2)}{lines[0]}"]
+        out += [f"{' ' * (first + 2)}{line}" for line in lines[1:]]
+    return out
+
+
+def _short_help(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    from textwrap import shorten
+
+    return shorten(text, limit, placeholder="...", break_on_hyphens=False)
+
+
+def help_text(command: Command | None, width: int | None = None) -> str:
+    """``--help`` of the program (``command`` None) or of one command."""
+    from textwrap import wrap
+
+    width = _width() if width is None else width
+    about = command.help if command else ABOUT
+    lines = [_usage(command), ""]
+    lines += wrap(about, width, initial_indent="  ", subsequent_indent="  ")
+    rows: list[tuple[str, str]] = []
+    for opt in command.options if command else ():
+        left = f"{opt.short}, {opt.long}"
+        if opt.takes_value:
+            left += " U64" if opt.kind == "u64" else " TEXT"
+        extra = [f"default: {opt.default}"] if opt.takes_value and opt.default is not None else []
+        extra += ["required"] if opt.required else []
+        rows.append((left, f"{opt.help}  [{'; '.join(extra)}]" if extra else opt.help))
+    if not command:
+        rows.append(("-V, --version", "Show the version and exit."))
+    rows.append(("-h, --help", "Show this message and exit."))
+    lines += ["", "Options:", *_rows(rows, width)]
+    if not command:
+        limit = width - 6 - max(map(len, COMMANDS))
+        commands = [(c.name, _short_help(c.help, limit)) for c in COMMANDS.values()]
+        lines += ["", "Commands:", *_rows(commands, width)]
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""The plain-function client API: ``send``, ``gen`` and ``reseed`` (spec §2.4-§2.7).
+"""The plain-function client API: ``send``, ``gen`` and ``reseed`` (files: docs/files.md).
 
 Used by the CLI and by the Ansible action plugin, whose forks run in parallel on one
 controller: ``send`` holds the conf dir's client lock for the whole exchange (optionally
@@ -48,7 +48,7 @@ def _conf_dir(conf_dir: str | os.PathLike[str] | None) -> str:
 
 
 def client_lock(conf_dir: str) -> InstanceLock:
-    """The lock that serializes every client action on one conf dir (spec §2.1, §2.3)."""
+    """The lock that serializes every client action on one conf dir (docs/files.md, client.lock)."""
     return InstanceLock(os.path.join(conf_dir, LOCK_FILE), "Client")
 
 

@@ -52,7 +52,7 @@ def main(ctx: click.Context, config_path: Path, commands_path: Path, check_only:
     from ruroco.commander.commander import run  # keep --check and --help light
 
     try:
-        config = load_config(config_path)  # config errors win over commands errors (§4.4)
+        config = load_config(config_path)  # config errors win over commands errors
         commands = load_commands(commands_path)
         run(config, commands)
     except RurocoError as exc:

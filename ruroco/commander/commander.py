@@ -1,4 +1,6 @@
-"""Socket set-up (spec §4.4) and the accept loop (§4.5 with deviation 3).
+"""Socket set-up (docs/files.md, ruroco.socket and commander.lock) and the accept loop, which
+reads 24-byte messages (docs/protocol.md, Commander message) and hands them to the
+``Dispatcher`` (docs/deviations.md #3).
 
 The loop is one thread around ``selectors``: every connection gets 1 s to deliver its 24
 bytes, and a connection that stalls only occupies a slot, never the loop, so other requests
@@ -17,7 +19,6 @@ import errno
 import os
 import selectors
 import shutil
-import signal
 import socket
 import stat
 import time
@@ -41,6 +42,7 @@ from ruroco.ipc import (
     decode_commander_data,
 )
 from ruroco.lock import InstanceLock
+from ruroco.wakeup import Wakeup
 
 SOCKET_MODE = 0o204
 # Staging directory for bind (kept short: its path must fit sun_path as well).
@@ -354,9 +356,6 @@ def run(config: CommanderConfig, commands: dict[int, Command]) -> None:
     commander = Commander(config, commands)
     commander.start()
     signals = {"count": 0}
-    wake_r, wake_w = socket.socketpair()
-    wake_r.setblocking(False)
-    wake_w.setblocking(False)
 
     def on_signal(signum: int, _frame: object) -> None:
         signals["count"] += 1
@@ -364,22 +363,17 @@ def run(config: CommanderConfig, commands: dict[int, Command]) -> None:
         if signals["count"] == 1:
             log.info(f"Received signal {signum}, stopping")
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    old_wakeup = signal.set_wakeup_fd(wake_w.fileno())
-    try:
-        log.info(
-            f"Commander listening on {qpath(commander.socket_path)} with {len(commands)} "
-            f"command(s), up to {config.max_concurrent_commands} in parallel, "
-            f"isolation: {commander.executor.isolation}"
-        )
-        commander.serve(wake_r)
-        commander.close_listener()
-        commander.finish(lambda: signals["count"] >= 2)
-    finally:
-        commander.release()
-        signal.set_wakeup_fd(old_wakeup)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        wake_r.close()
-        wake_w.close()
+    with Wakeup() as wakeup:
+        wakeup.install(on_signal)
+        try:
+            log.info(
+                f"Commander listening on {qpath(commander.socket_path)} with {len(commands)} "
+                f"command(s), up to {config.max_concurrent_commands} in parallel, "
+                f"isolation: {commander.executor.isolation}"
+            )
+            commander.serve(wakeup.reader)
+            commander.close_listener()
+            commander.finish(lambda: signals["count"] >= 2)
+        finally:
+            commander.release()
     log.info("Commander stopped")

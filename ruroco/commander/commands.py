@@ -1,7 +1,7 @@
-"""``commands.toml`` (spec §4.3): command name → shell command and timeout.
+"""``commands.toml``: command name → shell command and timeout (docs/files.md, commands.toml).
 
 A single bad entry fails the whole file, so an operator never runs with half a command set.
-Messages name the file and the entry but never echo a command (deviation 5): the command
+Messages name the file and the entry but never echo a command (docs/deviations.md #5): the command
 set is root-only information and must not leak into logs.
 """
 

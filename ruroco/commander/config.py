@@ -1,14 +1,10 @@
-"""The commander's view of ``config.toml`` (spec §4.2).
+"""The commander's view of ``config.toml`` (keys and defaults: docs/files.md, config.toml).
 
 The same file also feeds the server, so unknown keys are ignored and every key is optional;
 only syntax and type errors fail. Errors name the file and key, never the content.
 
-Two keys are ours, not the original's (which ignores unknown keys, so a file carrying them
-stays valid for both implementations): ``max_concurrent_commands`` (integer 1..1024, default
-32) bounds how many commands run at once; requests beyond it wait in order.
-``pid_namespace`` (default true) runs each command in a PID namespace of its own, so every
-process it starts ends with it; false keeps host PIDs visible to commands that signal other
-processes by PID (docs/security.md, "Commands").
+``max_concurrent_commands`` and ``pid_namespace`` are ours; the original ignores unknown keys,
+so a file carrying them stays valid for both implementations.
 """
 
 from __future__ import annotations
@@ -25,7 +21,8 @@ from ruroco.tomlconfig import Table, read_toml
 
 DEFAULT_CONFIG_PATH = Path("/etc/ruroco/config.toml")
 DEFAULT_CONFIG_DIR = Path("/etc/ruroco")
-# Deviation 3: commands run concurrently, bounded so a burst cannot fork-bomb the host.
+# Commands run concurrently (docs/deviations.md #3), bounded so a burst cannot fork-bomb
+# the host.
 DEFAULT_MAX_CONCURRENT_COMMANDS = 32
 MAX_CONCURRENT_COMMANDS_LIMIT = 1024
 WHAT = "commander config"

@@ -1,20 +1,15 @@
-"""Concurrent but ordered execution (deviation 3), with a queue bound per command name.
+"""Concurrent but ordered execution, bounded per command name (docs/deviations.md #3, #13).
 
-The original ran every command synchronously in the accept loop, so one slow command
-delayed all others. Here each command name has its own FIFO, and at most one job per name
-runs at a time (so ``open_port`` followed by ``close_port`` style pairs of one name keep
-their order), while different names run in parallel on a bounded thread pool. A name with
-more work re-queues itself behind the others after every job, so a busy name cannot starve
-the rest of the workers.
+Each command name has its own FIFO and at most one running job, so requests of one name keep
+their order, while different names run in parallel on a bounded thread pool. A name with more
+work re-queues itself behind the others after every job, so a busy name cannot starve the
+rest of the workers.
 
-Admission is bounded per name: at most ``max_pending_per_name`` requests of one name may be
-pending (queued or running) at once; beyond that only that name's new requests are refused.
-A key holder who floods one slow command therefore fills only that command's queue, and
-every other command is still accepted and runs as soon as a worker is free. A second,
-much larger bound (``max_pending``) across all names is a memory safety net: names come
-only from commands.toml, so the set is finite, and with up to
-``max_pending // max_pending_per_name`` names (64 with the defaults) the global bound can
-never be the one that refuses a request.
+At most ``max_pending_per_name`` requests of one name may be pending (queued or running);
+beyond that only that name's new requests are refused. ``max_pending`` across all names is a
+memory safety net: names come only from commands.toml, and with up to
+``max_pending // max_pending_per_name`` names (64 with the defaults) it is never the bound
+that refuses a request.
 """
 
 from __future__ import annotations

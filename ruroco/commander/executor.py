@@ -1,4 +1,7 @@
-"""Run one configured command (spec §4.7, deviation 3) and log its outcome as one line.
+"""Run one configured command and log its outcome as one line.
+
+What a command gets and how it ends, for operators: docs/security.md, "Commands";
+docs/deviations.md #3 and #12.
 
 Containment. Where the kernel lets us (CAP_SYS_ADMIN), every ``sh -c`` is PID 1 of a PID
 namespace of its own: when ``sh`` exits, or is SIGKILLed at the timeout, the kernel kills every

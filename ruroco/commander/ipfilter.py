@@ -1,4 +1,4 @@
-"""Refuse non-routable IPs (spec §4.6) so a client cannot point a command at the host itself.
+"""Refuse non-routable IPs so a client cannot point a command at the host itself.
 
 The ranges are exactly the original's; ``ipaddress.is_private``/``is_global`` use different
 sets and must not be substituted. Addresses are the 16-byte wire form of ``ruroco.ipaddr``,

@@ -1,13 +1,15 @@
-"""Per-key replay floors and their msgpack file (spec §3.5).
+"""Per-key replay floors and their msgpack file (docs/files.md, blocklist.msgpck).
 
 The floor of a key is the highest counter accepted so far (or the startup time for a new
 key); a counter at or below it is a replay. The file layout is the original's rmp-serde
 compact encoding, so a ``blocklist.msgpck`` moves between the implementations unchanged:
 ``[ { [b0, …, b7]: bin8(16-byte big-endian u128), … } ]``.
 
-An accepted counter is written to disk *before* the command is forwarded: if the write
-fails, the in-memory floor is rolled back and nothing runs, so a crash can never make an
-already executed packet acceptable again.
+The floors in memory are one dict, shared by the ``Blocklist`` (which writes it) and the
+server's sans-IO ``Decision`` (which raises a floor when it accepts a packet). The server
+saves the dict *before* the command is forwarded: if the write fails, the decision rolls the
+floor back and nothing runs, so a crash can never make an already executed packet
+acceptable again.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pathlib import Path
 
 import msgpack
 
-from ruroco.errors import RurocoError, qpath
+from ruroco.errors import RurocoError, os_reason, qpath
 from ruroco.fs import write_atomic
-from ruroco.protocol import KEY_ID_SIZE, U128_MAX
+from ruroco.limits import U128_MAX
+from ruroco.protocol import KEY_ID_SIZE
 from ruroco.trust import Trust
 
 _U128_MOD = 1 << 128
@@ -94,14 +97,13 @@ def read_file(path: Path, trusted: Trust | None = None) -> dict[bytes, int]:
         return {}
     except OSError as exc:
         raise BlocklistError(
-            f"Could not read blocklist from path {qpath(path)}: "
-            f"{exc.strerror} (os error {exc.errno})"
+            f"Could not read blocklist from path {qpath(path)}: {os_reason(exc)}"
         ) from None
     return decode(data)
 
 
 class Blocklist:
-    """In-memory floors bound to their file; every mutation that matters is persisted."""
+    """In-memory floors bound to their file; ``save`` writes every floor at once."""
 
     __slots__ = ("entries", "path")
 
@@ -117,11 +119,6 @@ class Blocklist:
     def get(self, key_id: bytes) -> int | None:
         return self.entries.get(key_id)
 
-    def is_replayed(self, key_id: bytes, counter: int) -> bool:
-        """True when no floor exists or ``counter`` does not exceed it (equal is a replay)."""
-        floor = self.entries.get(key_id)
-        return floor is None or floor >= counter
-
     def save(self) -> None:
         try:
             data = encode(self.entries)
@@ -131,9 +128,7 @@ class Blocklist:
             write_atomic(self.path, data)
         except RurocoError as exc:
             cause = exc.__cause__
-            detail = (
-                f"{cause.strerror} (os error {cause.errno})" if isinstance(cause, OSError) else ""
-            )
+            detail = os_reason(cause) if isinstance(cause, OSError) else ""
             raise BlocklistError(
                 f"Error persisting blocklist {qpath(self.path)}: {exc}"
                 + (f": {detail}" if detail else "")
@@ -147,19 +142,6 @@ class Blocklist:
                 self.entries[key_id] = floor
                 added += 1
         return added
-
-    def accept(self, key_id: bytes, counter: int) -> None:
-        """Raise the floor and persist it; on failure restore the previous state and raise."""
-        previous = self.entries.get(key_id)
-        self.entries[key_id] = counter
-        try:
-            self.save()
-        except BlocklistError:
-            if previous is None:
-                del self.entries[key_id]
-            else:
-                self.entries[key_id] = previous
-            raise
 
 
 def remove_stale_temp_files(path: Path) -> int:
@@ -185,7 +167,7 @@ def remove_stale_temp_files(path: Path) -> int:
             except OSError as exc:
                 raise BlocklistError(
                     f"Could not remove stale temporary file {qpath(path.parent / name)}: "
-                    f"{exc.strerror} (os error {exc.errno})"
+                    f"{os_reason(exc)}"
                 ) from None
     return removed
 

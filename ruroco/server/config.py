@@ -1,4 +1,4 @@
-"""The server's view of ``config.toml`` (spec §3.2).
+"""The server's view of ``config.toml`` (keys and defaults: docs/files.md, config.toml).
 
 The same file also carries commander-only keys, so unknown keys are ignored. ``ips`` is the
 one required key: without it the server would have to guess which destination addresses
@@ -15,13 +15,12 @@ from ruroco import trust
 from ruroco.fs import resolve_path
 from ruroco.ipaddr import parse_ip
 from ruroco.ipc import SOCKET_NAME
+from ruroco.limits import U32_MAX, U64_MAX
 from ruroco.tomlconfig import Table, read_toml
 
 DEFAULT_CONFIG_PATH = Path("/etc/ruroco/config.toml")
 DEFAULT_CONFIG_DIR = Path("/etc/ruroco")
 BLOCKLIST_FILE = "blocklist.msgpck"
-U32_MAX = (1 << 32) - 1
-U64_MAX = (1 << 64) - 1
 WHAT = "server config"
 
 

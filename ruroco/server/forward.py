@@ -1,9 +1,11 @@
-"""Hand an accepted request to the commander over its Unix stream socket (spec §3.11).
+"""Hand an accepted request to the commander over its Unix stream socket.
+
+The message is described in docs/protocol.md, "Commander message".
 
 A commander that stopped accepting (full listen backlog, SIGSTOP, a hung process) must not
 stall the server's receive loop, so the hand-off happens off it: the loop only appends to a
 bounded queue (``Forwarder.submit``, never blocks) and one forwarder thread delivers. Each
-delivery is bounded by one deadline shared by connect and write (decided deviation 4). On
+delivery is bounded by one deadline shared by connect and write (docs/deviations.md #4). On
 Linux a non-blocking connect to a Unix socket with a full backlog fails with EAGAIN instead
 of waiting, so the connect is retried until the deadline in short steps.
 
@@ -25,7 +27,7 @@ from collections import deque
 from typing import Protocol
 
 from ruroco import log
-from ruroco.errors import RurocoError, qpath
+from ruroco.errors import RurocoError, os_reason, qpath
 
 DEFAULT_TIMEOUT = 1.0
 _RETRY_STEP = 0.01
@@ -42,7 +44,7 @@ class ForwardError(RurocoError):
 def _os_reason(exc: OSError) -> str:
     if isinstance(exc, TimeoutError) and not exc.errno:
         return "timed out"
-    return f"{exc.strerror} (os error {exc.errno})" if exc.strerror else str(exc)
+    return os_reason(exc)
 
 
 def send_to_commander(

@@ -1,4 +1,4 @@
-"""Key discovery (spec §3.4): every ``*.key`` file directly in the config directory.
+"""Key discovery: every ``*.key`` file directly in the config directory (docs/files.md, Key files).
 
 Keys are indexed by their public 8-byte id so the packet path finds the key with one dict
 lookup. Two files with the same id would make the choice of key depend on directory order,
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruroco import log
-from ruroco.errors import RurocoError, qpath
+from ruroco.errors import RurocoError, os_reason, qpath
 from ruroco.protocol import Key, ProtocolError, parse_key
 from ruroco.trust import Trust
 
@@ -29,9 +29,7 @@ def find_key_files(directory: str | os.PathLike[str]) -> list[Path]:
     try:
         entries = list(os.scandir(directory))
     except OSError as exc:
-        raise RurocoError(
-            f"Error reading directory {qpath(directory)}: {_os_reason(exc)}"
-        ) from None
+        raise RurocoError(f"Error reading directory {qpath(directory)}: {os_reason(exc)}") from None
     found: list[Path] = []
     for entry in entries:
         if not _is_key_name(entry.name):
@@ -46,10 +44,6 @@ def find_key_files(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(found)
 
 
-def _os_reason(exc: OSError) -> str:
-    return f"{exc.strerror} (os error {exc.errno})"
-
-
 def read_key_file(path: Path, trusted: Trust | None = None) -> tuple[Key, str | None]:
     """The key and, if its file is readable by every user, a warning to log.
 
@@ -62,8 +56,7 @@ def read_key_file(path: Path, trusted: Trust | None = None) -> tuple[Key, str | 
         raw, st = trusted.read_file(path, "key file", max_size=4096)
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = _os_reason(exc) if isinstance(exc, OSError) else exc
-        raise RurocoError(f"Could not read key file {qpath(path)}: {reason}") from None
+        raise RurocoError(f"Could not read key file {qpath(path)}: {os_reason(exc)}") from None
     try:
         key = parse_key(text)
     except ProtocolError as exc:
@@ -113,10 +106,6 @@ def scan_keys(paths: list[Path], trusted: Trust | None = None) -> KeyScan:
         scan.keys[key.key_id] = key
         origin[key.key_id] = path
     return scan
-
-
-def load_key_file(path: Path) -> Key:
-    return read_key_file(path)[0]
 
 
 def load_keys(paths: list[Path], trusted: Trust | None = None) -> dict[bytes, Key]:

@@ -4,8 +4,9 @@ datagram that is not 94 bytes or does not start with a loaded key id.
 Why: under a flood the kernel drops datagrams once the socket queue is full, and it does not
 care whether a dropped one was a legitimate knock. Filtering in the kernel keeps random
 garbage out of the queue, so the queue holds only datagrams worth reading. The cost is that
-those datagrams are never seen by the server and so never logged; the issue requires them
-to be logged by default, which is why this is off unless ``kernel_filter = true``.
+those datagrams are never seen by the server and so never logged (every rejection is logged
+by default, docs/deviations.md #6, and fail2ban relies on it), which is why this is off unless
+``kernel_filter = true``.
 
 ``SO_ATTACH_FILTER`` needs no privilege and works on a socket inherited from systemd. For a
 UDP socket the filter sees the datagram starting at the UDP header: the payload begins at
@@ -30,6 +31,7 @@ import struct
 from collections.abc import Iterable
 
 from ruroco.errors import RurocoError
+from ruroco.limits import U32_MAX
 from ruroco.protocol import KEY_ID_SIZE, MSG_SIZE
 
 UDP_HEADER = 8
@@ -43,7 +45,7 @@ JEQ_K = 0x05 | 0x10 | 0x00  # BPF_JMP | BPF_JEQ | BPF_K
 RET_K = 0x06 | 0x00  # BPF_RET | BPF_K
 
 DROP = 0
-KEEP = 0xFFFFFFFF  # keep the whole datagram
+KEEP = U32_MAX  # keep the whole datagram
 
 HEAD = 3  # size check
 PER_KEY = 5

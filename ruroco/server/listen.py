@@ -1,4 +1,4 @@
-"""Which UDP socket the server reads from (spec §3.6); the first matching rule wins.
+"""Which UDP socket the server reads from; the first matching rule wins.
 
 1. an explicit address (library callers only), 2. ``RUROCO_LISTEN_ADDRESS``,
 3. systemd socket activation (``LISTEN_PID`` and ``LISTEN_FDS`` both set: adopt fd 3),
@@ -15,7 +15,7 @@ import socket
 from collections.abc import Mapping, Sequence
 
 from ruroco import log
-from ruroco.errors import RurocoError, qpath
+from ruroco.errors import RurocoError, os_reason, qpath
 
 FALLBACK_ADDRESS = "[::]:34020"
 SD_LISTEN_FDS_START = 3
@@ -58,7 +58,7 @@ def _resolve(address: str) -> Sequence[_AddrInfo]:
         host, port = _split(address)
         return socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     except (ValueError, OSError, UnicodeError) as exc:
-        raise ListenError(f"Could not UdpSocket bind {qpath(address)}: {_reason(exc)}") from None
+        raise ListenError(f"Could not UdpSocket bind {qpath(address)}: {os_reason(exc)}") from None
 
 
 def check_address(address: str) -> None:
@@ -85,14 +85,8 @@ def bind_udp(address: str) -> socket.socket:
         return sock
     raise ListenError(
         f"Could not UdpSocket bind {qpath(address)}: "
-        + (_reason(last) if last else "could not resolve to any address")
+        + (os_reason(last) if last else "could not resolve to any address")
     )
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror} (os error {exc.errno})" if exc.errno else exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 def adopt_systemd_socket(fd: int = SD_LISTEN_FDS_START) -> socket.socket:
@@ -100,7 +94,7 @@ def adopt_systemd_socket(fd: int = SD_LISTEN_FDS_START) -> socket.socket:
         sock = socket.socket(fileno=fd)
     except OSError as exc:
         raise ListenError(
-            f"Could not use file descriptor {fd} from systemd socket activation: {_reason(exc)}"
+            f"Could not use file descriptor {fd} from systemd socket activation: {os_reason(exc)}"
         ) from None
     if sock.type != socket.SOCK_DGRAM:
         sock.detach()

@@ -1,9 +1,22 @@
-"""The per-datagram decision: accept (persisted, ready to forward) or reject with a reason.
+"""The per-datagram decision: accept or reject with a reason, as a sans-IO object (like h11).
 
-Order (decided deviations 1 and 2)::
+``Decision`` is pure: a datagram, its peer and the time (wall-clock ns for the counter's
+future check, monotonic seconds for the rate limiters) go in, an ``Acceptance`` or a
+``Rejection`` value comes out. It reads no clock, touches no file and logs nothing; its
+state is in memory (the rate-limit windows, the replay floors as a dict). ``screen`` is the
+cheap part alone (size, key lookup), for the receive loop to run on every datagram;
+``decide`` is all of it. An ``Acceptance`` has already raised the key's floor in memory.
+
+``Pipeline`` is the I/O edge the server runs around it (``settle``): the hand-off room
+check (no room: the floor is put back and the packet is ``Busy``), the ``Valid data`` log
+line, the fsync'd blocklist write (failure: the floor is put back, a ``persist``
+rejection). ``Pipeline.handle`` reads the clocks and does both, for one datagram.
+
+Order (docs/deviations.md #1 and #2)::
 
     size → key lookup → per-source limit → decrypt → version → replay → future
-         → destination → strict source → global limit → persist
+         → destination → strict source → global limit      (Decision)
+         → hand-off room → persist                           (the edge: Pipeline.settle)
 
 Why the global cap counts only packets that passed every check: what a flood can make
 expensive is the work *after* authentication - the fsync'd blocklist write and the command
@@ -25,6 +38,7 @@ prefix (``render``), so one fail2ban regex covers all reasons; text is made only
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -44,7 +58,7 @@ from ruroco.server.blocklist import Blocklist, BlocklistError
 from ruroco.server.config import ServerConfig
 from ruroco.server.ratelimit import PerSourceLimit, WindowLimit
 
-# Reason codes: the keys of ``Pipeline.stats`` and of the shutdown summary.
+# Reason codes: the keys of ``Decision.stats`` and of the shutdown summary.
 SIZE = "size"
 UNKNOWN_KEY = "unknown_key"
 RATE_SOURCE = "rate_source"
@@ -71,6 +85,7 @@ REASONS = (
 )
 
 PREFIX = "Rejected datagram from "
+_KEY_ID = struct.Struct(f"{KEY_ID_SIZE}s")
 
 # What follows the prefix, per reason; ``%`` arguments are the rejection's detail tuple,
 # where key ids are raw bytes and ``THE_SOURCE`` stands for the source IP, both rendered
@@ -123,12 +138,18 @@ def _floor_text(floor: int | None) -> str:
 
 
 class Acceptance(NamedTuple):
-    """A validated packet whose counter is already persisted; ``message`` goes to the commander."""
+    """A packet that passed every check; ``message`` goes to the commander.
+
+    From ``Decision.decide`` its counter is the key's floor in memory only (``floor`` is
+    the one it replaced); from ``Pipeline.settle``/``handle`` it is also persisted."""
 
     key_id: bytes
     data: ClientData
     ip: bytes
     message: bytes
+    host: str
+    port: int
+    floor: int
 
 
 class Busy(NamedTuple):
@@ -142,67 +163,81 @@ class Busy(NamedTuple):
     counter: int
 
 
-class Pipeline:
-    """Holds everything a decision needs; ``handle`` never raises for any input bytes.
+Result = Rejection | Acceptance | Busy
 
-    ``handoff_room``, when set, is asked right before the floor is persisted; False turns the
-    packet into a ``Busy`` result (the server sets it to its forwarder's ``has_room``).
+
+class Decision:
+    """The sans-IO decision on one datagram; ``screen`` and ``decide`` never raise.
+
+    ``floors`` (key id -> highest accepted counter) is read and raised here; the server's
+    ``Blocklist`` holds the same dict and writes it. Nothing else is shared.
     """
 
-    def __init__(
-        self,
-        config: ServerConfig,
-        keys: dict[bytes, Key],
-        blocklist: Blocklist,
-    ) -> None:
+    def __init__(self, config: ServerConfig, keys: dict[bytes, Key], floors: dict[bytes, int]):
         self.config = config
         self.keys = keys
-        self.blocklist = blocklist
+        self.floors = floors
         self.ips = frozenset(config.ips)
         self.ips_text = ip_list_text(config.ips)
         self.skew_ns = config.max_clock_skew_seconds * 1_000_000_000
         self.per_source = PerSourceLimit(config.max_requests_per_second)
         self.global_limit = WindowLimit(config.max_requests_per_second_global)
         self.stats: dict[str, int] = dict.fromkeys((*REASONS, "accepted"), 0)
-        self.handoff_room: Callable[[], bool] | None = None
 
     def _reject(self, reason: str, host: str, port: int, detail: tuple[object, ...]) -> Rejection:
         self.stats[reason] += 1
         return (reason, host, port, detail)
 
-    def handle(
+    def screen(
         self, packet: bytes | bytearray | memoryview, size: int, host: str, port: int
-    ) -> Rejection | Acceptance | Busy:
-        """Decide on a datagram of ``size`` bytes (``packet`` holds at least its first 94)."""
-        stats = self.stats
+    ) -> Rejection | None:
+        """The size and key-id checks alone (what a random flood fails): the rejection, or
+        None when ``decide`` has to look further. No clock, no rate-limit budget spent."""
         if size != MSG_SIZE or len(packet) < MSG_SIZE:
-            stats[SIZE] += 1
+            self.stats[SIZE] += 1
             return (SIZE, host, port, (size,))
-        key_id = bytes(packet[:KEY_ID_SIZE])
-        key = self.keys.get(key_id)
-        if key is None:
-            stats[UNKNOWN_KEY] += 1
+        key_id: bytes = _KEY_ID.unpack_from(packet)[0]  # half the cost of bytes(packet[:8])
+        if key_id not in self.keys:
+            self.stats[UNKNOWN_KEY] += 1
             return (UNKNOWN_KEY, host, port, (key_id,))
-        if not self.per_source.allow(host):
+        return None
+
+    def decide(
+        self,
+        packet: bytes | bytearray | memoryview,
+        size: int,
+        host: str,
+        port: int,
+        now_ns: int,
+        now_s: float,
+    ) -> Rejection | Acceptance:
+        """Decide on a datagram of ``size`` bytes (``packet`` holds at least its first 94)
+        from ``host``/``port`` at wall-clock ``now_ns`` and monotonic ``now_s``."""
+        rejection = self.screen(packet, size, host, port)
+        if rejection is not None:
+            return rejection
+        if not self.per_source.allow(host, now_s):
             return self._reject(
                 RATE_SOURCE, host, port, (THE_SOURCE, self.config.max_requests_per_second)
             )
-        return self._authenticated(key, key_id, bytes(packet[KEY_ID_SIZE:MSG_SIZE]), host, port)
+        key_id = bytes(packet[:KEY_ID_SIZE])
+        blob = bytes(packet[KEY_ID_SIZE:MSG_SIZE])
+        return self._authenticated(self.keys[key_id], key_id, blob, host, port, now_ns, now_s)
 
     def _authenticated(
-        self, key: Key, key_id: bytes, blob: bytes, host: str, port: int
-    ) -> Rejection | Acceptance | Busy:
+        self, key: Key, key_id: bytes, blob: bytes, host: str, port: int, now_ns: int, now_s: float
+    ) -> Rejection | Acceptance:
         try:
             plaintext = key.decrypt(blob)
         except ProtocolError:
             return self._reject(DECRYPT, host, port, (key_id,))
-        max_future = time.time_ns() + self.skew_ns
+        max_future = now_ns + self.skew_ns
         try:
             data = ClientData.decode(plaintext)
         except ProtocolError as exc:
             return self._reject(VERSION, host, port, (str(exc),))
         counter = data.counter
-        floor = self.blocklist.get(key_id)
+        floor = self.floors.get(key_id)
         if floor is None or floor >= counter:
             return self._reject(REPLAY, host, port, (key_id, counter, _floor_text(floor)))
         if counter > max_future:
@@ -217,21 +252,83 @@ class Pipeline:
             return self._reject(SOURCE, host, port, (key_id, "an IP source", host))
         if data.strict and data.src_ip is not None and data.src_ip != src:
             return self._reject(SOURCE, host, port, (key_id, ip_text(data.src_ip), ip_text(src)))
-        if not self.global_limit.allow():
+        if not self.global_limit.allow(now_s):
             return self._reject(
                 RATE_GLOBAL, host, port, (self.config.max_requests_per_second_global,)
             )
+        self.floors[key_id] = counter
+        ip = src if data.src_ip is None else data.src_ip
+        message = encode_commander_data(data.cmd_hash, ip)
+        return Acceptance(key_id, data, ip, message, host, port, floor)
+
+    def _undo(self, accepted: Acceptance) -> None:
+        if self.floors.get(accepted.key_id) == accepted.data.counter:
+            self.floors[accepted.key_id] = accepted.floor
+
+    def busy(self, accepted: Acceptance) -> Busy:
+        """The hand-off had no room: the floor goes back, the client may knock again."""
+        self._undo(accepted)
+        return Busy(accepted.key_id, accepted.host, accepted.port, accepted.data.counter)
+
+    def not_persisted(self, accepted: Acceptance, error: str) -> Rejection:
+        """The floor could not be written: it goes back, and the packet is rejected."""
+        self._undo(accepted)
+        return self._reject(PERSIST, accepted.host, accepted.port, (error,))
+
+    def persisted(self, accepted: Acceptance) -> Acceptance:
+        """The floor is on disk: the packet counts as accepted."""
+        self.stats["accepted"] += 1
+        return accepted
+
+
+def valid_data_line(accepted: Acceptance) -> str:
+    """The line logged before an accepted counter is persisted (fail2ban and tests read it)."""
+    data = accepted.data
+    return (
+        f"Valid data for key {hex_list(accepted.key_id)} - trying cmd {data.cmd_hash} and "
+        f"counter {data.counter}|{_floor_text(accepted.floor)} with {ip_text(accepted.ip)}"
+    )
+
+
+class Pipeline:
+    """The I/O edge around a ``Decision``: clocks, the ``Valid data`` line, the floor's file.
+
+    ``handoff_room``, when set, is asked before the floor is persisted; False turns the
+    packet into a ``Busy`` result (the server sets it to its forwarder's ``has_room``).
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        keys: dict[bytes, Key],
+        blocklist: Blocklist,
+        decision: Decision | None = None,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.blocklist = blocklist
+        self.decision = Decision(config, keys, blocklist.entries) if decision is None else decision
+        self.stats = self.decision.stats
+        self.handoff_room: Callable[[], bool] | None = None
+
+    def settle(self, accepted: Acceptance) -> Result:
+        """Room check, log line, persist: what happens to an ``Acceptance`` before forwarding."""
+        decision = self.decision
         room = self.handoff_room
         if room is not None and not room():
-            return Busy(key_id, host, port, counter)
-        ip = src if data.src_ip is None else data.src_ip
-        log.info(
-            f"Valid data for key {hex_list(key_id)} - trying cmd {data.cmd_hash} and counter "
-            f"{counter}|{_floor_text(floor)} with {ip_text(ip)}"
-        )
+            return decision.busy(accepted)
+        log.info(valid_data_line(accepted))
         try:
-            self.blocklist.accept(key_id, counter)
+            self.blocklist.save()
         except BlocklistError as exc:
-            return self._reject(PERSIST, host, port, (str(exc),))
-        self.stats["accepted"] += 1
-        return Acceptance(key_id, data, ip, encode_commander_data(data.cmd_hash, ip))
+            return decision.not_persisted(accepted, str(exc))
+        return decision.persisted(accepted)
+
+    def handle(
+        self, packet: bytes | bytearray | memoryview, size: int, host: str, port: int
+    ) -> Result:
+        """Decide on one datagram now and settle an acceptance (the loop does both inline)."""
+        result = self.decision.decide(packet, size, host, port, time.time_ns(), time.monotonic())
+        if isinstance(result, Acceptance):
+            return self.settle(result)
+        return result

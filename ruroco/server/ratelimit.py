@@ -1,4 +1,4 @@
-"""Fixed one-second windows per source IP and for the whole server (spec §3.9).
+"""Fixed one-second windows per source IP and for the whole server (docs/deviations.md #2).
 
 A window opens at the first request after the previous one expired and admits ``max``
 requests. Per-IP state sits in an ``OrderedDict`` ordered by window start (a reset window
@@ -9,11 +9,13 @@ of distinct sources.
 Deliberate difference from the original: a window that reopens counts the request against
 ``max`` like any other, so ``max = 0`` refuses everything for the global cap as well (the
 original let one request per idle second through).
+
+Sans-IO: the caller passes the time (monotonic seconds) to every check; nothing here reads a
+clock. A ``WindowLimit`` made without a start opens its first window at its first request.
 """
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Hashable
 
@@ -25,13 +27,12 @@ class WindowLimit:
 
     __slots__ = ("count", "max", "start")
 
-    def __init__(self, max_per_window: int, now: float | None = None) -> None:
+    def __init__(self, max_per_window: int, now: float = float("-inf")) -> None:
         self.max = max_per_window
-        self.start = time.monotonic() if now is None else now
+        self.start = now
         self.count = 0
 
-    def allow(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
+    def allow(self, now: float) -> bool:
         if now - self.start >= WINDOW:
             self.start = now
             self.count = 0
@@ -62,8 +63,7 @@ class PerSourceLimit:
                 return
             entries.popitem(last=False)
 
-    def allow(self, source: Hashable, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
+    def allow(self, source: Hashable, now: float) -> bool:
         self.sweep(now)
         slot = self.entries.get(source)
         if slot is None:

@@ -14,9 +14,7 @@ import contextlib
 import errno
 import os
 import select
-import signal
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,7 @@ from ruroco.errors import RurocoError, qpath
 from ruroco.ipaddr import ip_text
 from ruroco.ipc import SERVER_LOCK_NAME, check_socket_path
 from ruroco.lock import InstanceLock
-from ruroco.protocol import KEY_ID_SIZE, MSG_SIZE, hex_list
+from ruroco.protocol import MSG_SIZE, hex_list
 from ruroco.server.blocklist import Blocklist, open_at_startup, remove_stale_temp_files
 from ruroco.server.config import ServerConfig, load_config
 from ruroco.server.forward import DEFAULT_TIMEOUT, QUEUE_LENGTH, Forwarder
@@ -36,24 +34,22 @@ from ruroco.server.keys import find_key_files, load_keys
 from ruroco.server.listen import select_socket
 from ruroco.server.pipeline import (
     REASONS,
-    SIZE,
-    UNKNOWN_KEY,
     Acceptance,
     Busy,
     Pipeline,
-    Rejection,
+    Result,
     peer_text,
     render,
 )
 from ruroco.server.throttle import INTERVAL as THROTTLE_INTERVAL
 from ruroco.server.throttle import ErrorThrottle, suppressed_suffix
+from ruroco.wakeup import Wakeup
 
 # Larger than a packet so an oversize datagram is seen as such; MSG_TRUNC reports its size.
 RECV_BUFFER = MSG_SIZE + 1
 DRAIN_BATCH = 512
 RECEIVE_QUEUE_BYTES = 4 << 20
 IDLE_POLL_MS = 1000
-KEY_ID = struct.Struct(f"{KEY_ID_SIZE}s")
 
 
 @dataclass
@@ -104,32 +100,22 @@ class Server:
         self.forwarder = Forwarder(socket_path, self.stats, forward_timeout, queue_length)
         pipeline.handoff_room = self.forwarder.has_room
         self._stop = False
-        # The loop rejects unknown key ids itself, without calling the pipeline. Only
-        # bench/legacy.py turns this off, to rate-limit before the key lookup as the original.
-        self.early_key_check = True
         # The blocklist_dir lock taken by create_server; released by close().
         self.instance_lock: InstanceLock | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self.wakeup = Wakeup()
 
     def request_stop(self) -> None:
         """Safe from signal handlers and other threads: sets the flag and wakes ``poll``."""
         self._stop = True
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        self.wakeup.wake()
 
     def install_signal_handlers(self) -> None:
-        def handler(signum: int, frame: object) -> None:
-            self.request_stop()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        """SIGTERM and SIGINT stop the loop (main thread only; ``close`` restores them)."""
+        self.wakeup.install(lambda signum, frame: self.request_stop())
 
     def close(self) -> None:
-        for s in (self._wake_r, self._wake_w, self.sock):
-            s.close()
+        self.wakeup.close()
+        self.sock.close()
         if self.instance_lock is not None:
             self.instance_lock.release()
 
@@ -142,23 +128,26 @@ class Server:
         self.forwarder.start()
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
-        poller.register(self._wake_r.fileno(), select.POLLIN)
+        wake_fd = self.wakeup.reader.fileno()
+        poller.register(wake_fd, select.POLLIN)
         buf = bytearray(RECV_BUFFER)
         view = memoryview(buf)
         recv = sock.recvfrom_into
-        handle = self.pipeline.handle
-        counts = self.pipeline.stats
-        keys = self.pipeline.keys
-        early_key_check = self.early_key_check
-        key_id_of = KEY_ID.unpack_from  # half the cost of bytes(view[:8])
+        pipeline = self.pipeline
+        # The decision is sans-IO: the loop reads the clocks and does the I/O (``settle``).
+        # ``screen`` (size, key id) is all a random flood gets; ``decide`` runs the rest.
+        screen = pipeline.decision.screen
+        decide = pipeline.decision.decide
+        settle = pipeline.settle
         gate = self.throttle.gate
         stats = self.stats
         debug = log.debug_enabled()
         flags = socket.MSG_TRUNC
         monotonic = time.monotonic
+        time_ns = time.time_ns
         # ``result.__class__ is tuple`` tells a rejection from an Acceptance or Busy (named
         # tuples) at the cost of one attribute load; mypy cannot narrow on it, hence the ignores.
-        result: Rejection | Acceptance | Busy
+        result: Result | None
         try:
             while not self._stop:
                 received = 0
@@ -168,16 +157,11 @@ class Server:
                         received += 1
                         if debug:
                             log.debug(f"Successfully received {size} bytes from {_sockaddr(peer)}")
-                        # The two rejections a random flood produces are decided here, without
-                        # a call into the pipeline; same counts and lines as Pipeline.handle.
-                        if size != MSG_SIZE:
-                            counts[SIZE] += 1
-                            result = (SIZE, peer[0], peer[1], (size,))
-                        elif early_key_check and (key_id := key_id_of(buf)[0]) not in keys:
-                            counts[UNKNOWN_KEY] += 1
-                            result = (UNKNOWN_KEY, peer[0], peer[1], (key_id,))
-                        else:
-                            result = handle(view, size, peer[0], peer[1])
+                        result = screen(buf, size, peer[0], peer[1])
+                        if result is None:
+                            result = decide(view, size, peer[0], peer[1], time_ns(), monotonic())
+                            if result.__class__ is Acceptance:
+                                result = settle(result)
                         if result.__class__ is tuple:
                             if debug:
                                 log.debug(render(result))  # type: ignore[arg-type]
@@ -198,21 +182,14 @@ class Server:
                     stats.received += received
                 if received < DRAIN_BATCH and not self._stop:
                     for fd, _ in poller.poll(IDLE_POLL_MS):
-                        if fd == self._wake_r.fileno():
-                            self._drain_wakeups()
+                        if fd == wake_fd:
+                            self.wakeup.drain()
         finally:
             if self._stop:
                 log.info("Shutdown requested, stopping server loop")
             self.forwarder.close()  # queued requests: one last chance of <= forward_timeout
             log.info(stats.summary())
         return stats
-
-    def _drain_wakeups(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except OSError:
-            pass
 
     def _forward(self, result: Acceptance | Busy) -> None:
         """Queue an accepted request for the forwarder thread; never waits for the commander."""

@@ -1,18 +1,13 @@
-"""At most one error line per 5 seconds for rejected datagrams (spec §3.10).
+"""At most one error line per 5 seconds for rejected datagrams.
 
 Rejections are caused by whoever sends packets, so logging each one would let any host on
 the internet flood the journal. Every rejection is still available at debug level, and the
-emitted line says how many were swallowed. Messages are passed as a callable and
-formatted only when a line is actually written: under a flood almost every
-call is a counter increment.
+emitted line says how many were swallowed. ``gate`` only says whether a line may be
+written now, so the caller formats a message only then: under a flood almost every call is
+a counter increment. The caller passes the time (monotonic seconds).
 """
 
 from __future__ import annotations
-
-import time
-from collections.abc import Callable
-
-from ruroco import log
 
 INTERVAL = 5.0
 
@@ -22,23 +17,15 @@ def suppressed_suffix(count: int) -> str:
 
 
 class ErrorThrottle:
-    __slots__ = ("_debug", "_emit", "interval", "last", "suppressed")
+    __slots__ = ("interval", "last", "suppressed")
 
-    def __init__(
-        self,
-        interval: float = INTERVAL,
-        emit: Callable[[str], None] = log.error,
-        debug: bool | None = None,
-    ) -> None:
+    def __init__(self, interval: float = INTERVAL) -> None:
         self.interval = interval
         self.last: float | None = None
         self.suppressed = 0
-        self._emit = emit
-        self._debug = log.debug_enabled() if debug is None else debug
 
-    def gate(self, now: float | None = None) -> int | None:
+    def gate(self, now: float) -> int | None:
         """Suppressed count to report if a line may be written now, else None (and count it)."""
-        now = time.monotonic() if now is None else now
         last = self.last
         if last is not None and now - last < self.interval:
             self.suppressed += 1
@@ -47,13 +34,3 @@ class ErrorThrottle:
         self.last = now
         self.suppressed = 0
         return count
-
-    def report(self, render: Callable[[], str], now: float | None = None) -> bool:
-        """Log ``render()`` at debug always and at error when the gate opens."""
-        if self._debug:
-            log.debug(render())
-        count = self.gate(now)
-        if count is None:
-            return False
-        self._emit(render() + suppressed_suffix(count))
-        return True

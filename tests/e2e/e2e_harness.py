@@ -187,7 +187,7 @@ class Daemon:
 
 
 def read_blocklist(dep: Deployment) -> dict[bytes, int]:
-    """The server's blocklist file as ``{key_id: floor}`` (format of spec §3.5)."""
+    """The server's blocklist file as ``{key_id: floor}`` (docs/files.md, blocklist.msgpck)."""
     top = msgpack.unpackb(
         dep.blocklist.read_bytes(), raw=False, use_list=False, strict_map_key=False
     )

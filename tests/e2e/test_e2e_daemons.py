@@ -159,7 +159,7 @@ def test_sigterm_stops_both_daemons_cleanly(deploy: Deployment) -> None:
 def test_wedged_commander_socket_does_not_wedge_the_server(
     make_deployment: DeploymentFactory,
 ) -> None:
-    """A listener that never accepts: the server's connect must time out (decided deviation 4)."""
+    """A listener that never accepts: the server's connect must time out (docs/deviations.md #4)."""
     dep: Deployment = make_deployment()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wedged:
         wedged.bind(str(dep.socket_path))

@@ -1,4 +1,4 @@
-"""The original's integration table (spec §10.1), with the real client, on loopback only."""
+"""The original's integration table, with the real client, on loopback only."""
 
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ def test_unsupported_protocol_version(deploy: Deployment) -> None:
 def test_junk_does_not_eat_the_rate_limit_but_valid_knocks_do(
     make_deployment: DeploymentFactory,
 ) -> None:
-    """Wrong sizes and unknown key ids are dropped before the limiter (decided deviation 2)."""
+    """Wrong sizes and unknown key ids are dropped before the limiter (docs/deviations.md #2)."""
     dep: Deployment = make_deployment()
     dep.write_config(max_requests_per_second=1, max_requests_per_second_global=1)
     dep.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ruroco.errors import RurocoError, error_chain, format_error, qpath
+from ruroco.errors import RurocoError, error_chain, format_error, os_reason, qpath
 
 
 def _chain(*messages: str) -> BaseException:
@@ -44,3 +44,15 @@ def test_several_causes_are_numbered() -> None:
 def test_qpath_escapes_like_rust_debug() -> None:
     assert qpath("/etc/ruroco") == '"/etc/ruroco"'
     assert qpath('a"b\\c') == '"a\\"b\\\\c"'
+
+
+def test_os_reason_is_the_one_os_error_text() -> None:
+    """Every "why" of an OS failure in a message comes from here, in the original's form."""
+    try:
+        Path("/does/not/exist").read_bytes()
+    except OSError as exc:
+        assert os_reason(exc) == "No such file or directory (os error 2)"
+    assert os_reason(OSError(None, "no errno")) == "no errno"  # strerror without a number
+    assert os_reason(TimeoutError("timed out")) == "timed out"  # an OSError without strerror
+    assert os_reason(ValueError("invalid port value")) == "invalid port value"
+    assert os_reason(ValueError()) == "ValueError"

@@ -1,4 +1,4 @@
-"""Atomic writes, path resolution and chown helpers (spec §5.2–§5.4)."""
+"""Atomic writes (docs/files.md, Atomic writes), path resolution and chown helpers."""
 
 from __future__ import annotations
 

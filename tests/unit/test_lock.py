@@ -1,4 +1,4 @@
-"""flock instance lock (spec §2.3): held across processes, released on exit."""
+"""flock instance lock (docs/files.md, Locks): held across processes, released on exit."""
 
 from __future__ import annotations
 

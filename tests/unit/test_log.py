@@ -1,4 +1,4 @@
-"""Log line format, level routing and robustness (spec §5.1)."""
+"""Log line format, level routing and robustness."""
 
 from __future__ import annotations
 

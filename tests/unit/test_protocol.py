@@ -1,10 +1,15 @@
-"""Protocol vectors (spec §1.7) and properties of the wire codec."""
+"""Protocol vectors (docs/protocol.md) and properties of the wire codec."""
 
 from __future__ import annotations
 
 import binascii
 import contextlib
 import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
@@ -69,6 +74,49 @@ def test_command_hash_of_the_client_equals_the_commanders(name: str) -> None:
     ``ruroco.cmdhash`` (what the commander uses) and with plain hashlib."""
     reference = int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "big")
     assert command_hash(name) == cmdhash.command_hash(name) == reference
+
+
+def test_private_fast_imports_are_the_public_objects() -> None:
+    """The two private imports (measured in the module's docstring) are the very objects the
+    public API exposes, so the fallbacks below cannot behave differently."""
+    assert protocol.AESGCMSIV is AESGCMSIV
+    assert protocol.blake2b is hashlib.blake2b
+
+
+_FALLBACK = """
+import hashlib, json, sys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV  # loads _rust for itself
+sys.modules[{blocked!r}] = None  # from here on, importing it raises ImportError
+from ruroco import protocol
+key = protocol.parse_key({key!r})
+iv = bytes(12)
+data = protocol.ClientData(protocol.command_hash("open_port"), 7, True, None, bytes(16))
+packet = protocol.build_packet(key, data, iv)
+print(json.dumps([
+    protocol.AESGCMSIV is AESGCMSIV,
+    protocol.blake2b is hashlib.blake2b,
+    packet.hex(),
+    protocol.ClientData.decode(key.decrypt(protocol.split_packet(packet)[1])) == data,
+]))
+"""
+
+
+@pytest.mark.parametrize("blocked", ["cryptography.hazmat.bindings._rust", "_blake2"])
+def test_public_fallback_when_the_private_import_is_unavailable(blocked: str) -> None:
+    """Each private import made unavailable in a fresh interpreter: ``protocol`` takes the
+    public API instead and builds the same packet, byte for byte."""
+    repo = str(Path(protocol.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
+    code = _FALLBACK.format(blocked=blocked, key=FIXTURE_KEY)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    same_aead, same_hash, packet, round_trip = json.loads(result.stdout)
+    assert same_aead and same_hash and round_trip
+    key = parse_key(FIXTURE_KEY)
+    data = ClientData(command_hash("open_port"), 7, True, None, bytes(16))
+    assert packet == build_packet(key, data, bytes(12)).hex()
 
 
 def test_commander_message_names_are_re_exported_from_ipc() -> None:

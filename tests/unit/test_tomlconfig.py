@@ -1,4 +1,4 @@
-"""Config errors name the file and key and never echo the content (deviation 5)."""
+"""Config errors name the file and key and never echo the content (docs/deviations.md #5)."""
 
 from __future__ import annotations
 

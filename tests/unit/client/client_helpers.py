@@ -11,10 +11,9 @@ from pathlib import Path
 from ruroco.ipaddr import parse_ip
 from ruroco.protocol import ClientData, parse_key, split_packet
 
-# The fixture key of the original test suite (§1.1): id ff×8, key deadbeef×8.
+# The fixture key of the original test suite: id ff×8, key deadbeef×8.
 FIXTURE_KEY = "///////////erb7v3q2+796tvu/erb7v3q2+796tvu/erb7v3q2+7w=="
 CLIENT = str(Path(sys.executable).with_name("ruroco-client"))
-U128_MAX = (1 << 128) - 1
 
 
 def client_env(conf_dir: Path, **extra: str) -> dict[str, str]:

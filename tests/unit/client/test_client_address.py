@@ -1,4 +1,4 @@
-"""Address normalization, resolution and destination selection (§2.5 steps 1-3)."""
+"""Address normalization, resolution and destination selection."""
 
 from __future__ import annotations
 

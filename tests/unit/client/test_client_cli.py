@@ -18,6 +18,7 @@ from client_helpers import (
     run_client,
 )
 
+import ruroco
 from ruroco.protocol import command_hash
 
 
@@ -119,10 +120,10 @@ def test_consecutive_sends_consume_consecutive_counters(
     assert second.counter == first.counter + 1 == read_counter_file(conf_dir)
 
 
-def test_click_path_sends_the_same_packet(
+def test_attached_short_values_and_flag_clusters_send(
     conf_dir: Path, key_file: Path, receiver_v4: Receiver
 ) -> None:
-    """Attached short values are not taken by the fast path: click parses them, same result."""
+    """``-aVALUE`` and ``-e4`` (click's syntax, kept by the one parser) send the same packet."""
     result = run_client(
         "send", f"-a{receiver_v4.address}", f"-k{key_file}", "-ccmd", "-e4", conf_dir=conf_dir
     )
@@ -209,6 +210,24 @@ def test_usage_errors_exit_2(conf_dir: Path, key_file: Path) -> None:
         result = run_client(*args, conf_dir=conf_dir)
         assert result.returncode == 2, (args, result.stderr)
         assert "Usage:" in result.stderr, args
+    assert not (conf_dir / "counter").exists()
+
+
+def test_help_and_version(conf_dir: Path) -> None:
+    for args in (["--help"], ["-h"], ["send", "--help"], ["gen", "-h"], ["reseed", "--help"]):
+        result = run_client(*args, conf_dir=conf_dir)
+        assert result.returncode == 0, (args, result.stderr)
+        assert result.stdout.startswith("Usage: ruroco-client") and result.stderr == ""
+    assert "-d, --send-delay-ms U64" in run_client("send", "-h", conf_dir=conf_dir).stdout
+    for flag in ("-V", "--version"):
+        result = run_client(flag, conf_dir=conf_dir)
+        assert result.returncode == 0
+        assert (
+            result.stdout == f"ruroco-client {ruroco.__version__} (ruroco 0.14 wire protocol 1)\n"
+        )
+    result = run_client(conf_dir=conf_dir)  # no command: the help, as a usage error
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("Usage: ruroco-client [OPTIONS] COMMAND [ARGS]...")
     assert not (conf_dir / "counter").exists()
 
 

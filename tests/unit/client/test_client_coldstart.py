@@ -1,4 +1,5 @@
-"""The ``send`` fast path stays lean: it never imports click or the heavy stdlib modules.
+"""The client stays lean: ``send`` imports no heavy stdlib module, nothing imports click, and
+the client's modules import each other without a cycle.
 
 Not a timing test (benchmarks measure time); it pins the design that keeps the cold start
 short, so a stray import shows up here instead of as a slow client.
@@ -6,6 +7,7 @@ short, so a stray import shows up here instead of as a slow client.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -13,6 +15,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
 from client_helpers import FIXTURE_KEY, Receiver
 
 import ruroco
@@ -56,7 +59,46 @@ def test_send_path_imports_nothing_heavy(conf_dir: Path, key_file: Path) -> None
     assert modules == []
 
 
-def test_help_goes_through_click(conf_dir: Path) -> None:
-    rc, modules = _modules_after(["send", "--help"], conf_dir)
-    assert rc == 0
-    assert "click" in modules
+@pytest.mark.parametrize(
+    "argv", [["send", "--help"], ["--help"], ["-V"], ["nope"], ["send", "--ipv"], ["update"]]
+)
+def test_no_command_line_imports_click(argv: list[str], conf_dir: Path) -> None:
+    rc, modules = _modules_after(argv, conf_dir)
+    assert rc in (0, 2)
+    assert "click" not in modules
+
+
+def _client_imports(path: Path) -> set[str]:
+    """The ``ruroco.client`` modules ``path`` imports, at any depth of the code (lazy too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found |= {n for n in names if n.startswith("ruroco.client.")}
+    return found
+
+
+def test_client_modules_have_no_import_cycle() -> None:
+    package = Path(ruroco.__file__).resolve().parent / "client"
+    graph = {
+        f"ruroco.client.{p.stem}": _client_imports(p)
+        for p in package.glob("*.py")
+        if p.stem != "__init__"
+    }
+    graph = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module not in done:
+            for dep in sorted(graph[module]):
+                visit(dep, (*path, module))
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module, ())
+    assert "ruroco.client.cli" not in set().union(*graph.values())  # only the entry point

@@ -1,4 +1,4 @@
-"""Conf dir resolution (§2.2) and the CLI's config-level behaviour (§10.3 "config")."""
+"""Conf dir resolution and the CLI's config-level behaviour."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The counter file (§2.6, §10.3 "counter"): format, seeding, hard errors, overflow."""
+"""The counter file (docs/files.md, "Counter file"): format, seeding, hard errors, overflow."""
 
 from __future__ import annotations
 

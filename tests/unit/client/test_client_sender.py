@@ -1,4 +1,4 @@
-"""The library API ``ruroco.client.sender`` (§2.5 send, §2.4 gen, §2.7 reseed) on real sockets."""
+"""The library API ``ruroco.client.sender`` (send, gen, reseed) on real sockets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from client_helpers import FIXTURE_KEY, U128_MAX, Receiver, ip16, read_counter_file
+from client_helpers import FIXTURE_KEY, Receiver, ip16, read_counter_file
 
 from ruroco.client.address import parse_socket_addr
 from ruroco.client.counter import write_counter
@@ -26,6 +26,7 @@ from ruroco.client.sender import (
     send_to_destinations,
 )
 from ruroco.errors import RurocoError, format_error
+from ruroco.limits import U128_MAX
 from ruroco.protocol import command_hash
 
 

@@ -1,4 +1,4 @@
-"""commands.toml (spec §4.3, §10.5): both entry forms, timeouts, whole-file failure, no echo."""
+"""commands.toml (docs/files.md): both entry forms, timeouts, whole-file failure, no echo."""
 
 from __future__ import annotations
 

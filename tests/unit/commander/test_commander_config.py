@@ -1,4 +1,4 @@
-"""Commander view of config.toml (spec §4.2, §10.5): optional keys, defaults, no content echo."""
+"""Commander view of config.toml (docs/files.md): optional keys, defaults, no content echo."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Dispatcher (deviation 3): parallel across names, FIFO within a name, bounded per name."""
+"""Dispatcher (docs/deviations.md #3, #13).
+
+Parallel across names, FIFO within a name, bounded per name.
+"""
 
 from __future__ import annotations
 

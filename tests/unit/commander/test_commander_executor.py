@@ -1,4 +1,4 @@
-"""Command execution (spec §4.7, deviation 3) with real ``sh`` processes."""
+"""Command execution (docs/security.md, Commands; docs/deviations.md #3) with real ``sh``."""
 
 from __future__ import annotations
 

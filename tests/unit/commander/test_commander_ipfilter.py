@@ -1,4 +1,4 @@
-"""IP filter (spec §4.6): exactly the original's ranges, on the 16-byte wire form."""
+"""IP filter: exactly the original's ranges, on the 16-byte wire form."""
 
 from __future__ import annotations
 

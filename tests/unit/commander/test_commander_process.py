@@ -1,4 +1,7 @@
-"""The commander as a real process on a real Unix socket (spec §4.4-§4.7, §10.5, deviation 3)."""
+"""The commander as a real process on a real Unix socket.
+
+The message: docs/protocol.md, Commander message; concurrency: docs/deviations.md #3.
+"""
 
 from __future__ import annotations
 

@@ -83,21 +83,20 @@ def test_arbitrary_bytes_decode_or_fail_cleanly(data):
     assert all(len(k) == 8 and 0 <= v < 1 << 128 for k, v in result.items())
 
 
-def test_is_replayed_table(tmp_path):
-    bl = Blocklist(tmp_path / "b", {FF: 42})
-    assert bl.is_replayed(FF, 42)
-    assert not bl.is_replayed(FF, 43)
-    assert bl.is_replayed(MIXED, 1)  # unknown id
-    bl.entries[FF] = 100
-    assert bl.is_replayed(FF, 100) and bl.is_replayed(FF, 50) and not bl.is_replayed(FF, 101)
+def test_get_reads_the_shared_floor_dict(tmp_path):
+    floors = {FF: 42}
+    bl = Blocklist(tmp_path / "b", floors)
+    floors[FF] = 100  # the server's Decision raises floors in this same dict
     assert bl.get(FF) == 100 and bl.get(MIXED) is None
 
 
-def test_accept_saves_and_reload_keeps_value(tmp_path):
+def test_save_writes_every_floor_and_reload_keeps_them(tmp_path):
     path = tmp_path / "blocklist.msgpck"
     bl = Blocklist(path)
-    bl.accept(FF, 10)
-    bl.accept(FF, 11)
+    bl.entries[FF] = 10
+    bl.save()
+    bl.entries[FF] = 11
+    bl.save()
     assert Blocklist.load(path).entries == {FF: 11}
     assert path.read_bytes() == encode({FF: 11})
     assert [p.name for p in tmp_path.iterdir()] == ["blocklist.msgpck"]  # no temp leftovers
@@ -122,17 +121,17 @@ def test_unreadable_file(tmp_path):
         read_file(path)
 
 
-def test_save_into_deleted_dir_fails_and_accept_rolls_back(tmp_path):
+def test_save_into_deleted_dir_fails_and_leaves_memory_alone(tmp_path):
+    """Rolling a floor back is the Decision's job (tests/unit/server/test_server_decision.py)."""
     state = tmp_path / "state"
     state.mkdir()
     bl = Blocklist(state / "blocklist.msgpck", {FF: 5})
     shutil.rmtree(state)
+    bl.entries[FF] = 6
     with pytest.raises(BlocklistError, match=r"^Error persisting blocklist"):
-        bl.accept(FF, 6)
-    assert bl.entries == {FF: 5}
-    with pytest.raises(BlocklistError):
-        bl.accept(MIXED, 6)
-    assert bl.entries == {FF: 5}  # a new entry is removed again
+        bl.save()
+    assert bl.entries == {FF: 6}
+    assert not state.exists()
 
 
 def test_seed_if_absent_does_not_overwrite(tmp_path):

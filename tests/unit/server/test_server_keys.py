@@ -7,7 +7,7 @@ from server_helpers import FIXTURE_ID, FIXTURE_KEY
 
 from ruroco.errors import RurocoError
 from ruroco.protocol import generate_key, key_id_of
-from ruroco.server.keys import find_key_files, load_key_file, load_keys
+from ruroco.server.keys import find_key_files, load_keys, read_key_file
 
 
 def test_nonexistent_dir_exact_message():
@@ -67,7 +67,7 @@ def test_different_keys_sharing_an_id_are_refused(tmp_path):
 def test_key_loaded_with_whitespace_trimmed(tmp_path):
     path = tmp_path / "k.key"
     path.write_text(f"\n  {FIXTURE_KEY}\r\n")
-    assert load_key_file(path).key_id == FIXTURE_ID
+    assert read_key_file(path)[0].key_id == FIXTURE_ID
 
 
 @pytest.mark.parametrize(
@@ -90,14 +90,14 @@ def test_non_utf8_key_file(tmp_path):
     path = tmp_path / "bad.key"
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(RurocoError, match=f'^Could not read key file "{path}"'):
-        load_key_file(path)
+        read_key_file(path)
 
 
 def test_unreadable_key_file(tmp_path):
     path = tmp_path / "dir.key"
     path.mkdir()
     with pytest.raises(RurocoError, match=r"Could not read key file"):
-        load_key_file(Path(path))
+        read_key_file(Path(path))
 
 
 def test_secret_never_in_repr(tmp_path):

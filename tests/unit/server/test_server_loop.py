@@ -180,7 +180,7 @@ def test_signal_handler_sets_the_stop_flag(tmp_path):
 
 
 def test_loop_rejections_of_size_and_unknown_key_log_as_the_pipeline_renders(tmp_path, capfd):
-    """The drain loop decides these two itself; its lines must equal Pipeline.handle's."""
+    """The drain loop decides these two with Decision.screen; lines equal Pipeline.handle's."""
     from ruroco.server.pipeline import Pipeline, render
 
     run = Running(tmp_path, throttle_interval=0.0)

@@ -48,10 +48,10 @@ def test_zero_blocks_every_source():
 
 def test_real_clock_limit_one_then_allowed_after_a_second():
     limit = PerSourceLimit(1)
-    assert limit.allow("a")
-    assert not limit.allow("a")
+    assert limit.allow("a", time.monotonic())
+    assert not limit.allow("a", time.monotonic())
     time.sleep(1.01)
-    assert limit.allow("a")
+    assert limit.allow("a", time.monotonic())
 
 
 def test_global_window():
@@ -61,6 +61,13 @@ def test_global_window():
     assert limit.allow(1.3)
 
 
+def test_global_window_without_a_start_opens_at_the_first_request():
+    limit = WindowLimit(1)
+    assert limit.allow(1000.5)
+    assert not limit.allow(1001.4)  # the window opened at 1000.5, not at construction
+    assert limit.allow(1001.5)
+
+
 def test_global_zero_refuses_even_after_idle_windows():
     limit = WindowLimit(0, now=0.0)
     assert not limit.allow(0.1)
@@ -68,7 +75,7 @@ def test_global_zero_refuses_even_after_idle_windows():
 
 
 class Reference:
-    """The spec's algorithm literally: scan every entry on each check (§3.9)."""
+    """The original's algorithm literally: scan every entry on each check."""
 
     def __init__(self, maximum):
         self.max = maximum

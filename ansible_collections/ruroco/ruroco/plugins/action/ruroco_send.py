@@ -20,6 +20,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 try:
+    from ruroco.client.address import DEFAULT_PORT, ensure_port
     from ruroco.client.sender import SendRequest, send
     from ruroco.errors import RurocoError, error_chain
 except ImportError as exc:
@@ -56,25 +57,20 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def split_address(address: str) -> tuple[str, str | None]:
-    """``(host, port or None)`` of ``host[:port]``, ``ip``, ``[ipv6]`` or ``[ipv6]:port``."""
-    if address.startswith("["):
-        host, sep, rest = address[1:].partition("]")
-        if sep and rest.startswith(":"):
-            return host, rest[1:]
-        return host, None
-    if address.count(":") == 1:
-        host, _sep, port = address.partition(":")
-        return host, port
-    return address, None  # a name, an IPv4 literal or a bare IPv6 literal
-
-
 def destination(address: str, port: int) -> str:
-    """The ``ruroco-client send --address`` value: the address with ``port`` unless it has one."""
-    host, own_port = split_address(address)
-    if own_port is not None:
+    """The address as the client reads it (``ruroco.client.address.ensure_port``), with
+    ``port`` unless it names one; ``RurocoError`` for an address the client would refuse."""
+    normalized = ensure_port(address)
+    if normalized == address:  # it has a port of its own
         return address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # ensure_port added ":<DEFAULT_PORT>" (and brackets for IPv6): use the port option instead
+    return f"{normalized[: -len(str(DEFAULT_PORT))]}{port}"
+
+
+def host_of(target: str) -> str:
+    """The host part of a ``destination`` result (brackets of IPv6 removed)."""
+    host = target.rpartition(":")[0]
+    return host[1:-1] if host.startswith("[") else host
 
 
 def port_open(host: str, port: int, timeout: float) -> bool:
@@ -100,16 +96,18 @@ class ActionModule(ActionBase):
             required_one_of=[("key_file", "key")],
             mutually_exclusive=[("key_file", "key")],
         )[1]
-        address = args["address"] or self._inventory_address(task_vars)
-        target = destination(address, args["port"])
-        result.update(command=args["command"], knocks=0, destinations=[])
-
         # Before the check-mode return: a dry run must fail where the real run would.
         if RUROCO_IMPORT_ERROR is not None:
             raise AnsibleError(
                 "ruroco_send needs the 'ruroco' Python package on the controller; install it into "
                 f"the Python that runs Ansible (import failed: {RUROCO_IMPORT_ERROR})"
             ) from RUROCO_IMPORT_ERROR
+        address = args["address"] or self._inventory_address(task_vars)
+        try:
+            target = destination(address, args["port"])
+        except RurocoError as exc:
+            raise AnsibleActionFail(": ".join(error_chain(exc))) from None
+        result.update(command=args["command"], knocks=0, destinations=[])
 
         if self._task.check_mode:
             result.update(
@@ -144,7 +142,7 @@ class ActionModule(ActionBase):
                         )
             if not wait:
                 return result
-            host = wait["host"] or split_address(address)[0]
+            host = wait["host"] or host_of(target)
             if self._poll(host, wait["port"], min(deadline, time.monotonic() + wait["interval"])):
                 return result
             if time.monotonic() >= deadline:

@@ -29,9 +29,10 @@ from hypothesis import strategies as st
 from ansible_collections.ruroco.ruroco.plugins.action.ruroco_send import (
     ActionModule,
     destination,
-    split_address,
+    host_of,
 )
 from ruroco import protocol
+from ruroco.errors import RurocoError
 from ruroco.ipaddr import parse_ip
 
 FIXTURE = "///////////erb7v3q2+796tvu/erb7v3q2+796tvu/erb7v3q2+7w=="
@@ -387,13 +388,27 @@ except AnsibleError as exc:
         ("example.org", 34020, "example.org:34020"),
         ("example.org:81", 34020, "example.org:81"),
         ("::1", 80, "[::1]:80"),
-        ("[::1]", 80, "[::1]:80"),
+        ("::ffff:1.2.3.4", 80, "[::ffff:1.2.3.4]:80"),
         ("[::1]:81", 80, "[::1]:81"),
+        ("[fe80::1%2]:81", 80, "[fe80::1%2]:81"),
     ],
 )
 def test_destination(address, port, expected):
     """A port in the address wins; otherwise the port option is added, IPv6 bracketed."""
     assert destination(address, port) == expected
+
+
+@pytest.mark.parametrize("address", ["", "[::1]", "host:99999", "a:b:c"])
+def test_destination_refuses_what_the_client_refuses(address):
+    """The plugin reads addresses with the client's own parser, so it refuses the same ones."""
+    with pytest.raises(RurocoError):
+        destination(address, 80)
+
+
+def test_malformed_address_fails_the_task_in_check_mode_too(key_file):
+    """A malformed address fails with the client's message before anything is sent."""
+    with pytest.raises(AnsibleActionFail, match="Invalid port"):
+        run_action(dict(address="example.org:99999", key_file=key_file), check_mode=True)
 
 
 @given(
@@ -403,4 +418,5 @@ def test_destination(address, port, expected):
 def test_destination_roundtrips_ip_literals(ip, port):
     """Every IP literal gets the port and its host part comes back unchanged."""
     text = destination(str(ip), port)
-    assert split_address(text) == (str(ip), str(port))
+    assert host_of(text) == str(ip)
+    assert text.endswith(f":{port}")
