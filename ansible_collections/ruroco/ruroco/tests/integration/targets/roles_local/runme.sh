@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Role and module logic without systemd, on this host with connection local, in a scratch
-# directory: exclusive keys, OS checks, merged commands, error messages and key secrecy.
+# directory: exclusive keys, OS checks, merged commands, rendered config and units, the
+# commander's drop-in, destination addresses, error messages and key secrecy.
 set -euo pipefail
 
 scratch=$(mktemp -d)
@@ -15,6 +16,26 @@ collections=$(ansible-galaxy collection list ruroco.ruroco --format json \
 ansible-playbook -i inventory commands_merge.yml -e "collection_root=$collections/ruroco/ruroco" "$@"
 ansible-playbook -i inventory commands_merge_extra_vars.yml \
     -e '{"ruroco_server_commands": {"open_ssh": "true"}}' "$@"
+
+# config.toml and the units, rendered and checked with the ruroco programs of this Python.
+ruroco_bin=$(dirname "$(command -v ruroco-server)")
+mkdir "$scratch/files"
+ansible-playbook -i inventory server_files.yml -e "collection_root=$collections/ruroco/ruroco" \
+    -e "scratch=$scratch/files" -e "ruroco_server_venv=$(dirname "$ruroco_bin")" "$@"
+
+# The private-address warning is printed exactly for the cases that expect it.
+ips_log=$scratch/server_ips.log
+if ! ansible-playbook -i inventory server_ips.yml "$@" >"$ips_log" 2>&1; then
+    cat "$ips_log"
+    exit 1
+fi
+warnings=$(grep -c -F '"msg": "WARNING: ruroco_server_ips is empty and every address detected' "$ips_log" || true)
+expected=$(grep -c 'warn: true}' server_ips.yml)
+if [ "$warnings" != "$expected" ]; then
+    cat "$ips_log"
+    echo "server_ips.yml: $warnings private-address warnings, $expected expected" >&2
+    exit 1
+fi
 
 # Most verbose output with diffs: the roles' messages must be in it, no key may be.
 log=$scratch/secrets.log
