@@ -226,8 +226,8 @@ class ClientData:
         )
 
 
-def split_packet(packet: bytes) -> tuple[bytes, bytes]:
-    """``(key_id, blob)`` of a 94-byte datagram."""
+def split_packet(packet: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
+    """``(key_id, blob)`` of a 94-byte datagram (the server's decision splits with it)."""
     if len(packet) != MSG_SIZE:
         raise ProtocolError(f"Packet must be {MSG_SIZE} bytes, got {len(packet)}")
     return bytes(packet[:KEY_ID_SIZE]), bytes(packet[KEY_ID_SIZE:])

@@ -167,34 +167,25 @@ def send(
 ) -> list[SendResult]:
     """Send ``request`` under the client lock; ``lock_timeout`` None fails at once if held."""
     directory = _conf_dir(conf_dir)
-    lock = client_lock(directory).acquire(lock_timeout)
-    try:
+    with client_lock(directory).acquire(lock_timeout):
         return send_locked(request, directory)
-    finally:
-        lock.release()
 
 
 def gen(conf_dir: str | os.PathLike[str] | None = None, out: TextIO | None = None) -> str:
     """Write a new key to stdout with no newline (so ``gen > user.key`` is exactly the key)."""
     directory = _conf_dir(conf_dir)
-    lock = client_lock(directory).acquire()
-    try:
+    with client_lock(directory).acquire():
         key = generate_key()
         stream = sys.stdout if out is None else out
         stream.write(key)
         stream.flush()
         return key
-    finally:
-        lock.release()
 
 
 def reseed(conf_dir: str | os.PathLike[str] | None = None, value: int | None = None) -> int:
     """Overwrite the counter with the current time in ns (or ``value``) under the lock."""
     directory = _conf_dir(conf_dir)
-    lock = client_lock(directory).acquire()
-    try:
+    with client_lock(directory).acquire():
         new = reseed_file(counter_path(directory), value)
         log.info("Counter reseeded")
         return new
-    finally:
-        lock.release()

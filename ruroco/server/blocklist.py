@@ -116,9 +116,6 @@ class Blocklist:
         p = Path(path)
         return cls(p, read_file(p, trusted))
 
-    def get(self, key_id: bytes) -> int | None:
-        return self.entries.get(key_id)
-
     def save(self) -> None:
         try:
             data = encode(self.entries)

@@ -53,6 +53,7 @@ from ruroco.protocol import (
     Key,
     ProtocolError,
     hex_list,
+    split_packet,
 )
 from ruroco.server.blocklist import Blocklist, BlocklistError
 from ruroco.server.config import ServerConfig
@@ -220,8 +221,7 @@ class Decision:
             return self._reject(
                 RATE_SOURCE, host, port, (THE_SOURCE, self.config.max_requests_per_second)
             )
-        key_id = bytes(packet[:KEY_ID_SIZE])
-        blob = bytes(packet[KEY_ID_SIZE:MSG_SIZE])
+        key_id, blob = split_packet(packet[:MSG_SIZE])  # screen() checked the size
         return self._authenticated(self.keys[key_id], key_id, blob, host, port, now_ns, now_s)
 
     def _authenticated(

@@ -83,11 +83,12 @@ def test_arbitrary_bytes_decode_or_fail_cleanly(data):
     assert all(len(k) == 8 and 0 <= v < 1 << 128 for k, v in result.items())
 
 
-def test_get_reads_the_shared_floor_dict(tmp_path):
+def test_save_writes_the_shared_floor_dict(tmp_path):
     floors = {FF: 42}
     bl = Blocklist(tmp_path / "b", floors)
     floors[FF] = 100  # the server's Decision raises floors in this same dict
-    assert bl.get(FF) == 100 and bl.get(MIXED) is None
+    bl.save()
+    assert read_file(tmp_path / "b") == {FF: 100}
 
 
 def test_save_writes_every_floor_and_reload_keeps_them(tmp_path):

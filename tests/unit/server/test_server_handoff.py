@@ -125,7 +125,7 @@ def test_full_queue_refuses_before_persist_and_the_same_packet_works_later(tmp_p
             assert h.received_within(7, 1.0), "the receive loop blocked on the commander"
             assert h.server.stats.forward_busy == 3
             # the floor is the last request that got a place, not one of the refused ones
-            assert h.blocklist.get(FIXTURE_ID) == base + 2
+            assert h.blocklist.entries.get(FIXTURE_ID) == base + 2
             assert h.server.pipeline.stats["accepted"] == 3
         # the hung socket is gone: the delivery under way and the queued ones fail at once
         assert wait_until(lambda: h.server.stats.forward_failed == 3)
@@ -134,7 +134,7 @@ def test_full_queue_refuses_before_persist_and_the_same_packet_works_later(tmp_p
         try:
             h.send(packets[5])  # the very packet that was refused: its counter is still good
             assert commander.wait_for(1) == [MESSAGE]
-            assert h.blocklist.get(FIXTURE_ID) == base + 5
+            assert h.blocklist.entries.get(FIXTURE_ID) == base + 5
         finally:
             h.stop()
             commander.close()

@@ -56,11 +56,11 @@ def test_equal_counter_is_a_replay(tmp_path):
 
 def test_future_counter_rejected_without_touching_the_floor(tmp_path):
     p = make(tmp_path)
-    before = p.blocklist.get(FIXTURE_ID)
+    before = p.blocklist.entries.get(FIXTURE_ID)
     result = run(p, packet(counter=time.time_ns() + 7200 * SECOND))
     assert reason(result) == pl.FUTURE
     assert "Future counter" in render(result) and "not updating blocklist" in render(result)
-    assert p.blocklist.get(FIXTURE_ID) == before
+    assert p.blocklist.entries.get(FIXTURE_ID) == before
     assert reason(run(p, packet(counter=time.time_ns()))) == "accepted"
 
 
@@ -185,13 +185,13 @@ def test_global_cap_counts_only_fully_valid_packets(tmp_path):
 
 def test_persist_failure_rolls_back_and_forwards_nothing(tmp_path):
     p = make(tmp_path)
-    before = p.blocklist.get(FIXTURE_ID)
+    before = p.blocklist.entries.get(FIXTURE_ID)
     shutil.rmtree(p.config.blocklist_path().parent)
     data = packet()
     result = run(p, data)
     assert reason(result) == pl.PERSIST
     assert "Could not update block list: Error persisting blocklist" in render(result)
-    assert p.blocklist.get(FIXTURE_ID) == before
+    assert p.blocklist.entries.get(FIXTURE_ID) == before
     assert p.stats["accepted"] == 0
     p.config.blocklist_path().parent.mkdir()
     assert reason(run(p, data)) == "accepted"  # the same counter may be retried
