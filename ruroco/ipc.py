@@ -1,18 +1,23 @@
 """The server–commander contract: the 24-byte message, file names and limits.
 
-Both daemons import these, so the message format, the socket name, the lock names and the
-path limit are defined once. Commander message (24 bytes): cmd_hash u64 BE ‖ ip(16)
-(docs/protocol.md, Commander message; the files: docs/files.md). No cryptography here: the
-commander never loads it.
+Both daemons import these, so the message format, the default config paths, the socket
+name, the lock names and the path limit are defined once. Commander message (24 bytes):
+cmd_hash u64 BE ‖ ip(16) (docs/protocol.md, Commander message; the files: docs/files.md).
+No cryptography here: the commander never loads it.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ruroco.errors import ProtocolError, RurocoError, qpath
 
 COMMANDER_DATA_SIZE = 24
+
+# Both daemons read one config.toml; its default place, and the default config_dir.
+DEFAULT_CONFIG_DIR = Path("/etc/ruroco")
+DEFAULT_CONFIG_PATH = DEFAULT_CONFIG_DIR / "config.toml"
 
 SOCKET_NAME = "ruroco.socket"
 COMMANDER_LOCK_NAME = "commander.lock"

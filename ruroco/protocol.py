@@ -7,9 +7,11 @@ The commander never loads cryptography: it takes the command hash from ``ruroco.
 (the same function as ``command_hash`` here) and the 24-byte commander message from
 ``ruroco.ipc`` (re-exported here, loaded on first use).
 
-Two private imports, kept for the client's cold start and measured (``ruroco-client send``
-from a wheel install, median of 30, alternating): ``cryptography.hazmat.bindings._rust``
-saves ~7 ms and 37 modules, ``_blake2`` ~3-4 ms. Each falls back to the public API
+Two private imports, kept for the client's cold start and measured: an A/B of wheel
+builds (``ruroco-client send``, median of 30, alternating) put ``cryptography.hazmat.bindings.
+_rust`` at ~7 ms and 37 modules and ``_blake2`` at ~3-4 ms; the bench row "Client wall time if
+protocol.py used only public imports" (bench/RESULTS.md) loads both public modules first and
+shows what they cost together. Each falls back to the public API
 (``cryptography...aead.AESGCMSIV``, ``hashlib.blake2b``); tests run both fallbacks.
 """
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from ruroco import trust
 from ruroco.fs import resolve_path
+from ruroco.ipc import DEFAULT_CONFIG_DIR as DEFAULT_CONFIG_DIR
+from ruroco.ipc import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG_PATH
 from ruroco.ipc import SOCKET_NAME
 from ruroco.tomlconfig import Table, read_toml
 
-DEFAULT_CONFIG_PATH = Path("/etc/ruroco/config.toml")
-DEFAULT_CONFIG_DIR = Path("/etc/ruroco")
 # Commands run concurrently (docs/deviations.md #3), bounded so a burst cannot fork-bomb
 # the host.
 DEFAULT_MAX_CONCURRENT_COMMANDS = 32

@@ -14,12 +14,12 @@ from pathlib import Path
 from ruroco import trust
 from ruroco.fs import resolve_path
 from ruroco.ipaddr import parse_ip
+from ruroco.ipc import DEFAULT_CONFIG_DIR as DEFAULT_CONFIG_DIR
+from ruroco.ipc import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG_PATH
 from ruroco.ipc import SOCKET_NAME
 from ruroco.limits import U32_MAX, U64_MAX
 from ruroco.tomlconfig import Table, read_toml
 
-DEFAULT_CONFIG_PATH = Path("/etc/ruroco/config.toml")
-DEFAULT_CONFIG_DIR = Path("/etc/ruroco")
 BLOCKLIST_FILE = "blocklist.msgpck"
 WHAT = "server config"
 
