@@ -127,6 +127,16 @@ def table(results: dict) -> list[str]:
             "ms",
         ),
         (
+            "Client wall time if protocol.py used only public imports (aead module, hashlib)"
+            " / same start without them",
+            "—",
+            _num(cl.get("public_imports", {}).get("median_ms"))
+            + " / "
+            + _num(cl.get("via_python_c", {}).get("median_ms")),
+            "—",
+            "ms",
+        ),
+        (
             "Client wall time, development venv (editable install)",
             "—",
             _num(cl.get("dev_venv", {}).get("median_ms")),
