@@ -118,7 +118,7 @@ def test_timeout_kills_nested_setsid_escapees(executor: Executor) -> None:
         f"while :; do sleep 0.01 & wait $!; done' {loop} & sleep 100"
     )
     with no_survivors(outer, inner, loop):
-        job = Background(executor, cmd, timeout=1)
+        job = Background(executor, cmd, timeout=3)  # room to look at them before it ends
         assert wait_for(lambda: marked_pids(outer) and marked_pids(inner), 10)
         pids = marked_pids(outer) + marked_pids(inner) + marked_pids(loop)
         assert len(pids) == 3

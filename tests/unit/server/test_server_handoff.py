@@ -122,7 +122,7 @@ def test_full_queue_refuses_before_persist_and_the_same_packet_works_later(tmp_p
             for data in packets[1:]:  # two fill the queue, three find it full
                 h.send(data)
             h.send(b"probe")  # a rejection after them: the loop is not waiting for anyone
-            assert h.received_within(7, 1.0), "the receive loop blocked on the commander"
+            assert h.received_within(7, 2.5), "the receive loop blocked on the commander"
             assert h.server.stats.forward_busy == 3
             # the floor is the last request that got a place, not one of the refused ones
             assert h.blocklist.entries.get(FIXTURE_ID) == base + 2
@@ -158,16 +158,18 @@ def test_full_queue_refuses_before_persist_and_the_same_packet_works_later(tmp_p
 def test_delivery_failures_are_one_dropped_line_each_while_the_loop_keeps_receiving(
     tmp_path, capfd
 ):
-    with harness(tmp_path, forward_timeout=0.3, queue_length=QUEUE_LENGTH) as h:
+    # Each delivery may block for 2 s; the loop must see all four datagrams well before the
+    # first delivery gives up (generous against a loaded machine, still far below 2 s).
+    with harness(tmp_path, forward_timeout=2.0, queue_length=QUEUE_LENGTH) as h:
         with hung_commander(h.socket_path):
             start = time.monotonic()
             for _ in range(3):
                 h.send(packet())
                 time.sleep(0.002)
             h.send(bytes(94))
-            assert h.received_within(4, 0.25), "the receive loop waited for the commander"
-            assert time.monotonic() - start < 0.3
-            assert wait_until(lambda: h.server.stats.forward_failed == 3, timeout=5.0)
+            assert h.received_within(4, 1.2), "the receive loop waited for the commander"
+            assert time.monotonic() - start < 1.5
+            assert wait_until(lambda: h.server.stats.forward_failed == 3, timeout=15.0)
         h.stop()
     err = capfd.readouterr().err
     failed = error_lines(err, "Dropped request for key")
@@ -189,7 +191,7 @@ def test_shutdown_is_bounded_and_logs_what_was_not_handed_off(tmp_path, capfd):
         assert wait_until(lambda: h.server.pipeline.stats["accepted"] == 5)
         elapsed = h.stop()
     # the delivery under way ends by its own deadline; nothing waits longer than that
-    assert elapsed < 0.5 + 0.5
+    assert elapsed < 0.5 + 1.5  # the deadline plus slack for a loaded machine
     stats = h.result
     assert stats is not None
     assert stats.forwarded == 0 and stats.forward_busy == 0
@@ -249,7 +251,7 @@ def test_forwarder_queue_is_bounded_and_submit_never_blocks(tmp_path):
     assert forwarder.submit(MESSAGE, "first") and forwarder.submit(MESSAGE, "second")
     assert not forwarder.has_room()
     assert forwarder.submit(MESSAGE, "third") is False
-    assert time.monotonic() - start < 0.1
+    assert time.monotonic() - start < 0.5  # never waits for the (absent) commander
     assert forwarder.pending == 2
     commander = CommanderStandIn(path)
     try:

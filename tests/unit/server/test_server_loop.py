@@ -138,7 +138,7 @@ def test_hung_commander_never_blocks_the_receive_loop(tmp_path):
             run.send(packet())
             run.send(bytes(94))
             assert run.settle(2, timeout=5) == 2
-            assert time.monotonic() - start < 1.0, "the receive loop waited for the commander"
+            assert time.monotonic() - start < 2.0, "the receive loop waited for the commander"
     finally:
         run.stop()
     assert run.result.forward_failed == 1
