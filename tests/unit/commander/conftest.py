@@ -1,4 +1,5 @@
-"""Fixture: a real ``ruroco-commander`` process on a temp dir, killed after the test."""
+"""Fixtures: a real ``ruroco-commander`` process on a temp dir (killed after the test), and an
+``Executor`` in each isolation mode."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from commander_helpers import CommanderProcess, write_commands, write_config
+
+from ruroco.commander.executor import Executor
 
 
 @pytest.fixture
@@ -38,3 +41,14 @@ def start_commander(tmp_path: Path) -> Iterator[Callable[..., CommanderProcess]]
     yield start
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture(params=["pid-namespace", "process-group"])
+def executor(request: pytest.FixtureRequest) -> Executor:
+    """Both isolation modes. The default is "pid-namespace" on this host (root, asserted by
+    ``test_isolation_is_pid_namespace_for_root``); the fallback is forced."""
+    if request.param == "pid-namespace":
+        return Executor()
+    executor = Executor(pid_namespace=False)
+    assert executor.isolation == "process-group"
+    return executor

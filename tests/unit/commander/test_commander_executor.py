@@ -31,17 +31,6 @@ def run(cmd: str, ip: str = "1.2.3.4", timeout: int = 30, executor: Executor | N
     return (executor or Executor()).run(Command("test", cmd, timeout), parse_ip(ip))
 
 
-@pytest.fixture(params=["pid-namespace", "process-group"])
-def executor(request: pytest.FixtureRequest) -> Executor:
-    """Both isolation modes. The default is "pid-namespace" on this host (root, asserted by
-    ``test_isolation_is_pid_namespace_for_root``); the fallback is forced."""
-    if request.param == "pid-namespace":
-        return Executor()
-    executor = Executor(pid_namespace=False)
-    assert executor.isolation == "process-group"
-    return executor
-
-
 @pytest.mark.parametrize(
     ("ip", "text"),
     [

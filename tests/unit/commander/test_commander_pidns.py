@@ -46,17 +46,6 @@ class Background:
         return self.outcome
 
 
-@pytest.fixture(params=["pid-namespace", "process-group"])
-def executor(request: pytest.FixtureRequest) -> Executor:
-    """Both isolation modes. The default is "pid-namespace" on this host (root, asserted by
-    ``test_isolation_is_pid_namespace_for_root``); the fallback is forced."""
-    if request.param == "pid-namespace":
-        return Executor()
-    executor = Executor(pid_namespace=False)
-    assert executor.isolation == "process-group"
-    return executor
-
-
 def test_isolation_is_pid_namespace_for_root() -> None:
     assert Executor().isolation == "pid-namespace"
 
