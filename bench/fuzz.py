@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -110,29 +109,13 @@ def config_limits(config: Path) -> dict[str, int]:
 
 
 def machine() -> dict[str, Any]:
-    """What the figures depend on (as ``bench.main.machine``, without fwknop)."""
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            cpu = next(
-                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu
-            )
-    except OSError:
-        pass
+    """What the figures depend on (``proc.host_facts``) and whether only loopback exists."""
     try:  # make fuzz's `unshare -n` leaves nothing but loopback (/proc/net: this namespace)
         with open("/proc/net/dev", encoding="ascii") as fh:
             interfaces = [ln.split(":", 1)[0].strip() for ln in fh if ":" in ln]
     except OSError:
         interfaces = []
-    return {
-        "nproc": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "loopback_only": interfaces == ["lo"],
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    return proc.host_facts() | {"loopback_only": interfaces == ["lo"]}
 
 
 def read_lines(path: Path) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from ruroco.protocol import KEY_ID_SIZE, MSG_SIZE, Key
+from ruroco.protocol import MSG_SIZE, Key
 from ruroco.server.blocklist import Blocklist
 from ruroco.server.config import ServerConfig
 from ruroco.server.pipeline import (
@@ -81,9 +81,7 @@ class LegacyDecision(Decision):
         rejection = super().screen(packet, size, host, port)  # the key lookup
         if rejection is not None:
             return rejection
-        key_id = bytes(packet[:KEY_ID_SIZE])
-        blob = bytes(packet[KEY_ID_SIZE:MSG_SIZE])
-        return self._authenticated(self.keys[key_id], key_id, blob, host, port, now_ns, now_s)
+        return self._open(packet, host, port, now_ns, now_s)
 
 
 class LegacyPipeline(Pipeline):

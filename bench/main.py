@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,19 +32,9 @@ OUT = BENCH / "out"
 
 
 def machine() -> dict:
-    """What the figures depend on: cores, CPU, kernel, interpreter, namespace."""
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    fwknop = shutil.which("fwknop")
+    """What the figures depend on: cores, CPU, kernel, interpreter, namespace, fwknop."""
     fw_version = None
-    if fwknop:
+    if shutil.which("fwknop"):
         done = subprocess.run(
             ["fwknop", "--version"],
             capture_output=True,
@@ -55,16 +44,10 @@ def machine() -> dict:
             check=False,
         )
         fw_version = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else None
-    return {
-        "nproc": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
+    return proc.host_facts() | {
         "fwknop": fw_version,
         "own_netns": os.environ.get("RUROCO_BENCH_NETNS") == "1",
         "rmem_default": _read_int("/proc/sys/net/core/rmem_default"),
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
 
 

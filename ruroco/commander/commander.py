@@ -112,8 +112,8 @@ def bind_socket(directory: str, path: Path, user: str, group: str) -> socket.soc
         finally:
             os.umask(old_umask)
         try:
-            os.chmod(staged, SOCKET_MODE, follow_symlinks=False)
-        except (OSError, NotImplementedError) as exc:
+            os.chmod(staged, SOCKET_MODE)  # nobody else can reach the staging directory
+        except OSError as exc:
             raise RurocoError(f"Could not set permissions 204 for {qpath(path)}") from exc
         if uid != -1 or gid != -1:
             try:

@@ -221,7 +221,18 @@ class Decision:
             return self._reject(
                 RATE_SOURCE, host, port, (THE_SOURCE, self.config.max_requests_per_second)
             )
-        key_id, blob = split_packet(packet[:MSG_SIZE])  # screen() checked the size
+        return self._open(packet, host, port, now_ns, now_s)
+
+    def _open(
+        self,
+        packet: bytes | bytearray | memoryview,
+        host: str,
+        port: int,
+        now_ns: int,
+        now_s: float,
+    ) -> Rejection | Acceptance:
+        """Everything after the key lookup; the caller has screened size and key id."""
+        key_id, blob = split_packet(packet[:MSG_SIZE])
         return self._authenticated(self.keys[key_id], key_id, blob, host, port, now_ns, now_s)
 
     def _authenticated(
