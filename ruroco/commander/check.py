@@ -11,11 +11,14 @@ import os
 from pathlib import Path
 
 from ruroco import trust
+from ruroco.cmdhash import command_hash
 from ruroco.commander.commands import load_commands
-from ruroco.commander.config import load_config
-from ruroco.errors import RurocoError
+from ruroco.commander.config import WHAT, load_config
+from ruroco.errors import RurocoError, qpath
 from ruroco.fs import lookup_ids
 from ruroco.ipc import check_socket_path
+from ruroco.policy import parse_rules
+from ruroco.tomlconfig import read_toml
 
 
 def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[str], str]:
@@ -30,13 +33,34 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
             done.append(f"config {config_path} ok")
         except RurocoError as exc:
             problems.append(_with_file(str(exc), config_path))
+    commands = None
     if commands_path is not None:
         try:
-            count = len(load_commands(commands_path))
+            commands = load_commands(commands_path)
+            count = len(commands)
             done.append(f"commands {commands_path} ok ({count} command{'s' * (count != 1)})")
         except RurocoError as exc:
             problems.append(_with_file(str(exc), commands_path))
+    if config_path is not None and commands is not None and not problems:
+        problems += ungranted(config_path, commands_path, set(commands))
     return problems, "; ".join(done)
+
+
+def ungranted(config_path: Path, commands_path: Path | None, known: set[int]) -> list[str]:
+    """Names a ``[keys.<stem>]`` table grants that ``commands.toml`` does not define: such a
+    grant can never run (most likely a typo). The server's own ``--check`` reports a broken
+    ``[keys]`` table; here it is only read (docs/files.md, ``[keys.<stem>]``)."""
+    try:
+        rules = parse_rules(read_toml(config_path, WHAT, trust.for_process()), config_path, WHAT)
+    except RurocoError:
+        return []
+    return [
+        f"{config_path}: {rule.name}.commands grants {qpath(name)}, which {commands_path} "
+        "does not define"
+        for rule in rules
+        for name in rule.commands or ()
+        if command_hash(name) not in known
+    ]
 
 
 def check_socket_dir(socket_path: Path) -> None:

@@ -8,12 +8,14 @@ binds nothing, and reports every problem it can find rather than only the first.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ruroco import trust
 from ruroco.errors import RurocoError, qpath
 from ruroco.ipc import check_socket_path
+from ruroco.policy import KeyRules
 from ruroco.server import blocklist as blocklist_file
 from ruroco.server.config import ServerConfig, load_config
 from ruroco.server.keys import find_key_files, scan_keys
@@ -59,6 +61,9 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
     result.warnings += scan.warnings
     for key in scan.keys.values():
         key.wipe()
+    if paths:  # no key files at all is reported above; every table would repeat it
+        result.attempt(lambda: config.policy(paths, scan.ids, key_dir))
+    result.warnings += policy_warnings(config.key_rules, time.time_ns())
 
     if config.kernel_filter:
         from ruroco.server import kfilter
@@ -80,8 +85,29 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
         f"blocklist {qpath(blocklist_path)} with {len(entries)} entr"
         f"{'y' if len(entries) == 1 else 'ies'}"
         + (", kernel filter on" if config.kernel_filter else "")
+        + (f", policy for {len(config.key_rules)} key(s)" if config.key_rules else "")
     )
     return result
+
+
+def policy_warnings(rules: Iterable[KeyRules], now_ns: int) -> list[str]:
+    """Rules that are valid but leave a key unable to run anything: worth a look, not a
+    refusal (a key may be retired on purpose by its expiry date)."""
+    warnings = []
+    for rule in rules:
+        if rule.not_after_ns is not None and rule.not_after_ns < now_ns:
+            assert rule.not_after is not None
+            warnings.append(
+                f"{rule.name}.not_after ({rule.not_after.isoformat()}) has passed: "
+                f"key file {qpath(rule.file_name)} is refused for every packet"
+            )
+        if rule.commands == ():
+            warnings.append(f"{rule.name}.commands is empty: {qpath(rule.file_name)} runs nothing")
+        if rule.sources == ():
+            warnings.append(
+                f"{rule.name}.sources is empty: {qpath(rule.file_name)} is refused from everywhere"
+            )
+    return warnings
 
 
 def _check_blocklist(

@@ -8,6 +8,7 @@ are its own, and guessing wrong either accepts replays sent to other hosts or no
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ruroco.ipc import DEFAULT_CONFIG_DIR as DEFAULT_CONFIG_DIR
 from ruroco.ipc import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG_PATH
 from ruroco.ipc import SOCKET_NAME
 from ruroco.limits import U32_MAX, U64_MAX
+from ruroco.policy import KeyRules, Policy, bind, parse_rules
 from ruroco.tomlconfig import Table, read_toml
 
 BLOCKLIST_FILE = "blocklist.msgpck"
@@ -42,6 +44,9 @@ class ServerConfig:
     # The commander's key, read here too: the socket's owner is the server's own account,
     # which may own the server's directories and key files (ruroco.trust).
     socket_user: str = "ruroco"
+    # Not in the original either: per-key rules from [keys.<stem>] (ruroco.policy), bound to
+    # key ids once the key files are read.
+    key_rules: tuple[KeyRules, ...] = ()
     path: Path | None = field(default=None, compare=False)
 
     def trusted(self) -> trust.Trust:
@@ -65,6 +70,17 @@ class ServerConfig:
             return socket_path  # the commander creates and checks it
         return Path(trusted.directory(socket_path.parent, "socket_dir")) / socket_path.name
 
+    def policy(
+        self,
+        key_files: Iterable[str | os.PathLike[str]],
+        key_ids: Mapping[str, bytes],
+        key_dir: str | os.PathLike[str],
+    ) -> Policy:
+        """The ``[keys]`` rules bound to the key ids read from the key files; a table naming no
+        key file is a config error (start and ``--check`` alike)."""
+        where = self.path if self.path is not None else DEFAULT_CONFIG_PATH
+        return bind(self.key_rules, key_files, key_ids, where, WHAT, key_dir)
+
     def blocklist_path(self) -> Path:
         return resolve_path(self.blocklist_dir or self.config_dir) / BLOCKLIST_FILE
 
@@ -74,7 +90,8 @@ class ServerConfig:
 
 def load_config(path: str | os.PathLike[str]) -> ServerConfig:
     """Read and validate ``path``; errors name the file and key but never echo its content."""
-    table = Table(read_toml(path, WHAT, trust.ANY_OWNER), path, WHAT)
+    data = read_toml(path, WHAT, trust.ANY_OWNER)
+    table = Table(data, path, WHAT)
     raw_ips = table.str_list("ips", required=True) or []
     ips: list[bytes] = []
     for index, text in enumerate(raw_ips):
@@ -97,5 +114,6 @@ def load_config(path: str | os.PathLike[str]) -> ServerConfig:
         max_clock_skew_seconds=table.integer("max_clock_skew_seconds", 3600, maximum=U64_MAX),
         kernel_filter=table.flag("kernel_filter", False),
         socket_user=(table.text("socket_user", "ruroco") or "").strip(),
+        key_rules=parse_rules(data, path, WHAT),
         path=Path(path),
     )

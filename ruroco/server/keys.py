@@ -76,6 +76,8 @@ class KeyScan:
     """Everything found in the key files; ``problems`` non-empty means "refuse to start"."""
 
     keys: dict[bytes, Key] = field(default_factory=dict)
+    # file name -> key id, for binding the [keys.<stem>] rules (ruroco.policy)
+    ids: dict[str, bytes] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -104,12 +106,14 @@ def scan_keys(paths: list[Path], trusted: Trust | None = None) -> KeyScan:
             key.wipe()
             continue
         scan.keys[key.key_id] = key
+        scan.ids[path.name] = key.key_id
         origin[key.key_id] = path
     return scan
 
 
-def load_keys(paths: list[Path], trusted: Trust | None = None) -> dict[bytes, Key]:
-    """Every key, or the first problem raised (fail closed); warnings are logged."""
+def load_scan(paths: list[Path], trusted: Trust | None = None) -> KeyScan:
+    """Every key (and which file it came from), or the first problem raised (fail closed);
+    warnings are logged."""
     scan = scan_keys(paths, trusted)
     if scan.problems:
         for key in scan.keys.values():
@@ -117,4 +121,9 @@ def load_keys(paths: list[Path], trusted: Trust | None = None) -> dict[bytes, Ke
         raise RurocoError(scan.problems[0])
     for warning in scan.warnings:
         log.error(warning)
-    return scan.keys
+    return scan
+
+
+def load_keys(paths: list[Path], trusted: Trust | None = None) -> dict[bytes, Key]:
+    """Every key, or the first problem raised (fail closed); warnings are logged."""
+    return load_scan(paths, trusted).keys

@@ -15,7 +15,7 @@ rejection). ``Pipeline.handle`` reads the clocks and does both, for one datagram
 Order (docs/deviations.md #1 and #2)::
 
     size → key lookup → per-source limit → decrypt → version → replay → future
-         → destination → strict source → global limit      (Decision)
+         → destination → strict source → key policy → global limit      (Decision)
          → hand-off room → persist                           (the edge: Pipeline.settle)
 
 Why the global cap counts only packets that passed every check: what a flood can make
@@ -32,6 +32,11 @@ decrypts, a few hundred thousand per second) rather than being cut off at 100/s;
 which is what it protects. The original order (both limits on every correctly sized
 datagram, before the key lookup) lives only in the benchmarks (``bench/legacy.py``).
 
+The key policy (``ruroco.policy``; docs/security.md, Per-key policy) is asked only once the
+packet authenticated and passed every check a replay or a forgery would fail, and before the
+floor is raised: a refused packet never uses up its counter, and costs no global budget.
+``Decision.policy`` is an immutable ``Policy``; replacing the attribute swaps it whole.
+
 Every rejection names the source in the same ``Rejected datagram from <ip> port <port>:``
 prefix (``render``), so one fail2ban regex covers all reasons; text is made only when logged.
 """
@@ -44,8 +49,10 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from ruroco import log
+from ruroco.errors import qpath
 from ruroco.ipaddr import ip_list_text, ip_text, parse_ip
 from ruroco.ipc import encode_commander_data
+from ruroco.policy import EMPTY, Policy
 from ruroco.protocol import (
     KEY_ID_SIZE,
     MSG_SIZE,
@@ -71,6 +78,7 @@ FUTURE = "future"
 DESTINATION = "destination"
 SOURCE = "source"
 PERSIST = "persist"
+POLICY = "policy"
 REASONS = (
     SIZE,
     UNKNOWN_KEY,
@@ -83,6 +91,7 @@ REASONS = (
     SOURCE,
     RATE_GLOBAL,
     PERSIST,
+    POLICY,  # new reasons go last: the shutdown summary lists them in this order
 )
 
 PREFIX = "Rejected datagram from "
@@ -103,6 +112,7 @@ DETAIL = {
     DESTINATION: "Invalid host IP for key %s - expected %s to contain %s",
     SOURCE: "Invalid source IP for key %s - expected %s, actual %s",
     PERSIST: "Could not update block list: %s",
+    POLICY: "Refused by the policy for key %s (file %s): %s",
 }
 
 # (reason, host, port, detail): a plain tuple, because under a flood building it is most
@@ -171,13 +181,21 @@ class Decision:
     """The sans-IO decision on one datagram; ``screen`` and ``decide`` never raise.
 
     ``floors`` (key id -> highest accepted counter) is read and raised here; the server's
-    ``Blocklist`` holds the same dict and writes it. Nothing else is shared.
+    ``Blocklist`` holds the same dict and writes it. Nothing else is shared. ``policy`` is
+    read-only and may be replaced whole between two datagrams.
     """
 
-    def __init__(self, config: ServerConfig, keys: dict[bytes, Key], floors: dict[bytes, int]):
+    def __init__(
+        self,
+        config: ServerConfig,
+        keys: dict[bytes, Key],
+        floors: dict[bytes, int],
+        policy: Policy = EMPTY,
+    ):
         self.config = config
         self.keys = keys
         self.floors = floors
+        self.policy = policy
         self.ips = frozenset(config.ips)
         self.ips_text = ip_list_text(config.ips)
         self.skew_ns = config.max_clock_skew_seconds * 1_000_000_000
@@ -263,12 +281,17 @@ class Decision:
             return self._reject(SOURCE, host, port, (key_id, "an IP source", host))
         if data.strict and data.src_ip is not None and data.src_ip != src:
             return self._reject(SOURCE, host, port, (key_id, ip_text(data.src_ip), ip_text(src)))
+        ip = src if data.src_ip is None else data.src_ip
+        rules = self.policy.rules.get(key_id)
+        if rules is not None:
+            refused = rules.refusal(data.cmd_hash, src, ip, now_ns)
+            if refused is not None:
+                return self._reject(POLICY, host, port, (key_id, qpath(rules.file_name), refused))
         if not self.global_limit.allow(now_s):
             return self._reject(
                 RATE_GLOBAL, host, port, (self.config.max_requests_per_second_global,)
             )
         self.floors[key_id] = counter
-        ip = src if data.src_ip is None else data.src_ip
         message = encode_commander_data(data.cmd_hash, ip)
         return Acceptance(key_id, data, ip, message, host, port, floor)
 
@@ -314,11 +337,14 @@ class Pipeline:
         keys: dict[bytes, Key],
         blocklist: Blocklist,
         decision: Decision | None = None,
+        policy: Policy = EMPTY,
     ) -> None:
         self.config = config
         self.keys = keys
         self.blocklist = blocklist
-        self.decision = Decision(config, keys, blocklist.entries) if decision is None else decision
+        if decision is None:
+            decision = Decision(config, keys, blocklist.entries, policy)
+        self.decision = decision
         self.stats = self.decision.stats
         self.handoff_room: Callable[[], bool] | None = None
 

@@ -30,7 +30,7 @@ from ruroco.protocol import MSG_SIZE, hex_list
 from ruroco.server.blocklist import Blocklist, open_at_startup, remove_stale_temp_files
 from ruroco.server.config import ServerConfig, load_config
 from ruroco.server.forward import DEFAULT_TIMEOUT, QUEUE_LENGTH, Forwarder
-from ruroco.server.keys import find_key_files, load_keys
+from ruroco.server.keys import find_key_files, load_scan
 from ruroco.server.listen import select_socket
 from ruroco.server.pipeline import (
     REASONS,
@@ -232,6 +232,10 @@ def _describe(sock: socket.socket) -> str:
     return str(name)
 
 
+def _policy_names(config: ServerConfig) -> str:
+    return ", ".join(rule.name for rule in config.key_rules)
+
+
 def create_server(
     config_path: str | os.PathLike[str],
     address: str | None = None,
@@ -247,9 +251,18 @@ def create_server(
         f"Creating server, loading keys from [{', '.join(qpath(p) for p in paths)}], "
         f"using cryptography {crypto_version} ..."
     )
-    keys = load_keys(paths, trusted)
+    scan = load_scan(paths, trusted)
+    keys = scan.keys
     for key_id in keys:
         log.info(f"loading key with id {hex_list(key_id)}")
+    try:
+        policy = config.policy(paths, scan.ids, key_dir)
+    except RurocoError:
+        for key in keys.values():
+            key.wipe()
+        raise
+    if len(policy):
+        log.info(f"Per-key policy for {len(policy)} key(s): {_policy_names(config)}")
     if config.kernel_filter:
         from ruroco.server import kfilter
 
@@ -283,7 +296,7 @@ def create_server(
             f"datagrams that are not {MSG_SIZE} bytes or carry an unknown key id are now "
             "dropped by the kernel without a log line"
         )
-    pipeline = Pipeline(config, keys, blocklist)
+    pipeline = Pipeline(config, keys, blocklist, policy=policy)
     server = Server(config, pipeline, sock, socket_path, forward_timeout, throttle_interval)
     server.instance_lock = lock
     return server
