@@ -23,6 +23,7 @@ from bench.breakdown import run_breakdown
 from bench.clientbench import run_client
 from bench.floodbench import run_flood
 from bench.fwknopbench import run_fwknop
+from bench.grants import run_grants
 from bench.latency import run_latency, run_latency_tmpfs
 from bench.report import write_results
 
@@ -150,6 +151,8 @@ def main(knocks, latency_runs, flood_seconds, client_runs, known_rate, only) -> 
                     kernel_filter=True,
                 )
         _stage(results, "fwknop", run_fwknop, work / "fwknop", 200, client_runs)
+        if os.environ.get("RUROCO_BENCH_NETNS") == "1":  # it changes nftables: own netns only
+            _stage(results, "grants", run_grants, work / "grants", 100)
     finally:
         proc.stop_all()
         for pattern in ("*.key", "*.rc", "access.conf"):  # throw-away secrets, still secrets

@@ -79,6 +79,7 @@ def table(results: dict) -> list[str]:
     rn, rl = results.get("flood_random_new", {}), results.get("flood_random_legacy", {})
     kn, kl = results.get("flood_known_new", {}), results.get("flood_known_legacy", {})
     rk = results.get("flood_random_kfilter", {})
+    gr = results.get("grants", {})
 
     def ok(value, limit, le=True):
         if value is None:
@@ -209,6 +210,13 @@ def table(results: dict) -> list[str]:
             "knocks",
         ),
         (
+            "Grant: knock → guarded port accepting, p50 / p99 (100 knocks)",
+            "—",
+            f"{_num(gr.get('p50_ms'), 1)} / {_num(gr.get('p99_ms'), 1)}",
+            "—",
+            "ms",
+        ),
+        (
             "Known-key flood: server peak RSS",
             "≤ 100",
             _num(kn.get("peak_rss_mb")) + _verdict(ok(kn.get("peak_rss_mb"), 100)),
@@ -316,6 +324,22 @@ def write_results(results: dict, path: Path, out: Path = OUT) -> None:
             f" {_num(fl.get('p50_ms'), 2)} ms, p99 {_num(fl.get('p99_ms'), 2)} ms; client runs"
             f" ran the command {fc.get('commands_ran')} of {fc.get('commands_expected')} times;"
             f" fwknopd RSS {_num(fw.get('rss_mb'))} MB"
+        )
+    gr = results.get("grants", {})
+    if "measured" in gr:
+        lines.append(
+            f"* grants ({gr.get('nft_version')}): {gr['measured']} of {gr['knocks']} knocks"
+            f" accepted, {gr.get('lost')} lost; knock → port accepting p50"
+            f" {_num(gr.get('p50_ms'), 2)} ms, p99 {_num(gr.get('p99_ms'), 2)} ms, max"
+            f" {_num(gr.get('max_ms'), 2)} ms (connect tries of {_num(gr.get('step_ms'), 0)} ms);"
+            " commander alone (24 bytes to its socket → accepting): p50"
+            f" {_num(gr.get('commander_only_p50_ms'), 2)} ms, p99"
+            f" {_num(gr.get('commander_only_p99_ms'), 2)} ms; guard back after"
+            f" `nft flush ruleset`: p50 {_num(gr.get('guard_back_p50_ms'), 1)} ms, max"
+            f" {_num(gr.get('guard_back_max_ms'), 1)} ms ({gr.get('guard_back_n')} flushes);"
+            f" refused before the knock: {gr.get('refused_before_knock')}; a source without"
+            f" a grant refused: {gr.get('outsider_refused')}, also right after the flushes:"
+            f" {gr.get('outsider_refused_after_flush')}"
         )
     lines += breakdown_section(results.get("breakdown", {}))
     lines += fleet_section(out / "fleet.json")
@@ -487,6 +511,12 @@ METHOD = [
     "  knocks arrive at several hundred per second). p50/p99 are nearest-rank percentiles per",
     "  run; the table shows the median over the runs. One more run of the same kind puts the",
     "  server's blocklist on /dev/shm (tmpfs) to show what the disk flushes cost.",
+    "* Grants (`bench/grants.py`, only in the private namespace: it changes nftables): a",
+    "  server and commander with `[grants.bench]` on `tcp/2222`; 100 knocks for `open_bench`,",
+    "  each from its own address 127.5.x.y; right after `sendto` the bench tries TCP connects",
+    "  from that address to the port, each try 1 ms long, until one completes its handshake.",
+    "  Then 100 more with the 24-byte request written to the commander's socket, and 5 times",
+    "  `nft flush ruleset` until `inet ruroco` is listed again (polled with `nft list`).",
     "* Per-stage figures: `bench/breakdown.py` times each stage of the path on its own",
     "  (median and p90 of 200), in-process with the real code, except `forward` and",
     "  `commander_process`, which talk to a real commander process.",

@@ -711,3 +711,25 @@ def test_server_loop_rate_limits_before_the_key_lookup_only_in_legacy_order(
         server.close()
     counts = result[0].pipeline
     assert (counts["unknown_key"], counts["rate_source"]) == (unknown, rate_source)
+
+
+def test_grant_stage_small(tmp_path):
+    """CI-sized ``bench/grants.py``: 10 knocks in a private network namespace, each accepted
+    only after its knock, a source without a grant refused, the guard back after a flush."""
+    argv = ["unshare", "-n", sys.executable, "-m", "bench.grants", "--knocks", "10"]
+    argv += ["--work", f"{tmp_path}/grants"]
+    res = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    assert "error" not in r, r
+    assert (r["measured"], r["lost"], r["commander_only_n"]) == (10, 0, 10), r
+    assert r["refused_before_knock"] == "5 / 5"
+    assert r["outsider_refused"] and r["outsider_refused_after_flush"], r
+    assert r["guard_back_n"] == 5 and r["guard_back_max_ms"] < 2000, r
+    assert 0 < r["p50_ms"] < 1000, r

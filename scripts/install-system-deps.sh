@@ -7,6 +7,7 @@ packages=(
     fwknop-client fwknop-server
     systemd
     openssh-client
+    nftables
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from ruroco import trust
 from ruroco.cmdhash import command_hash
-from ruroco.commander.commands import load_commands
+from ruroco.commander.commands import load_command_file
 from ruroco.commander.config import WHAT, load_config
+from ruroco.commander.nft import check_usable
 from ruroco.errors import RurocoError, qpath
 from ruroco.fs import lookup_ids
 from ruroco.ipc import check_socket_path
@@ -36,9 +37,10 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
     commands = None
     if commands_path is not None:
         try:
-            commands = load_commands(commands_path)
-            count = len(commands)
-            done.append(f"commands {commands_path} ok ({count} command{'s' * (count != 1)})")
+            loaded = load_command_file(commands_path)
+            check_usable(loaded.grants)  # grants: nft and the kernel take their table
+            commands = loaded.known()
+            done.append(f"commands {commands_path} ok ({loaded.summary()})")
         except RurocoError as exc:
             problems.append(_with_file(str(exc), commands_path))
     if config_path is not None and commands is not None and not problems:

@@ -10,7 +10,7 @@ from click.core import ParameterSource
 
 from ruroco import __version__
 from ruroco.commander.check import check
-from ruroco.commander.commands import DEFAULT_COMMANDS_PATH, load_commands
+from ruroco.commander.commands import DEFAULT_COMMANDS_PATH, load_command_file
 from ruroco.commander.config import DEFAULT_CONFIG_PATH, load_config
 from ruroco.errors import RurocoError, format_error_line
 
@@ -31,10 +31,21 @@ _PATH = click.Path(path_type=Path)
     help="Validate the files given with -c/--commands (both defaults if neither is given), "
     "print a summary and exit; touches no lock or socket.",
 )
+@click.option(
+    "--list-grants",
+    "list_grants",
+    is_flag=True,
+    help="List the live grants (grant, address, time left) from the kernel's nftables state "
+    "and exit; reads no file.",
+)
 @click.version_option(__version__, "-V", "--version", prog_name="ruroco-commander")
 @click.pass_context
-def main(ctx: click.Context, config_path: Path, commands_path: Path, check_only: bool) -> None:
+def main(
+    ctx: click.Context, config_path: Path, commands_path: Path, check_only: bool, list_grants: bool
+) -> None:
     """Run the commands that ruroco-server forwards over the Unix socket (runs as root)."""
+    if list_grants:
+        sys.exit(_list_grants())
     if check_only:
         given_config = ctx.get_parameter_source("config_path") != ParameterSource.DEFAULT
         given_commands = ctx.get_parameter_source("commands_path") != ParameterSource.DEFAULT
@@ -53,8 +64,45 @@ def main(ctx: click.Context, config_path: Path, commands_path: Path, check_only:
 
     try:
         config = load_config(config_path)  # config errors win over commands errors
-        commands = load_commands(commands_path)
+        commands = load_command_file(commands_path)
         run(config, commands)
     except RurocoError as exc:
         click.echo(format_error_line(exc), err=True)
         sys.exit(1)
+
+
+def _list_grants() -> int:
+    """One line per live grant, from ``nft -j list table inet ruroco`` (docs/grants.md)."""
+    from ruroco.commander import nft
+
+    try:
+        current = nft.Nft().table()
+    except nft.NftError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 1
+    if current is None:
+        click.echo(f"No grants: there is no table {nft.FAMILY} {nft.TABLE}")
+        return 0
+    live = nft.live_grants(current)
+    if not live:
+        click.echo("No live grants")
+        return 0
+    rows = [("grant", "address", "left", "timeout")] + [
+        (g.grant, g.address, _duration(g.expires_sec), _duration(g.timeout_sec)) for g in live
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _duration(seconds: int) -> str:
+    """``9m59s``; ``never`` for an element without a timeout."""
+    if seconds < 0:
+        return "never"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    text = "".join(f"{value}{unit}" for value, unit in parts if value)
+    return text or "0s"

@@ -7,6 +7,11 @@ bytes, and a connection that stalls only occupies a slot, never the loop, so oth
 keep flowing. Work is handed to the ``Dispatcher``; nothing a peer sends can raise out of
 the loop.
 
+Grants (docs/grants.md): with ``[grants]`` configured, ``start`` applies the nftables table
+before the socket exists, and a watcher keeps it in place; ``open_NAME``/``close_NAME`` go
+through the same dispatcher as commands, but run ``nft`` directly (``guard.GrantKeeper``),
+never a shell. Stopping leaves the table: guards stay, grants expire in the kernel.
+
 Stopping (SIGTERM/SIGINT): stop accepting, remove the socket file, drop requests that are
 queued but not started, and let running commands finish within their own timeouts. A second
 signal kills the running commands' process groups at once (for "no deadline" commands).
@@ -27,10 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruroco import log, trust
-from ruroco.commander.commands import Command
+from ruroco.commander import nft
+from ruroco.commander.commands import Command, CommandFile
 from ruroco.commander.config import CommanderConfig
 from ruroco.commander.dispatch import Dispatcher
 from ruroco.commander.executor import Executor
+from ruroco.commander.grants import GrantAction
+from ruroco.commander.guard import GrantKeeper
 from ruroco.commander.ipfilter import is_non_routable
 from ruroco.errors import RurocoError, qpath
 from ruroco.fs import lookup_ids
@@ -155,9 +163,13 @@ def _remove_private_dir(private: str) -> None:
 
 
 class Commander:
-    def __init__(self, config: CommanderConfig, commands: dict[int, Command]) -> None:
+    def __init__(self, config: CommanderConfig, commands: dict[int, Command] | CommandFile) -> None:
         self.config = config
-        self.commands = commands
+        loaded = commands if isinstance(commands, CommandFile) else CommandFile(commands)
+        self.commands = loaded.commands
+        self.actions: dict[int, GrantAction] = loaded.actions
+        self.grants = loaded.grants
+        self.keeper: GrantKeeper | None = None
         self.socket_path = config.socket_path()
         self.executor = Executor(pid_namespace=config.pid_namespace)
         self.dispatcher: Dispatcher | None = None
@@ -178,6 +190,7 @@ class Commander:
             os.path.join(directory, COMMANDER_LOCK_NAME), "Commander"
         ).acquire()
         try:
+            self._start_grants()
             self._listener = bind_socket(
                 directory, self.socket_path, self.config.socket_user, self.config.socket_group
             )
@@ -187,6 +200,21 @@ class Commander:
             self.release()
             raise
         self.dispatcher = Dispatcher(self.config.max_concurrent_commands)
+
+    def _start_grants(self) -> None:
+        """Apply the grants' table before anyone can knock; without grants, remove a table an
+        earlier ``commands.toml`` left (its guards would keep those ports shut for good)."""
+        if not self.grants:
+            _remove_stale_table()
+            return
+        keeper = GrantKeeper(self.grants, nft.Nft())
+        kept = keeper.apply()
+        log.info(
+            f"Grants: table {nft.FAMILY} {nft.TABLE} applied ({keeper.describe()}); "
+            f"{kept} live grant(s) kept"
+        )
+        keeper.watch()
+        self.keeper = keeper
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -302,7 +330,8 @@ class Commander:
         try:
             cmd_hash, ip = decode_commander_data(message)
             command = self.commands.get(cmd_hash)
-            if command is None:
+            action = self.actions.get(cmd_hash) if command is None else None
+            if command is None and action is None:
                 log.error(f"Unknown command name: {cmd_hash}")
                 return
             if not self.config.allow_non_routable_ips and is_non_routable(ip):
@@ -312,7 +341,14 @@ class Commander:
                 )
                 return
             assert self.dispatcher is not None
-            if not self.dispatcher.submit(command.name, lambda: self.executor.run(command, ip)):
+            task: Callable[[], object]
+            if command is not None:
+                name, task = command.name, lambda: self.executor.run(command, ip)
+            else:
+                assert action is not None and self.keeper is not None  # actions need grants
+                keeper = self.keeper
+                name, task = action.name, lambda: keeper.act(action, ip)
+            if not self.dispatcher.submit(name, task):
                 log.error(f"Too many queued commands, dropping ({cmd_hash}) for {ip_text(ip)}")
         except Exception as exc:
             log.error(f"Could not handle command message: {exc}")
@@ -344,6 +380,9 @@ class Commander:
         self.release()
 
     def release(self) -> None:
+        if self.keeper is not None:
+            self.keeper.stop()  # the table stays: guards stay, grants expire in the kernel
+            self.keeper = None
         if self._listener is not None:
             self.close_listener()
         if self._lock is not None:
@@ -351,7 +390,21 @@ class Commander:
             self._lock = None
 
 
-def run(config: CommanderConfig, commands: dict[int, Command]) -> None:
+def _remove_stale_table() -> None:
+    """Delete ``inet ruroco`` if nft is installed and the table exists; nothing otherwise."""
+    try:
+        runner = nft.Nft()
+        if runner.table() is None:
+            return
+        runner.run([{"delete": {"table": {"family": nft.FAMILY, "name": nft.TABLE}}}])
+    except nft.NftError as exc:
+        if "not usable" not in str(exc):
+            log.error(f"Grants: none configured, but could not remove an old table: {exc}")
+        return
+    log.info(f"Grants: none configured, removed table {nft.FAMILY} {nft.TABLE}")
+
+
+def run(config: CommanderConfig, commands: dict[int, Command] | CommandFile) -> None:
     """The daemon: start, serve until SIGTERM/SIGINT, shut down as documented above."""
     commander = Commander(config, commands)
     commander.start()
@@ -367,8 +420,10 @@ def run(config: CommanderConfig, commands: dict[int, Command]) -> None:
         wakeup.install(on_signal)
         try:
             log.info(
-                f"Commander listening on {qpath(commander.socket_path)} with {len(commands)} "
-                f"command(s), up to {config.max_concurrent_commands} in parallel, "
+                f"Commander listening on {qpath(commander.socket_path)} with "
+                f"{len(commander.commands)} command(s)"
+                + (f", {len(commander.grants)} grant(s)" if commander.grants else "")
+                + f", up to {config.max_concurrent_commands} in parallel, "
                 f"isolation: {commander.executor.isolation}"
             )
             commander.serve(wakeup.reader)

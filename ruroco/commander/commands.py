@@ -1,4 +1,6 @@
-"""``commands.toml``: command name → shell command and timeout (docs/files.md, commands.toml).
+"""``commands.toml``: command name → shell command and timeout (docs/files.md, commands.toml),
+and the ``[grants]`` beside them (docs/grants.md), whose ``open_NAME``/``close_NAME`` share the
+command names' hash space.
 
 A single bad entry fails the whole file, so an operator never runs with half a command set.
 Messages name the file and the entry but never echo a command (docs/deviations.md #5): the command
@@ -8,11 +10,12 @@ set is root-only information and must not leak into logs.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ruroco import trust
 from ruroco.cmdhash import command_hash
+from ruroco.commander.grants import Grant, GrantAction, actions_of, parse_grants
 from ruroco.errors import qpath
 from ruroco.tomlconfig import ConfigError, read_toml
 
@@ -55,16 +58,69 @@ def _entry(name: str, value: Any, path: str | os.PathLike[str]) -> Command:
     return Command(name, cmd, timeout)
 
 
+@dataclass(frozen=True)
+class CommandFile:
+    """Everything ``commands.toml`` defines, each indexed by the hash a client sends."""
+
+    commands: dict[int, Command]
+    grants: tuple[Grant, ...] = ()
+    actions: dict[int, GrantAction] = field(default_factory=dict)
+
+    def known(self) -> set[int]:
+        """Every hash a client may send: commands, ``open_NAME`` and ``close_NAME``."""
+        return set(self.commands) | set(self.actions)
+
+    def summary(self) -> str:
+        count = len(self.commands)
+        text = f"{count} command{'s' * (count != 1)}"
+        if self.grants:
+            text += f", {len(self.grants)} grant{'s' * (len(self.grants) != 1)}"
+        return text
+
+
 def parse_commands(data: dict[str, Any], path: str | os.PathLike[str]) -> dict[int, Command]:
     """The lookup table ``command_hash(name) → Command``; extra keys in entries are ignored."""
+    return parse_command_file(data, path).commands
+
+
+def parse_command_file(data: dict[str, Any], path: str | os.PathLike[str]) -> CommandFile:
+    """``[commands]`` and ``[grants]``; a file may have either or both (not neither).
+
+    A grant's ``open_NAME``/``close_NAME`` that a ``[commands]`` entry also defines (or that
+    hashes like one) is an error: which of the two a knock runs must never be a guess.
+    """
     table = data.get("commands")
-    if table is None:
+    grants_table = data.get("grants")
+    if table is None and grants_table is None:
         raise _fail(path, "missing [commands] table")
+    if table is None:
+        table = {}
     if not isinstance(table, dict):
         raise _fail(path, "`commands` must be a table")
-    return {command_hash(name): _entry(name, value, path) for name, value in table.items()}
+    commands = {command_hash(name): _entry(name, value, path) for name, value in table.items()}
+    try:
+        grants = parse_grants(grants_table)
+    except ValueError as exc:
+        raise _fail(path, str(exc)) from None
+    actions: dict[int, GrantAction] = {}
+    for name, action in actions_of(grants).items():
+        digest = command_hash(name)
+        clash = commands.get(digest)
+        if clash is not None:
+            raise _fail(
+                path,
+                f"grant {qpath(action.grant.name)} defines {qpath(name)}, which clashes with "
+                f"the [commands] entry {qpath(clash.name)}",
+            )
+        actions[digest] = action
+    return CommandFile(commands, grants, actions)
+
+
+def load_command_file(path: str | os.PathLike[str]) -> CommandFile:
+    """Commands run as root, so the file must be one only root can change (docs/security.md)."""
+    return parse_command_file(read_toml(path, WHAT, trust.for_process()), path)
 
 
 def load_commands(path: str | os.PathLike[str]) -> dict[int, Command]:
-    """Commands run as root, so the file must be one only root can change (docs/security.md)."""
-    return parse_commands(read_toml(path, WHAT, trust.for_process()), path)
+    """The ``[commands]`` alone, after the whole file (grants included) was validated."""
+    return load_command_file(path).commands
