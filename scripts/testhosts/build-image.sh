@@ -1,18 +1,33 @@
 #!/usr/bin/env bash
-# Build the Debian 12 systemd test-host image locally (no registry is reachable on CI), once:
+# Build the Debian systemd test-host images locally (no registry is reachable on CI), once:
 # an existing tag is reused. debootstrap needs only Debian's package mirror.
+#   build-image.sh [SUITE...]   default: every suite of env.sh (bookworm trixie)
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
-if podman image exists "$RUROCO_TESTHOST_IMAGE"; then
-    echo "test-host image $RUROCO_TESTHOST_IMAGE exists, reusing it"
+if [ $# -eq 0 ]; then
+    # shellcheck disable=SC2086
+    set -- $RUROCO_TESTHOST_SUITES
+fi
+if [ $# -gt 1 ]; then
+    for suite in "$@"; do "$0" "$suite"; done
+    exit 0
+fi
+suite=$1
+case " $RUROCO_TESTHOST_SUITES " in
+*" $suite "*) ;;
+*) echo "unknown suite $suite (known: $RUROCO_TESTHOST_SUITES)" >&2; exit 2 ;;
+esac
+image=$(testhost_image "$suite")
+if podman image exists "$image"; then
+    echo "test-host image $image exists, reusing it"
     exit 0
 fi
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 work=$(mktemp -d /var/tmp/ruroco-rootfs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rootfs="$work/rootfs"
-echo "building $RUROCO_TESTHOST_IMAGE with debootstrap from $mirror"
-debootstrap --variant=minbase --include="$RUROCO_TESTHOST_PACKAGES" bookworm "$rootfs" "$mirror" \
+echo "building $image with debootstrap ($suite) from $mirror"
+debootstrap --variant=minbase --include="$RUROCO_TESTHOST_PACKAGES" "$suite" "$rootfs" "$mirror" \
     >"$work/debootstrap.log" 2>&1 || { tail -30 "$work/debootstrap.log" >&2; exit 1; }
 # A container needs no getty, and first-boot units that wait for hardware only slow the boot.
 chroot "$rootfs" systemctl mask getty@tty1.service console-getty.service \
@@ -25,5 +40,5 @@ printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\
 rm -f "$rootfs/etc/machine-id" && touch "$rootfs/etc/machine-id"
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 tar -C "$rootfs" -c . | podman import \
-    --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' - "$RUROCO_TESTHOST_IMAGE" >/dev/null
-echo "built $RUROCO_TESTHOST_IMAGE"
+    --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' - "$image" >/dev/null
+echo "built $image"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Start or remove systemd test hosts (Podman containers on the default bridge).
-#   hosts.sh up RUN_ID PUBKEY_FILE NAME...   start hosts, print "NAME ADDRESS" once SSH answers
+#   hosts.sh up RUN_ID PUBKEY_FILE NAME[:SUITE]...
+#                                            start hosts (Debian SUITE, default bookworm), print
+#                                            "NAME ADDRESS" once SSH answers
 #   hosts.sh down RUN_ID [NAME...]           remove the named hosts, or every host of the run
 # Every container carries the label ruroco-test-run=RUN_ID, so a run removes exactly what it
 # started (also after a crash: scripts/test-molecule.sh removes the whole run in a trap).
@@ -15,7 +17,12 @@ case "$cmd" in
 up)
     pubkey=${1:?public key file missing}
     shift
-    for name in "$@"; do
+    names=()
+    for spec in "$@"; do
+        name=${spec%%:*}
+        suite=$RUROCO_TESTHOST_DEFAULT_SUITE
+        [ "$spec" = "$name" ] || suite=${spec#*:}
+        names+=("$name")
         # NET_ADMIN: the scenarios' commands change nftables inside the host.
         # SYS_ADMIN: ruroco-commander runs every command in its own PID namespace
         # (unshare(CLONE_NEWPID)); and without it systemd in the host silently skips the units'
@@ -27,16 +34,16 @@ up)
         podman run -d --systemd=always --label "ruroco-test-run=$run_id" \
             --name "$(container "$name")" --hostname "$name" \
             --cap-add NET_ADMIN --cap-add SYS_ADMIN --cap-add SYS_PTRACE \
-            "$RUROCO_TESTHOST_IMAGE" /sbin/init >/dev/null
+            "$(testhost_image "$suite")" /sbin/init >/dev/null
     done
-    for name in "$@"; do
+    for name in "${names[@]}"; do
         c=$(container "$name")
         podman exec -i "$c" sh -c 'umask 077; cat > /root/.ssh/authorized_keys' <"$pubkey"
         # Bounded wait for the boot to finish (degraded is fine: nothing of ours runs yet).
         timeout 60 podman exec "$c" systemctl is-system-running --wait >/dev/null || true
         podman exec "$c" systemctl start ssh.service
     done
-    for name in "$@"; do
+    for name in "${names[@]}"; do
         address=$(podman inspect -f '{{.NetworkSettings.IPAddress}}' "$(container "$name")")
         for _ in $(seq 1 100); do
             if timeout 1 bash -c "exec 3<>/dev/tcp/$address/22" 2>/dev/null; then break; fi
