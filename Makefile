@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 
-.PHONY: all venv devtools sysdeps demo test test-python test-collection test-molecule lint bench fuzz clean
+.PHONY: all venv devtools sysdeps demo dist test test-python test-collection test-molecule lint bench fuzz clean
 
 all: test
 
@@ -28,6 +28,11 @@ lint: venv
 	$(BIN)/ruff check ruroco tests bench
 	$(BIN)/ruff format --check ruroco tests bench
 	$(BIN)/mypy ruroco
+
+# dist/ruroco-VERSION-py3-none-any.whl and dist/ruroco-ruroco-VERSION.tar.gz, the collection that
+# carries that wheel (what its roles install by default, and the controller's package)
+dist: devtools
+	scripts/build-dist.sh dist
 
 test-python: venv sysdeps
 	$(BIN)/python -m pytest -q tests bench

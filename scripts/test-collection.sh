@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Collection checks: ansible-test sanity (no ignore files), units and the local integration
 # target (role logic without systemd), antsibull-changelog lint, then ansible-lint (production
-# profile) over the collection, its roles and playbooks. Works on a fresh machine
+# profile) over the collection, its roles and playbooks, and the execution environment's build
+# context (scripts/test-ee.sh). Works on a fresh machine
 # without Docker and without access to bootstrap.pypa.io; exit status is the verdict.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,3 +39,4 @@ ansible-test units --local --python 3.11 --requirements --color no
 ansible-test integration --local --python 3.11 --color no roles_local
 antsibull-changelog lint
 ansible-lint --offline --profile production
+"$root/scripts/test-ee.sh"

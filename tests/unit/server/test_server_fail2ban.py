@@ -16,7 +16,10 @@ from ruroco.ipaddr import parse_ip
 from ruroco.protocol import ClientData, command_hash
 
 ROOT = Path(__file__).resolve().parents[3]
-FILTER = ROOT / "contrib" / "fail2ban" / "filter.d" / "ruroco.conf"
+# The one copy of the filter is in the collection; contrib/ links to it.
+ROLE_FILES = ROOT / "ansible_collections/ruroco/ruroco/roles/ruroco_server/files"
+FILTER = ROLE_FILES / "fail2ban" / "filter.d" / "ruroco.conf"
+CONTRIB_FILTER = ROOT / "contrib" / "fail2ban" / "filter.d" / "ruroco.conf"
 JAIL = ROOT / "contrib" / "fail2ban" / "jail.d" / "ruroco.conf"
 F2B = shutil.which("fail2ban-regex") or "/usr/bin/fail2ban-regex"
 
@@ -201,3 +204,10 @@ def test_jail_is_enabled_for_udp_port_80():
     assert settings["filter"] == "ruroco"
     assert settings["backend"] == "systemd"
     assert "_SYSTEMD_UNIT=ruroco.service" in FILTER.read_text()
+
+
+def test_contrib_filter_is_a_relative_link_to_the_collection_copy():
+    assert CONTRIB_FILTER.is_symlink()
+    assert not os.path.isabs(os.readlink(CONTRIB_FILTER))
+    assert CONTRIB_FILTER.resolve() == FILTER.resolve()
+    assert not FILTER.is_symlink()

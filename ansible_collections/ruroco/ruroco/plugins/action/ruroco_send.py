@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shlex
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -57,6 +59,18 @@ ARGUMENT_SPEC = dict(
 )
 
 
+def install_hint() -> str:
+    """How to install the package: from the wheel that the collection tarball carries."""
+    files = Path(__file__).resolve().parents[2] / "roles" / "ruroco_venv" / "files"
+    wheels = sorted(files.glob("ruroco-*-py3-none-any.whl"))
+    if wheels:
+        return f"{shlex.quote(sys.executable)} -m pip install {shlex.quote(str(wheels[-1]))}"
+    return (
+        "this copy of the collection carries no ruroco wheel (a source checkout): install the "
+        "package from that checkout, or use the collection tarball built by `make dist`"
+    )
+
+
 def destination(address: str, port: int) -> str:
     """The address as the client reads it (``ruroco.client.address.ensure_port``), with
     ``port`` unless it names one; ``RurocoError`` for an address the client would refuse."""
@@ -99,8 +113,8 @@ class ActionModule(ActionBase):
         # Before the check-mode return: a dry run must fail where the real run would.
         if RUROCO_IMPORT_ERROR is not None:
             raise AnsibleError(
-                "ruroco_send needs the 'ruroco' Python package on the controller; install it into "
-                f"the Python that runs Ansible (import failed: {RUROCO_IMPORT_ERROR})"
+                "ruroco_send needs the 'ruroco' Python package on the controller, in the Python "
+                f"that runs Ansible: {install_hint()} (import failed: {RUROCO_IMPORT_ERROR})"
             ) from RUROCO_IMPORT_ERROR
         address = args["address"] or self._inventory_address(task_vars)
         try:

@@ -10,6 +10,7 @@ mkdir -p "$scratch/server" "$scratch/client" "$scratch/controller"
 
 ansible-playbook -i inventory keys_exclusive.yml "$@"
 ansible-playbook -i inventory os_check.yml "$@"
+ansible-playbook -i inventory package_source.yml "$@"
 # The installed collection (ansible-test runs a copy), for the role's commands.toml template.
 collections=$(ansible-galaxy collection list ruroco.ruroco --format json \
     | python -c 'import json, sys; print(next(iter(json.load(sys.stdin))))')

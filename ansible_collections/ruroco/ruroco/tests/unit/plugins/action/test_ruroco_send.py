@@ -12,6 +12,7 @@ import ipaddress
 import json
 import multiprocessing
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -341,11 +342,7 @@ def test_wait_for_fails_with_a_clear_message(udp, key_file, tmp_path, closed_tcp
     assert nothing_arrives(udp)
 
 
-@pytest.mark.parametrize("check_mode", [False, True])
-def test_missing_package_gives_a_clear_error(check_mode):
-    """Without the ruroco package on the controller the task fails with an install hint, in
-    check mode too (a dry run must not pass where the real run fails)."""
-    code = """
+MISSING_PACKAGE_RUN = """
 import os, sys
 sys.modules["ruroco.client.sender"] = None  # as if the package were not installed
 from ansible.errors import AnsibleError
@@ -366,9 +363,14 @@ try:
     print("RESULT", action.run(task_vars={}))
 except AnsibleError as exc:
     print(exc)
-""".replace("CHECK_MODE", repr(check_mode))
-    collections_root = os.path.abspath(__file__).split(os.sep + "ansible_collections" + os.sep)[0]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([collections_root, *sys.path]))
+"""
+
+
+def run_without_package(collections_root, check_mode):
+    """Run the action plugin of the collection under ``collections_root`` in a Python where the
+    ruroco package cannot be imported; return its output."""
+    code = MISSING_PACKAGE_RUN.replace("CHECK_MODE", repr(check_mode))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(collections_root), *sys.path]))
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -377,9 +379,33 @@ except AnsibleError as exc:
         check=False,
         env=env,
     )
-    assert "needs the 'ruroco' Python package on the controller" in out.stdout, out.stderr
     assert "RESULT" not in out.stdout
     assert "not-shown" not in out.stdout + out.stderr
+    return out
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_missing_package_gives_a_clear_error(check_mode):
+    """Without the ruroco package on the controller the task fails with an install hint, in
+    check mode too (a dry run must not pass where the real run fails). A source copy of the
+    collection carries no wheel and says so."""
+    collections_root = os.path.abspath(__file__).split(os.sep + "ansible_collections" + os.sep)[0]
+    out = run_without_package(collections_root, check_mode)
+    assert "needs the 'ruroco' Python package on the controller" in out.stdout, out.stderr
+    assert "carries no ruroco wheel (a source checkout)" in out.stdout, out.stdout
+
+
+def test_missing_package_names_the_bundled_wheel(tmp_path):
+    """A built collection carries the wheel (roles/ruroco_venv/files): the error gives the
+    exact command that installs it into the Python that runs Ansible."""
+    source = os.path.abspath(__file__).split(os.sep + "tests" + os.sep)[0]
+    copy = tmp_path / "ansible_collections" / "ruroco" / "ruroco"
+    shutil.copytree(os.path.join(source, "plugins"), copy / "plugins")
+    wheel = copy / "roles" / "ruroco_venv" / "files" / "ruroco-0.1.0-py3-none-any.whl"
+    wheel.parent.mkdir(parents=True)
+    wheel.write_bytes(b"")
+    out = run_without_package(tmp_path, check_mode=False)
+    assert f"{sys.executable} -m pip install {wheel}" in out.stdout, out.stdout + out.stderr
 
 
 @pytest.mark.parametrize(
