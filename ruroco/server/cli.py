@@ -1,14 +1,23 @@
-"""``ruroco-server`` command line: a thin click layer over ``serve`` and ``check``."""
+"""``ruroco-server`` command line: a thin click layer over ``serve`` and ``check``.
+
+The console script's first import: SIGHUP is claimed here, before the slower imports, so a
+``systemctl reload`` during start is kept for later instead of killing the process
+(``ruroco.server.hangup``).
+"""
 
 from __future__ import annotations
 
-import sys
+from ruroco.server import hangup
 
-import click
+hangup.defer()
 
-from ruroco import __version__
-from ruroco.errors import RurocoError, format_error_line
-from ruroco.server.config import DEFAULT_CONFIG_PATH
+import sys  # noqa: E402 (after SIGHUP is claimed)
+
+import click  # noqa: E402
+
+from ruroco import __version__  # noqa: E402
+from ruroco.errors import RurocoError, format_error_line  # noqa: E402
+from ruroco.server.config import DEFAULT_CONFIG_PATH  # noqa: E402
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

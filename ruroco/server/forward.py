@@ -14,6 +14,9 @@ loop is the only producer and the thread only takes entries out, so room seen th
 there at ``submit``, and a request refused for lack of room leaves the client's counter
 unused. On shutdown the queued requests get one last chance of at most the forward timeout in
 total; whatever is left is logged as dropped.
+
+A reload (SIGHUP) changes nothing the thread reads: it sees only finished 24-byte messages
+and the socket path, which keeps its start value until a restart (``socket_dir``).
 """
 
 from __future__ import annotations

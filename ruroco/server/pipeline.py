@@ -37,6 +37,11 @@ packet authenticated and passed every check a replay or a forgery would fail, an
 floor is raised: a refused packet never uses up its counter, and costs no global budget.
 ``Decision.policy`` is an immutable ``Policy``; replacing the attribute swaps it whole.
 
+A reload (SIGHUP, ``Decision.reconfigure``) replaces the key table, the policy and the live
+settings with new objects built beside the running ones, between two datagrams on the one
+thread that calls ``screen`` and ``decide``; nothing is changed in place, and the floors and
+rate-limit windows are kept.
+
 Every rejection names the source in the same ``Rejected datagram from <ip> port <port>:``
 prefix (``render``), so one fail2ban regex covers all reasons; text is made only when logged.
 """
@@ -202,6 +207,23 @@ class Decision:
         self.per_source = PerSourceLimit(config.max_requests_per_second)
         self.global_limit = WindowLimit(config.max_requests_per_second_global)
         self.stats: dict[str, int] = dict.fromkeys((*REASONS, "accepted"), 0)
+
+    def reconfigure(self, config: ServerConfig, keys: dict[bytes, Key], policy: Policy) -> None:
+        """Take a reloaded config, key table and policy (docs/files.md, Reload on SIGHUP).
+
+        Call between two datagrams from the thread that decides: every object is complete
+        before it is assigned and never changed afterwards, so each datagram meets the old
+        state or the new, never a mix. The floors stay (a removed or re-added key keeps its
+        floor), and so do the rate-limit windows, only their limits change.
+        """
+        self.config = config
+        self.keys = keys
+        self.policy = policy
+        self.ips = frozenset(config.ips)
+        self.ips_text = ip_list_text(config.ips)
+        self.skew_ns = config.max_clock_skew_seconds * 1_000_000_000
+        self.per_source.max = config.max_requests_per_second
+        self.global_limit.max = config.max_requests_per_second_global
 
     def _reject(self, reason: str, host: str, port: int, detail: tuple[object, ...]) -> Rejection:
         self.stats[reason] += 1

@@ -6,6 +6,10 @@ flood costs one ``recvfrom_into`` into a preallocated buffer per datagram and SI
 SIGINT still stop the server promptly. Accepted requests are only queued here; a forwarder
 thread hands them to the commander (``ruroco.server.forward``), so a hung commander never
 blocks receiving.
+
+SIGHUP only sets a flag; the loop reloads between two drain batches (``Server.reload``,
+docs/files.md, Reload on SIGHUP), so a burst of signals is one or two reloads, the socket
+stays open throughout and the datagrams that arrive meanwhile wait in its queue.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import errno
 import os
 import select
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -27,10 +32,15 @@ from ruroco.ipaddr import ip_text
 from ruroco.ipc import SERVER_LOCK_NAME, check_socket_path
 from ruroco.lock import InstanceLock
 from ruroco.protocol import MSG_SIZE, hex_list
-from ruroco.server.blocklist import Blocklist, open_at_startup, remove_stale_temp_files
+from ruroco.server import hangup
+from ruroco.server.blocklist import (
+    Blocklist,
+    BlocklistError,
+    open_at_startup,
+    remove_stale_temp_files,
+)
 from ruroco.server.config import ServerConfig, load_config
 from ruroco.server.forward import DEFAULT_TIMEOUT, QUEUE_LENGTH, Forwarder
-from ruroco.server.keys import find_key_files, load_scan
 from ruroco.server.listen import select_socket
 from ruroco.server.pipeline import (
     REASONS,
@@ -41,9 +51,18 @@ from ruroco.server.pipeline import (
     peer_text,
     render,
 )
+from ruroco.server.reload import (
+    KeySet,
+    applied,
+    live_changes,
+    load_key_set,
+    needs_restart,
+    restart_line,
+    summary,
+)
 from ruroco.server.throttle import INTERVAL as THROTTLE_INTERVAL
 from ruroco.server.throttle import ErrorThrottle, suppressed_suffix
-from ruroco.wakeup import Wakeup
+from ruroco.wakeup import STOP_SIGNALS, Wakeup
 
 # Larger than a packet so an oversize datagram is seen as such; MSG_TRUNC reports its size.
 RECV_BUFFER = MSG_SIZE + 1
@@ -62,6 +81,9 @@ class Stats:
     # accepted (counter used) but never handed to the commander: queued at shutdown
     forward_dropped: int = 0
     pipeline: dict[str, int] = field(default_factory=dict)
+    # SIGHUP: configurations swapped in, and reloads that kept the running one
+    reloads: int = 0
+    reloads_failed: int = 0
 
     def summary(self) -> str:
         """One ``key=value`` line; the benchmarks parse it (new fields go at the end)."""
@@ -76,6 +98,7 @@ class Stats:
         ]
         parts += [f"rejected_{r}={self.pipeline.get(r, 0)}" for r in REASONS]
         parts += [f"forward_busy={self.forward_busy}", f"forward_dropped={self.forward_dropped}"]
+        parts += [f"reloads={self.reloads}", f"reloads_failed={self.reloads_failed}"]
         return "Server statistics: " + " ".join(parts)
 
 
@@ -100,6 +123,10 @@ class Server:
         self.forwarder = Forwarder(socket_path, self.stats, forward_timeout, queue_length)
         pipeline.handoff_room = self.forwarder.has_room
         self._stop = False
+        self._reload = False
+        # The key files in use (file name -> key id), set by create_server; a reload
+        # compares with it to say which keys it added and removed.
+        self.key_files: dict[str, bytes] = {}
         # The blocklist_dir lock taken by create_server; released by close().
         self.instance_lock: InstanceLock | None = None
         self.wakeup = Wakeup()
@@ -109,9 +136,25 @@ class Server:
         self._stop = True
         self.wakeup.wake()
 
+    def request_reload(self) -> None:
+        """Safe from signal handlers and other threads: the loop reloads before its next
+        batch; requests made before that reload starts are one reload."""
+        self._reload = True
+        self.wakeup.wake()
+
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop the loop (main thread only; ``close`` restores them)."""
-        self.wakeup.install(lambda signum, frame: self.request_stop())
+        """SIGTERM and SIGINT stop the loop, SIGHUP reloads (main thread only; ``close``
+        restores the previous handlers). A SIGHUP noted during start is a reload now."""
+
+        def on_signal(signum: int, frame: object) -> None:
+            if signum == signal.SIGHUP:
+                self.request_reload()
+            else:
+                self.request_stop()
+
+        self.wakeup.install(on_signal, (*STOP_SIGNALS, signal.SIGHUP))
+        if hangup.take():
+            self.request_reload()
 
     def close(self) -> None:
         self.wakeup.close()
@@ -150,6 +193,9 @@ class Server:
         result: Result | None
         try:
             while not self._stop:
+                if self._reload:
+                    self._reload = False  # cleared first: a SIGHUP during it is one more
+                    self.reload()
                 received = 0
                 try:
                     while received < DRAIN_BATCH:
@@ -190,6 +236,100 @@ class Server:
             self.forwarder.close()  # queued requests: one last chance of <= forward_timeout
             log.info(stats.summary())
         return stats
+
+    def reload(self) -> bool:
+        """Re-read config.toml and the key files and swap them in, or keep everything.
+
+        Runs on the loop's thread between two datagrams (docs/files.md, Reload on SIGHUP).
+        Every step that can fail comes before the swap; a failure undoes what came before
+        it and is one error line. Returns whether the new configuration is in use.
+        """
+        try:
+            return self._reload_files()
+        except Exception as exc:  # a surprise must not end a serving daemon; nothing swapped
+            self.stats.reloads_failed += 1
+            log.error(f"Reload failed, keeping the running configuration: unexpected {exc!r}")
+            return False
+
+    def _reload_files(self) -> bool:
+        started = time.monotonic()
+        running = self.config
+        path = running.path
+        try:
+            if path is None:
+                raise RurocoError("the server was not started from a config file")
+            new = load_config(path)
+            config = applied(running, new)
+            keyset = load_key_set(config)
+        except RurocoError as exc:
+            self.stats.reloads_failed += 1
+            log.error(f"Reload failed, keeping the running configuration: {exc}")
+            return False
+        seeded = self._seed_floors(keyset)
+        if seeded is None:
+            return False
+        if config.kernel_filter and not self._refilter(keyset, seeded):
+            return False
+        old_keys = self.pipeline.keys
+        self.pipeline.decision.reconfigure(config, keyset.keys, keyset.policy)
+        self.pipeline.keys = keyset.keys
+        self.pipeline.config = config
+        self.config = config
+        for key in old_keys.values():
+            if keyset.keys.get(key.key_id) is not key:
+                key.wipe()
+        self.stats.reloads += 1
+        restart = needs_restart(running, new)
+        if restart:
+            log.error(restart_line(path, restart))
+        old_files, self.key_files = self.key_files, dict(keyset.files)
+        changed = live_changes(running, config)
+        elapsed = time.monotonic() - started
+        log.info(summary(path, old_files, self.key_files, keyset.policy, changed, elapsed))
+        return True
+
+    def _seed_floors(self, keyset: KeySet) -> list[bytes] | None:
+        """New keys get a floor as at start (now); persisted before any is used. None (and
+        nothing seeded) if the blocklist cannot be written."""
+        blocklist = self.pipeline.blocklist
+        now = time.time_ns()
+        seeded = [key_id for key_id in keyset.keys if key_id not in blocklist.entries]
+        for key_id in seeded:
+            blocklist.entries[key_id] = now
+        if not seeded:
+            return seeded
+        try:
+            blocklist.save()
+        except BlocklistError as exc:
+            self._unseed(seeded)
+            self._reload_failed(keyset, str(exc))
+            return None
+        return seeded
+
+    def _unseed(self, seeded: list[bytes]) -> None:
+        for key_id in seeded:
+            del self.pipeline.blocklist.entries[key_id]
+
+    def _refilter(self, keyset: KeySet, seeded: list[bytes]) -> bool:
+        """Replace the kernel filter with one for the new key ids (the kernel swaps it whole;
+        if it refuses, the old filter stays)."""
+        from ruroco.server import kfilter
+
+        try:
+            kfilter.attach(self.sock, keyset.keys.keys())
+        except RurocoError as exc:
+            if seeded:
+                self._unseed(seeded)
+                with contextlib.suppress(BlocklistError):
+                    self.pipeline.blocklist.save()
+            self._reload_failed(keyset, str(exc))
+            return False
+        return True
+
+    def _reload_failed(self, keyset: KeySet, problem: str) -> None:
+        keyset.wipe()
+        self.stats.reloads_failed += 1
+        log.error(f"Reload failed, keeping the running configuration: {problem}")
 
     def _forward(self, result: Acceptance | Busy) -> None:
         """Queue an accepted request for the forwarder thread; never waits for the commander."""
@@ -245,28 +385,20 @@ def create_server(
     """Startup in the original's order: config, keys, blocklist (load, save, seed), socket."""
     config = load_config(config_path)
     trusted = config.trusted()
-    key_dir = config.checked_key_dir(trusted)
-    paths = find_key_files(key_dir)
-    log.info(
-        f"Creating server, loading keys from [{', '.join(qpath(p) for p in paths)}], "
-        f"using cryptography {crypto_version} ..."
-    )
-    scan = load_scan(paths, trusted)
-    keys = scan.keys
+
+    def found(paths: list[Path]) -> None:
+        log.info(
+            f"Creating server, loading keys from [{', '.join(qpath(p) for p in paths)}], "
+            f"using cryptography {crypto_version} ..."
+        )
+
+    # Also checks the kernel filter's key limit: before anything is written or bound.
+    keyset = load_key_set(config, found)
+    keys, policy = keyset.keys, keyset.policy
     for key_id in keys:
         log.info(f"loading key with id {hex_list(key_id)}")
-    try:
-        policy = config.policy(paths, scan.ids, key_dir)
-    except RurocoError:
-        for key in keys.values():
-            key.wipe()
-        raise
     if len(policy):
         log.info(f"Per-key policy for {len(policy)} key(s): {_policy_names(config)}")
-    if config.kernel_filter:
-        from ruroco.server import kfilter
-
-        kfilter.check_key_count(len(keys))  # before anything is written or bound
     socket_path = config.checked_socket_path(trusted)
     check_socket_path(socket_path)
     blocklist_path = config.blocklist_path()
@@ -285,6 +417,8 @@ def create_server(
         lock.release()
         raise
     if config.kernel_filter:
+        from ruroco.server import kfilter
+
         try:
             length = kfilter.attach(sock, keys.keys())
         except RurocoError:
@@ -299,6 +433,7 @@ def create_server(
     pipeline = Pipeline(config, keys, blocklist, policy=policy)
     server = Server(config, pipeline, sock, socket_path, forward_timeout, throttle_interval)
     server.instance_lock = lock
+    server.key_files = dict(keyset.files)
     return server
 
 
@@ -309,6 +444,7 @@ def serve(
 ) -> Stats:
     """What ``ruroco-server`` does; library callers (benchmarks, tests) may pass the option
     the CLI does not offer: the error throttle interval."""
+    hangup.defer()  # the CLI did already; a library caller's SIGHUP during start is noted too
     server = create_server(config_path, address=address, throttle_interval=throttle_interval)
     server.install_signal_handlers()
     try:
