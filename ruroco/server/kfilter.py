@@ -37,6 +37,7 @@ from ruroco.protocol import KEY_ID_SIZE, MSG_SIZE
 UDP_HEADER = 8
 BPF_MAXINSNS = 4096
 SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+SO_DETACH_FILTER = getattr(socket, "SO_DETACH_FILTER", 27)
 
 # Classic BPF opcodes (linux/filter.h, linux/bpf_common.h).
 LD_LEN = 0x00 | 0x00 | 0x80  # BPF_LD | BPF_W | BPF_LEN
@@ -115,3 +116,21 @@ def attach(sock: socket.socket, key_ids: Iterable[bytes]) -> int:
             f"Could not attach the kernel filter to the socket: {exc.strerror}{hint}"
         ) from None
     return len(program)
+
+
+def detach(sock: socket.socket) -> bool:
+    """Take a filter off ``sock``; True if there was one.
+
+    systemd keeps the listening socket across server restarts, and a filter attached by an
+    earlier start stays on it: with the filter now off, or other key ids, it would go on
+    dropping knocks in the kernel. ``ENOENT`` means there was none.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return False
+        raise RurocoError(
+            f"Could not remove the kernel filter from the socket: {exc.strerror}"
+        ) from None
+    return True

@@ -416,20 +416,25 @@ def create_server(
     except BaseException:
         lock.release()
         raise
-    if config.kernel_filter:
-        from ruroco.server import kfilter
+    from ruroco.server import kfilter
 
-        try:
+    try:
+        if config.kernel_filter:
             length = kfilter.attach(sock, keys.keys())
-        except RurocoError:
-            sock.close()
-            lock.release()
-            raise
+        else:  # systemd's socket may still carry the filter of an earlier start
+            detached = kfilter.detach(sock)
+    except RurocoError:
+        sock.close()
+        lock.release()
+        raise
+    if config.kernel_filter:
         log.info(
             f"Kernel filter active ({length} BPF instructions for {len(keys)} key id(s)): "
             f"datagrams that are not {MSG_SIZE} bytes or carry an unknown key id are now "
             "dropped by the kernel without a log line"
         )
+    elif detached:
+        log.info("Removed a kernel filter left on the socket by an earlier start")
     pipeline = Pipeline(config, keys, blocklist, policy=policy)
     server = Server(config, pipeline, sock, socket_path, forward_timeout, throttle_interval)
     server.instance_lock = lock

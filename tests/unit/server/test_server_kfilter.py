@@ -282,3 +282,45 @@ def test_filter_attaches_to_a_socket_handed_over_by_systemd(tmp_path):
     assert "UdpSocket from_raw_fd 3 (systemd socket activation)" in out
     assert "Kernel filter active" in out
     assert "received=1 accepted=1" in out
+
+
+def test_a_filter_left_on_an_inherited_socket_is_removed_when_the_filter_is_off(tmp_path):
+    """systemd keeps the socket across server restarts, and a filter attached by an earlier
+    start stays on it. Turned off (or attached for other key ids), it would keep dropping
+    knocks in the kernel; a start with ``kernel_filter = false`` must take it off."""
+    from server_helpers import packet
+    from test_server_listen import LAUNCHER
+
+    config = write_setup(tmp_path)
+    commander = CommanderStandIn(tmp_path / "run" / "ruroco.socket")
+    udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    udp.bind(("::1", 0))
+    port = udp.getsockname()[1]
+    kfilter.attach(udp, [bytes(KEY_ID_SIZE)])  # an earlier start's filter, for another key id
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUROCO_", "LISTEN_"))}
+    server = os.path.join(BIN, "ruroco-server")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(udp.fileno()), server, "-c", str(config)],
+        pass_fds=(udp.fileno(),),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    udp.close()
+    try:
+        deadline = time.monotonic() + 15
+        while not (tmp_path / "state" / "blocklist.msgpck").exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        time.sleep(0.3)
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as tx:
+            tx.sendto(packet(dst="::1"), ("::1", port))
+        assert len(commander.wait_for(1)) == 1
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+        commander.close()
+    assert proc.returncode == 0, err
+    assert "Removed a kernel filter left on the socket by an earlier start" in out
+    assert "received=1 accepted=1" in out
