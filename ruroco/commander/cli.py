@@ -1,18 +1,27 @@
-"""``ruroco-commander`` command line: a thin click layer over ``commander.run`` and ``check``."""
+"""``ruroco-commander`` command line: a thin click layer over ``commander.run`` and ``check``.
+
+The console script's first import: SIGHUP is claimed here, before the slower imports, so a
+``systemctl reload`` while the commander starts is kept for later (a reload once it serves)
+instead of killing it (``ruroco.hangup``, shared by both daemons).
+"""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from ruroco import hangup
 
-import click
-from click.core import ParameterSource
+hangup.defer()
 
-from ruroco import __version__
-from ruroco.commander.check import check
-from ruroco.commander.commands import DEFAULT_COMMANDS_PATH, load_command_file
-from ruroco.commander.config import DEFAULT_CONFIG_PATH, load_config
-from ruroco.errors import RurocoError, format_error_line
+import sys  # noqa: E402 (after SIGHUP is claimed)
+from pathlib import Path  # noqa: E402
+
+import click  # noqa: E402
+from click.core import ParameterSource  # noqa: E402
+
+from ruroco import __version__  # noqa: E402
+from ruroco.commander.check import check  # noqa: E402
+from ruroco.commander.commands import DEFAULT_COMMANDS_PATH, load_command_file  # noqa: E402
+from ruroco.commander.config import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
+from ruroco.errors import RurocoError, format_error_line  # noqa: E402
 
 _PATH = click.Path(path_type=Path)
 
@@ -65,7 +74,7 @@ def main(
     try:
         config = load_config(config_path)  # config errors win over commands errors
         commands = load_command_file(commands_path)
-        run(config, commands)
+        run(config, commands, config_path, commands_path)
     except RurocoError as exc:
         click.echo(format_error_line(exc), err=True)
         sys.exit(1)

@@ -12,6 +12,13 @@ before the socket exists, and a watcher keeps it in place; ``open_NAME``/``close
 through the same dispatcher as commands, but run ``nft`` directly (``guard.GrantKeeper``),
 never a shell. Stopping leaves the table: guards stay, grants expire in the kernel.
 
+Reloading (SIGHUP; docs/files.md, "Reload on SIGHUP (commander)"): the handler only sets a
+flag and wakes the loop, which re-reads both files between two messages (``Commander.reload``),
+so a burst of signals is one or two reloads and no message is lost. Every check comes before
+the one side effect, the grants' nftables transaction; only when that succeeded is the command
+table swapped whole. Requests already queued or running keep the definition they were
+dispatched with.
+
 Stopping (SIGTERM/SIGINT): stop accepting, remove the socket file, drop requests that are
 queued but not started, and let running commands finish within their own timeouts. A second
 signal kills the running commands' process groups at once (for "no deadline" commands).
@@ -24,6 +31,7 @@ import errno
 import os
 import selectors
 import shutil
+import signal
 import socket
 import stat
 import time
@@ -31,15 +39,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ruroco import log, trust
+from ruroco import hangup, log, trust
 from ruroco.commander import nft
-from ruroco.commander.commands import Command, CommandFile
-from ruroco.commander.config import CommanderConfig
+from ruroco.commander.commands import Command, CommandFile, load_command_file
+from ruroco.commander.config import CommanderConfig, load_config
 from ruroco.commander.dispatch import Dispatcher
 from ruroco.commander.executor import Executor
-from ruroco.commander.grants import GrantAction
+from ruroco.commander.grants import Grant, GrantAction
 from ruroco.commander.guard import GrantKeeper
 from ruroco.commander.ipfilter import is_non_routable
+from ruroco.commander.reload import (
+    FAILED,
+    applied,
+    live_changes,
+    needs_restart,
+    restart_line,
+    summary,
+)
 from ruroco.errors import RurocoError, qpath
 from ruroco.fs import lookup_ids
 from ruroco.ipaddr import ip_text
@@ -50,7 +66,7 @@ from ruroco.ipc import (
     decode_commander_data,
 )
 from ruroco.lock import InstanceLock
-from ruroco.wakeup import Wakeup
+from ruroco.wakeup import STOP_SIGNALS, Wakeup
 
 SOCKET_MODE = 0o204
 # Staging directory for bind (kept short: its path must fit sun_path as well).
@@ -163,8 +179,17 @@ def _remove_private_dir(private: str) -> None:
 
 
 class Commander:
-    def __init__(self, config: CommanderConfig, commands: dict[int, Command] | CommandFile) -> None:
+    def __init__(
+        self,
+        config: CommanderConfig,
+        commands: dict[int, Command] | CommandFile,
+        config_path: str | os.PathLike[str] | None = None,
+        commands_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """``config_path``/``commands_path``: where a reload reads; without them it fails."""
         self.config = config
+        self.config_path = config_path
+        self.commands_path = commands_path
         loaded = commands if isinstance(commands, CommandFile) else CommandFile(commands)
         self.commands = loaded.commands
         self.actions: dict[int, GrantAction] = loaded.actions
@@ -177,6 +202,7 @@ class Commander:
         self._listener: socket.socket | None = None
         self._socket_ino: int | None = None
         self._stop = False
+        self._reload = False
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -221,6 +247,11 @@ class Commander:
     def request_stop(self) -> None:
         self._stop = True
 
+    def request_reload(self) -> None:
+        """Safe from a signal handler: the loop reloads before its next wait; requests made
+        before that reload starts are one reload."""
+        self._reload = True
+
     def serve(self, wakeup: socket.socket | None = None) -> None:
         """Accept and read connections until ``request_stop``; ``wakeup`` ends a select early."""
         assert self._listener is not None, "start() first"
@@ -232,6 +263,9 @@ class Commander:
         listening = True
         try:
             while not self._stop:
+                if self._reload:
+                    self._reload = False  # cleared first: a SIGHUP during it is one more
+                    self.reload()
                 now = time.monotonic()
                 timeout = min((c.deadline for c in conns.values()), default=now + 1.0) - now
                 for key, _ in sel.select(max(0.0, min(timeout, 1.0))):
@@ -353,6 +387,72 @@ class Commander:
         except Exception as exc:
             log.error(f"Could not handle command message: {exc}")
 
+    # -- reload ------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read config and commands, re-apply the grants, swap; or keep everything.
+
+        Runs on the loop's thread, between two messages. The files are read with the same
+        trust checks as at start; the grants' table is the only side effect and comes last
+        (one nft transaction, atomic). Only then are the command table and the live settings
+        replaced, each by a complete new object. A failure is one error line naming the file
+        and the problem. Returns whether the new configuration is in use.
+        """
+        started = time.monotonic()
+        if self.config_path is None or self.commands_path is None:
+            log.error(f"{FAILED}: the commander was not started from files")
+            return False
+        try:
+            config = load_config(self.config_path)
+            loaded = load_command_file(self.commands_path)
+        except RurocoError as exc:
+            log.error(f"{FAILED}: {exc}")
+            return False
+        try:
+            kept = self._reload_grants(loaded.grants)
+        except nft.NftError as exc:
+            log.error(f"{FAILED}: {qpath(self.commands_path)}: grants: {exc}")
+            return False
+        old = CommandFile(self.commands, self.grants, self.actions)
+        self.commands, self.actions, self.grants = loaded.commands, loaded.actions, loaded.grants
+        running, self.config = self.config, applied(self.config, config)
+        restart = needs_restart(running, config)
+        if restart:
+            log.error(restart_line(self.config_path, restart))
+        log.info(
+            summary(
+                self.commands_path,
+                self.config_path,
+                old,
+                loaded,
+                kept,
+                live_changes(running, config),
+                time.monotonic() - started,
+            )
+        )
+        return True
+
+    def _reload_grants(self, grants: tuple[Grant, ...]) -> int | None:
+        """Bring the table to ``grants`` as a start would, without a restart; the live grants
+        kept, or None when there was no table to apply (no grants before or after).
+
+        The first grants start a keeper (table, then watcher); the last ones removed delete
+        the table and stop it. ``NftError``: nothing changed.
+        """
+        if self.keeper is None:
+            if not grants:
+                return None
+            keeper = GrantKeeper(grants, nft.Nft())
+            kept = keeper.apply()
+            keeper.watch()
+            self.keeper = keeper
+            return kept
+        kept = self.keeper.update(grants)
+        if not grants:
+            self.keeper.stop()
+            self.keeper = None
+        return kept
+
     # -- shutdown ----------------------------------------------------------------------------
 
     def close_listener(self) -> None:
@@ -404,20 +504,32 @@ def _remove_stale_table() -> None:
     log.info(f"Grants: none configured, removed table {nft.FAMILY} {nft.TABLE}")
 
 
-def run(config: CommanderConfig, commands: dict[int, Command] | CommandFile) -> None:
-    """The daemon: start, serve until SIGTERM/SIGINT, shut down as documented above."""
-    commander = Commander(config, commands)
+def run(
+    config: CommanderConfig,
+    commands: dict[int, Command] | CommandFile,
+    config_path: str | os.PathLike[str] | None = None,
+    commands_path: str | os.PathLike[str] | None = None,
+) -> None:
+    """The daemon: start, serve until SIGTERM/SIGINT, reload on SIGHUP, shut down as
+    documented above. ``config_path``/``commands_path`` are what a reload re-reads."""
+    hangup.defer()  # the CLI did already; a library caller's SIGHUP during start is noted too
+    commander = Commander(config, commands, config_path, commands_path)
     commander.start()
     signals = {"count": 0}
 
     def on_signal(signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP:
+            commander.request_reload()  # the loop does the work, never the handler
+            return
         signals["count"] += 1
         commander.request_stop()
         if signals["count"] == 1:
             log.info(f"Received signal {signum}, stopping")
 
     with Wakeup() as wakeup:
-        wakeup.install(on_signal)
+        wakeup.install(on_signal, (*STOP_SIGNALS, signal.SIGHUP))
+        if hangup.take():  # a SIGHUP during start: the files may have changed since
+            commander.request_reload()
         try:
             log.info(
                 f"Commander listening on {qpath(commander.socket_path)} with "

@@ -25,6 +25,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}\Z")
 # would make `nft list` output that cannot be loaded again: about 49.7 days.
 MAX_TIMEOUT_SEC = U32_MAX // 1000
 GRANT_KEYS = frozenset({"ports", "timeout_sec"})
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 _PORT = re.compile(r"(?P<proto>[a-z]+)/(?P<first>[1-9][0-9]{0,4})(?:-(?P<last>[1-9][0-9]{0,4}))?\Z")
 
 
@@ -122,7 +123,8 @@ def parse_grant(name: object, value: object) -> Grant:
         raise ValueError(f"{where} must be a table with `ports` and `timeout_sec`")
     unknown = sorted(str(k) for k in value if k not in GRANT_KEYS)
     if unknown:
-        raise ValueError(f"{where} has unknown key(s) {', '.join(unknown)}")
+        shown = (k if _BARE_KEY.match(k) else repr(k) for k in unknown)  # one line, always
+        raise ValueError(f"{where} has unknown key(s) {', '.join(shown)}")
     ports = value.get("ports")
     if not isinstance(ports, list) or not ports:
         raise ValueError(f'{where} needs `ports`, a non-empty array like ["tcp/22"]')

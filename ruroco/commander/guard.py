@@ -4,6 +4,8 @@
   nftables refuses it (the table was changed into something it cannot bend back), one
   transaction that rebuilds the table (``nft.replace_commands``). Failing both, the commander
   does not start.
+* ``update`` on a reload (SIGHUP): the same transaction for the new grants; failing, the
+  reload keeps the running configuration (docs/grants.md, "Changing grants").
 * ``open``/``close`` run from the dispatcher, one nft transaction each.
 * ``watch``: a thread subscribed to the kernel's nftables change notifications (netlink group
   ``NFNLGRP_NFTABLES``); after any change other than set elements it lists the table and
@@ -21,6 +23,7 @@ import socket
 import struct
 import threading
 import time
+from typing import Any
 
 from ruroco import log
 from ruroco.commander import nft
@@ -67,30 +70,63 @@ class GrantKeeper:
     def apply(self) -> int:
         """Make ``inet ruroco`` the wanted table; returns how many live grants it kept."""
         with self._lock:
+            return self._apply(self.grants, self.nft.table())
+
+    def update(self, grants: tuple[Grant, ...]) -> int:
+        """Reload (SIGHUP): make the table what ``grants`` want, in one transaction as at
+        start, and keep them for the watcher and later repairs; returns the live grants kept.
+
+        Live elements of kept grants stay, the sets and rules of removed grants go; with no
+        grants left the table is deleted. Under the same lock as ``repair``, so the watcher
+        never restores the previous table in between. If nftables refuses, the table and
+        ``self.grants`` stay as they were and ``NftError`` is raised.
+        """
+        with self._lock:
             current = self.nft.table()
-            try:
-                self.nft.run(nft.apply_commands(self.grants, current))
-            except nft.NftError as first:
-                try:
-                    self.nft.run(nft.replace_commands(self.grants))
-                except nft.NftError as exc:
-                    raise nft.NftError(
-                        f"Could not apply table {nft.FAMILY} {nft.TABLE}: {exc}"
-                    ) from None
-                log.error(
-                    f"Grants: rebuilt table {nft.FAMILY} {nft.TABLE}, its live grants are "
-                    f"gone (updating it in place failed: {first})"
-                )
+            if not grants:
+                if current is not None:
+                    self.nft.run([{"delete": {"table": {"family": nft.FAMILY, "name": nft.TABLE}}}])
+                self.grants = ()
                 return 0
-            return len(nft.live_grants(current))
+            kept = self._apply(grants, current)
+            self.grants = grants
+            return kept
+
+    def _apply(self, grants: tuple[Grant, ...], current: list[dict[str, Any]] | None) -> int:
+        """``apply`` with the lock held and the table listed once."""
+        try:
+            self.nft.run(nft.apply_commands(grants, current))
+        except nft.NftError as first:
+            try:
+                self.nft.run(nft.replace_commands(grants))
+            except nft.NftError as exc:
+                raise nft.NftError(
+                    f"Could not apply table {nft.FAMILY} {nft.TABLE}: {exc}"
+                ) from None
+            log.error(
+                f"Grants: rebuilt table {nft.FAMILY} {nft.TABLE}, its live grants are "
+                f"gone (updating it in place failed: {first})"
+            )
+            return 0
+        names = {grant.name for grant in grants}
+        return sum(1 for live in nft.live_grants(current) if live.grant in names)
 
     def repair(self) -> bool:
-        """Re-apply if the table is not ours any more; True if it did (one log line)."""
+        """Re-apply if the table is not ours any more; True if it did (one log line).
+
+        Checks and applies under the lock, so a reload's ``update`` is either wholly before
+        (the check sees the new table) or wholly after. With no grants (a reload removed them
+        all) there is nothing to keep in place.
+        """
         try:
-            why = nft.problem(self.grants, self.nft.table())
-            if why is None:
-                return False
-            kept = self.apply()
+            with self._lock:
+                if not self.grants:
+                    return False
+                current = self.nft.table()
+                why = nft.problem(self.grants, current)
+                if why is None:
+                    return False
+                kept = self._apply(self.grants, current)
         except nft.NftError as exc:
             log.error(f"Grants: could not check or restore the guard: {exc}")
             return False

@@ -2,12 +2,12 @@
 
 The console script's first import: SIGHUP is claimed here, before the slower imports, so a
 ``systemctl reload`` during start is kept for later instead of killing the process
-(``ruroco.server.hangup``).
+(``ruroco.hangup``).
 """
 
 from __future__ import annotations
 
-from ruroco.server import hangup
+from ruroco import hangup
 
 hangup.defer()
 

@@ -26,13 +26,12 @@ from pathlib import Path
 
 from cryptography import __version__ as crypto_version
 
-from ruroco import log
+from ruroco import hangup, log
 from ruroco.errors import RurocoError, qpath
 from ruroco.ipaddr import ip_text
 from ruroco.ipc import SERVER_LOCK_NAME, check_socket_path
 from ruroco.lock import InstanceLock
 from ruroco.protocol import MSG_SIZE, hex_list
-from ruroco.server import hangup
 from ruroco.server.blocklist import (
     Blocklist,
     BlocklistError,
