@@ -26,6 +26,7 @@ from pathlib import Path
 from bench import proc, stats
 from bench.clientbench import time_runs
 from bench.fifo import Fifo
+from bench.latency import SPACED_GAP_S
 
 KEY_LINE = re.compile(r"^(KEY_BASE64|HMAC_KEY_BASE64):\s+(\S+)$", re.M)
 FINAL = re.compile(r"Final SPA Data:\s+(\S+)")
@@ -141,6 +142,12 @@ def run_fwknop(root: Path, knocks: int = 200, client_runs: int = 30) -> dict:
         proc.wait_for(lambda: proc.udp_port_bound(port), 20, "fwknopd", daemon)
         time.sleep(0.2)
         result["latency"] = _latency(client, env, fifo, port, knocks, daemon)
+        # The same with idle time between knocks, as ruroco's spaced run (fresh packets:
+        # fwknopd refuses a digest it has seen).
+        result["latency_spaced"] = _latency(
+            client, env, fifo, port, knocks, daemon, gap_s=SPACED_GAP_S
+        )
+        result["latency_spaced"]["gap_ms"] = SPACED_GAP_S * 1000
         before = fifo.total
         result["client"] = time_runs(client, client_runs, env)
         fifo.drain(1.0)
@@ -166,8 +173,10 @@ def _latency(
     knocks: int,
     daemon: subprocess.Popen,
     time_limit: float = 60.0,
+    gap_s: float = 0.0,
 ) -> dict:
-    """Build ``knocks`` packets with the real client (-T), then time send -> FIFO byte."""
+    """Build ``knocks`` packets with the real client (-T), then time send -> FIFO byte,
+    sending each ``gap_s`` after the previous byte arrived (0: back to back)."""
     packets = []
     deadline = time.monotonic() + time_limit
     for _ in range(knocks):
@@ -193,6 +202,8 @@ def _latency(
                 lost += 1
             else:
                 lat_ms.append((t1 - t0) / 1e6)
+            if gap_s:
+                time.sleep(gap_s)
     fifo.drain(0.5)
     out: dict = {"knocks": len(packets), "measured": len(lat_ms), "lost": lost}
     if lat_ms:

@@ -24,7 +24,7 @@ from bench.clientbench import run_client
 from bench.floodbench import run_flood
 from bench.fwknopbench import run_fwknop
 from bench.grants import run_grants
-from bench.latency import run_latency, run_latency_tmpfs
+from bench.latency import run_latency, run_latency_spaced, run_latency_tmpfs
 from bench.report import write_results
 
 BENCH = Path(__file__).resolve().parent
@@ -122,6 +122,9 @@ def main(knocks, latency_runs, flood_seconds, client_runs, known_rate, only) -> 
         _stage(results, "context", context, work)
         for i in range(latency_runs):
             _stage(results, f"latency_{i + 1}", run_latency, work / f"latency{i + 1}", knocks)
+        # Knocks with idle time between them (not "latency_": the back-to-back median
+        # takes every stage named so).
+        _stage(results, "spaced_latency", run_latency_spaced, work / "latency_spaced", knocks)
         # Same path with the blocklist on tmpfs, then each stage alone: where the time goes.
         _stage(results, "tmpfs_latency", run_latency_tmpfs, work / "latency_tmpfs", knocks)
         _stage(results, "breakdown", run_breakdown, work / "breakdown")

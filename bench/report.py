@@ -65,6 +65,13 @@ def _reasons(summary: dict) -> str:
     return ", ".join(parts) or "no reasons listed"
 
 
+def _vs_peer(p50, p99, peer_p50, peer_p99) -> bool | None:
+    """Issue 13's latency target: p50 at most the peer's, p99 at most twice the peer's."""
+    if None in (p50, p99, peer_p50, peer_p99):
+        return None
+    return p50 <= peer_p50 and p99 <= 2 * peer_p99
+
+
 def _verdict(ok: bool | None) -> str:
     return "" if ok is None else (" ✓" if ok else " ✗")
 
@@ -75,6 +82,7 @@ def table(results: dict) -> list[str]:
     fwc = fw.get("client", {})
     cl = results.get("client", {})
     tm = results.get("tmpfs_latency", {})
+    sp, fws = results.get("spaced_latency", {}), fw.get("latency_spaced", {})
     p50, p99 = _latency(results, "p50_ms"), _latency(results, "p99_ms")
     rn, rl = results.get("flood_random_new", {}), results.get("flood_random_legacy", {})
     kn, kl = results.get("flood_known_new", {}), results.get("flood_known_legacy", {})
@@ -111,6 +119,24 @@ def table(results: dict) -> list[str]:
             "≤ 10",
             _num(p99, 2) + _verdict(ok(p99, 10)),
             _num(fwl.get("p99_ms"), 2) + " (fwknop)",
+            "ms",
+        ),
+        (
+            "Knock → command p50 / p99 against fwknop, back to back",
+            "≤ 1× / ≤ 2× fwknop",
+            f"{_num(p50, 2)} / {_num(p99, 2)}"
+            + _verdict(_vs_peer(p50, p99, fwl.get("p50_ms"), fwl.get("p99_ms"))),
+            f"{_num(fwl.get('p50_ms'), 2)} / {_num(fwl.get('p99_ms'), 2)} (fwknop)",
+            "ms",
+        ),
+        (
+            f"Same, spaced knocks ({_num(sp.get('gap_ms'), 0)} ms idle between them)",
+            "≤ 1× / ≤ 2× fwknop",
+            f"{_num(sp.get('p50_ms'), 2)} / {_num(sp.get('p99_ms'), 2)}"
+            + _verdict(
+                _vs_peer(sp.get("p50_ms"), sp.get("p99_ms"), fws.get("p50_ms"), fws.get("p99_ms"))
+            ),
+            f"{_num(fws.get('p50_ms'), 2)} / {_num(fws.get('p99_ms'), 2)} (fwknop)",
             "ms",
         ),
         (
@@ -309,6 +335,14 @@ def write_results(results: dict, path: Path, out: Path = OUT) -> None:
             f" p50 {_num(tm.get('p50_ms'), 2)} ms, p99 {_num(tm.get('p99_ms'), 2)} ms,"
             f" max {_num(tm.get('max_ms'), 2)} ms"
         )
+    sp = results.get("spaced_latency", {})
+    if "measured" in sp:
+        lines.append(
+            f"* spaced latency ({_num(sp.get('gap_ms'), 0)} ms idle after each command's byte):"
+            f" {sp.get('measured')} of {sp.get('knocks')} knocks measured, {sp.get('lost')} lost;"
+            f" p50 {_num(sp.get('p50_ms'), 2)} ms, p99 {_num(sp.get('p99_ms'), 2)} ms,"
+            f" max {_num(sp.get('max_ms'), 2)} ms"
+        )
     ctx = results.get("context", {})
     if "atomic_write_ms" in ctx:
         lines.append(
@@ -324,6 +358,13 @@ def write_results(results: dict, path: Path, out: Path = OUT) -> None:
             f" {_num(fl.get('p50_ms'), 2)} ms, p99 {_num(fl.get('p99_ms'), 2)} ms; client runs"
             f" ran the command {fc.get('commands_ran')} of {fc.get('commands_expected')} times;"
             f" fwknopd RSS {_num(fw.get('rss_mb'))} MB"
+        )
+    if "latency_spaced" in fw:
+        fs = fw["latency_spaced"]
+        lines.append(
+            f"* fwknop, spaced ({_num(fs.get('gap_ms'), 0)} ms idle): {fs.get('measured')} of"
+            f" {fs.get('knocks')} knocks measured, p50 {_num(fs.get('p50_ms'), 2)} ms,"
+            f" p99 {_num(fs.get('p99_ms'), 2)} ms"
         )
     gr = results.get("grants", {})
     if "measured" in gr:

@@ -225,6 +225,10 @@ class Executor:
                     "the command's process group and its descendants still in its process tree"
                 )
         self.isolation = PID_NAMESPACE if self._ns is not None else PROCESS_GROUP
+        # The commander never changes its environment: copy it (and find ``sh`` on its PATH)
+        # once, not per command (docs/performance.md).
+        self._env = dict(os.environ)
+        self._sh = _find_sh(self._env.get("PATH", os.defpath))
         _close_on_exec_inherited()
 
     def run(self, command: Command, ip: bytes) -> Outcome:
@@ -255,8 +259,7 @@ class Executor:
                 self._ns.release()
 
     def _run(self, command: Command, ip_str: str) -> Outcome:
-        env = dict(os.environ)
-        env["RUROCO_IP"] = ip_str
+        env = {**self._env, "RUROCO_IP": ip_str}
         out_r, out_w = _pipe("stdout")
         try:
             err_r, err_w = _pipe("stderr")
@@ -297,7 +300,7 @@ class Executor:
                 log.error(f"Could not isolate {cmd} in a PID namespace ({exc.strerror})")
                 ns = None
         try:
-            pid = _spawn_sh(cmd, env, out_w, err_w)
+            pid = _spawn_sh(self._sh, cmd, env, out_w, err_w)
         except BaseException:
             if ns is not None:
                 ns.leave()  # always: this thread's next child must not land in that namespace
@@ -373,10 +376,27 @@ def _close_on_exec_inherited() -> None:
                 os.set_inheritable(fd, False)
 
 
-def _spawn_sh(cmd: str, env: dict[str, str], out_w: int, err_w: int) -> int:
+def _find_sh(path: str) -> str | None:
+    """The ``sh`` that ``posix_spawnp`` would run for this ``PATH``, as an absolute path.
+
+    None (search at each spawn, as ``posix_spawnp`` does) when a relative directory comes
+    first or no ``sh`` is found. Searching once saves the failed ``execve`` calls that the
+    directories before ``sh``'s cost on every spawn.
+    """
+    for directory in path.split(os.pathsep):
+        if not os.path.isabs(directory):
+            return None
+        candidate = os.path.join(directory, "sh")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _spawn_sh(sh: str | None, cmd: str, env: dict[str, str], out_w: int, err_w: int) -> int:
+    spawn = os.posix_spawnp if sh is None else os.posix_spawn
     try:
-        return os.posix_spawnp(
-            "sh",
+        return spawn(
+            sh or "sh",
             ["sh", "-c", cmd],
             env,
             file_actions=(

@@ -10,11 +10,22 @@ server's sans-IO ``Decision`` (which raises a floor when it accepts a packet). T
 saves the dict *before* the command is forwarded: if the write fails, the decision rolls the
 floor back and nothing runs, so a crash can never make an already executed packet
 acceptable again.
+
+How a save reaches the disk (docs/files.md, blocklist.msgpck; the power-loss argument is in
+docs/performance.md): while the key set and its order are those of the file on disk, every
+value sits at a fixed offset, so a save overwrites only the 16 bytes of each changed floor
+in place, with ``RWF_DSYNC`` (the write returns once data and device cache are flushed).
+Anything else (a new or removed key, a file replaced or deleted behind our back, a floor
+whose 16 bytes would straddle a 512-byte sector, a failed write) takes the whole-file atomic
+replace, after which in-place writes resume on the new file. Either way the file equals
+``encode(entries)`` byte for byte.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +38,11 @@ from ruroco.protocol import KEY_ID_SIZE
 from ruroco.trust import Trust
 
 _U128_MOD = 1 << 128
+# The unit a disk writes whole or not at all (the smallest logical sector); an in-place floor
+# must lie inside one, so a power loss mid-write leaves the old or the new floor, never a mix.
+SECTOR_SIZE = 512
+_VALUE_SIZE = 16
+_RWF_DSYNC: int | None = getattr(os, "RWF_DSYNC", None)
 
 
 class BlocklistError(RurocoError):
@@ -40,6 +56,28 @@ def encode(entries: dict[bytes, int]) -> bytes:
         use_bin_type=True,
     )
     return packed
+
+
+def value_offsets(key_ids: Iterable[bytes]) -> list[int]:
+    """Where each key's 16 floor bytes start in ``encode`` of a map with these keys, in order.
+
+    Mirrors ``encode``: ``91``, the map header, then per entry ``98`` + 8 small ints (one
+    byte each below 0x80, ``cc`` + byte otherwise) and ``c4 10`` before the value.
+    """
+    ids = list(key_ids)
+    n = len(ids)
+    pos = 1 + (1 if n < 16 else 3 if n < 1 << 16 else 5)
+    offsets = []
+    for key_id in ids:
+        pos += 1 + sum(1 if b < 0x80 else 2 for b in key_id) + 2
+        offsets.append(pos)
+        pos += _VALUE_SIZE
+    return offsets
+
+
+def within_sector(offset: int) -> bool:
+    """True when the 16 bytes at ``offset`` lie inside one ``SECTOR_SIZE`` sector."""
+    return offset // SECTOR_SIZE == (offset + _VALUE_SIZE - 1) // SECTOR_SIZE
 
 
 def _key_id(raw: object) -> bytes:
@@ -102,14 +140,40 @@ def read_file(path: Path, trusted: Trust | None = None) -> dict[bytes, int]:
     return decode(data)
 
 
-class Blocklist:
-    """In-memory floors bound to their file; ``save`` writes every floor at once."""
+class _OnDisk:
+    """The file the last whole write produced: an open descriptor and what it holds."""
 
-    __slots__ = ("entries", "path")
+    __slots__ = ("dev", "fd", "ino", "offsets", "values")
+
+    def __init__(self, fd: int, dev: int, ino: int, entries: dict[bytes, int]) -> None:
+        self.fd = fd
+        self.dev = dev
+        self.ino = ino
+        # key id -> offset of its floor; None when that floor cannot be written in place
+        self.offsets: dict[bytes, int | None] = {
+            key_id: off if within_sector(off) else None
+            for key_id, off in zip(entries, value_offsets(entries), strict=True)
+        }
+        self.values = dict(entries)  # what the file holds, per key, in the file's order
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+
+class Blocklist:
+    """In-memory floors bound to their file; ``save`` makes the file hold every floor."""
+
+    __slots__ = ("_disk", "entries", "in_place_writes", "path", "whole_writes")
 
     def __init__(self, path: Path, entries: dict[bytes, int] | None = None) -> None:
         self.path = path
         self.entries: dict[bytes, int] = {} if entries is None else entries
+        self._disk: _OnDisk | None = None
+        self.in_place_writes = 0  # saves done by overwriting floors (for tests and the bench)
+        self.whole_writes = 0  # saves done by replacing the file
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], trusted: Trust | None = None) -> Blocklist:
@@ -117,6 +181,61 @@ class Blocklist:
         return cls(p, read_file(p, trusted))
 
     def save(self) -> None:
+        """Persist every floor before returning (durably: see the module docstring)."""
+        disk = self._disk
+        if disk is not None:
+            try:
+                if self._save_in_place(disk):
+                    self.in_place_writes += 1
+                    return
+            except OSError:
+                pass  # whatever went wrong, the whole write below decides (and reports)
+            self._forget_disk()
+        self._save_whole()
+        self.whole_writes += 1
+
+    def close(self) -> None:
+        """Release the file's descriptor; the next ``save`` writes the whole file again."""
+        self._forget_disk()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._forget_disk()
+
+    def _forget_disk(self) -> None:
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
+
+    def _save_in_place(self, disk: _OnDisk) -> bool:
+        """Overwrite the changed floors in the open file; False when only a whole write can."""
+        entries = self.entries
+        on_disk = disk.values
+        if len(entries) != len(on_disk) or _RWF_DSYNC is None:
+            return False
+        changed = []
+        offsets = disk.offsets
+        for (key_id, value), disk_key in zip(entries.items(), on_disk, strict=True):
+            if key_id != disk_key:  # another key set or order: other offsets
+                return False
+            if value != on_disk[key_id]:
+                offset = offsets[key_id]
+                if offset is None or type(value) is not int or not 0 <= value <= U128_MAX:
+                    return False
+                changed.append((key_id, value, offset))
+        # Still our file? A file deleted or replaced by someone else gets written whole again,
+        # as every save did before in-place writes.
+        st = os.stat(self.path, follow_symlinks=False)
+        if st.st_ino != disk.ino or st.st_dev != disk.dev:
+            return False
+        for key_id, value, offset in changed:
+            data = value.to_bytes(_VALUE_SIZE, "big")
+            if os.pwritev(disk.fd, [data], offset, _RWF_DSYNC) != _VALUE_SIZE:
+                return False
+            on_disk[key_id] = value
+        return True
+
+    def _save_whole(self) -> None:
         try:
             data = encode(self.entries)
         except (ValueError, TypeError, OverflowError) as exc:
@@ -130,6 +249,7 @@ class Blocklist:
                 f"Error persisting blocklist {qpath(self.path)}: {exc}"
                 + (f": {detail}" if detail else "")
             ) from exc
+        self._disk = _reopen(self.path, data, self.entries)
 
     def seed_if_absent(self, key_ids: Iterable[bytes], floor: int) -> int:
         """Give keys without a floor the startup time; returns how many were added."""
@@ -139,6 +259,33 @@ class Blocklist:
                 self.entries[key_id] = floor
                 added += 1
         return added
+
+
+def _reopen(path: Path, data: bytes, entries: dict[bytes, int]) -> _OnDisk | None:
+    """The file just written, opened for in-place floors; None (whole writes only) if it is
+    not exactly what was written or cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and _pread_all(fd, data):
+            return _OnDisk(fd, st.st_dev, st.st_ino, entries)
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _pread_all(fd: int, expected: bytes) -> bool:
+    got = bytearray()
+    while len(got) <= len(expected):
+        chunk = os.pread(fd, len(expected) + 1 - len(got), len(got))
+        if not chunk:
+            break
+        got += chunk
+    return got == expected
 
 
 def remove_stale_temp_files(path: Path) -> int:
