@@ -24,6 +24,11 @@ mkdir "$scratch/files"
 ansible-playbook -i inventory server_files.yml -e "collection_root=$collections/ruroco/ruroco" \
     -e "scratch=$scratch/files" -e "ruroco_server_venv=$(dirname "$ruroco_bin")" "$@"
 
+# Per-key policy, grants, and restart or reload for a change of config.toml.
+mkdir "$scratch/policy"
+ansible-playbook -i inventory policy_grants.yml -e "collection_root=$collections/ruroco/ruroco" \
+    -e "scratch=$scratch/policy" -e "ruroco_server_venv=$(dirname "$ruroco_bin")" "$@"
+
 # The private-address warning is printed exactly for the cases that expect it.
 ips_log=$scratch/server_ips.log
 if ! ansible-playbook -i inventory server_ips.yml "$@" >"$ips_log" 2>&1; then
@@ -40,17 +45,21 @@ fi
 
 # Most verbose output with diffs: the roles' messages must be in it, no key may be.
 log=$scratch/secrets.log
-if ! ansible-playbook -i inventory secrets.yml -e "scratch=$scratch" -vvvv --diff >"$log" 2>&1; then
+mkdir "$scratch/policy-secrets"
+if ! ansible-playbook -i inventory secrets.yml -e "scratch=$scratch" -e "ruroco_server_venv=$(dirname "$ruroco_bin")" \
+        -vvvv --diff >"$log" 2>&1; then
     cat "$log"
     exit 1
 fi
 grep -q -F 'entry 2 (name \"bad name\") does not.' "$log"
 grep -q -F 'Option key is not a valid ruroco key: Key length must be 32 bytes' "$log"
+grep -q -F 'entry 2 (name \"contractor\"): not_after must be a quoted TOML offset' "$log"
+grep -q -F '[keys.contractor]' "$log"  # the diff of config.toml shows the policy
 secrets=(erb7v3q2 c2VjcmV0c2VjcmV0)  # parts of the test key and of the rejected key
 for file in "$scratch"/*/*.key; do
     secrets+=("$(cat "$file")")
 done
-[ "${#secrets[@]}" -ge 7 ]  # two fixed ones plus five key files
+[ "${#secrets[@]}" -ge 9 ]  # two fixed ones plus seven key files
 for secret in "${secrets[@]}"; do
     if grep -q -F -e "$secret" "$log"; then
         echo "a key appears in the output of secrets.yml" >&2
