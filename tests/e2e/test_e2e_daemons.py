@@ -31,7 +31,10 @@ def test_unwritable_blocklist_runs_nothing_and_the_packet_can_be_retried(
     deploy: Deployment,
 ) -> None:
     datagram = deploy.packet()
-    set_immutable(deploy.state, True)  # even root cannot create the temp file now
+    # Neither the in-place write of the floor (docs/performance.md) nor the whole-file rewrite
+    # can succeed now, even for root: the file and its directory are immutable.
+    set_immutable(deploy.blocklist, True)
+    set_immutable(deploy.state, True)
     try:
         probe = deploy.state / "probe"
         try:
@@ -51,10 +54,27 @@ def test_unwritable_blocklist_runs_nothing_and_the_packet_can_be_retried(
         assert not deploy.commander.find(r"Running command")
     finally:
         set_immutable(deploy.state, False)
+        set_immutable(deploy.blocklist, False)
     # the in-memory floor was rolled back: the very same packet is accepted once disk works
     deploy.send_raw(datagram)
     assert deploy.wait_runs(1) == ["127.0.0.1"]
     deploy.assert_nothing_ran(before=1)
+
+
+def test_a_floor_written_in_place_needs_no_writable_directory(deploy: Deployment) -> None:
+    """While the key set is unchanged, the floor is overwritten in its 16 bytes in the file
+    itself, so a directory that refuses new files does not stop a knock; the floor on disk is
+    the packet's counter before the command runs."""
+    before = read_blocklist(deploy)
+    set_immutable(deploy.state, True)
+    try:
+        deploy.knock()
+        assert deploy.wait_runs(1) == ["127.0.0.1"]
+        after = read_blocklist(deploy)
+    finally:
+        set_immutable(deploy.state, False)
+    assert after.keys() == before.keys() and len(after) == 1
+    assert all(after[k] > before[k] for k in after)
 
 
 def connectable(path: os.PathLike[str]) -> bool:
