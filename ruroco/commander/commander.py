@@ -5,7 +5,9 @@ reads 24-byte messages (docs/protocol.md, Commander message) and hands them to t
 The loop is one thread around ``selectors``: every connection gets 1 s to deliver its 24
 bytes, and a connection that stalls only occupies a slot, never the loop, so other requests
 keep flowing. Work is handed to the ``Dispatcher``; nothing a peer sends can raise out of
-the loop.
+the loop. A connection whose 24 bytes are already there when it is accepted (the usual case)
+is read and closed without meeting the selector, and a command whose name is idle is spawned
+on this thread at once, leaving only the wait to a worker (docs/performance.md).
 
 Grants (docs/grants.md): with ``[grants]`` configured, ``start`` applies the nftables table
 before the socket exists, and a watcher keeps it in place; ``open_NAME``/``close_NAME`` go
@@ -37,6 +39,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ruroco import hangup, log, trust
@@ -303,12 +306,30 @@ class Commander:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     time.sleep(0.05)  # the listener stays readable: do not spin
                 return
+            # The server writes right after connecting: the 24 bytes are often there already,
+            # and then the connection is read, closed and handled without the selector.
+            try:
+                chunk = sock.recv(COMMANDER_DATA_SIZE, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                chunk = None
+            except OSError as exc:
+                sock.close()
+                log.error(f"Could not read command from Unix Stream: {exc}")
+                continue
+            if chunk is not None and len(chunk) == COMMANDER_DATA_SIZE:
+                self._handle(chunk)  # bytes beyond 24 are ignored
+                sock.close()  # after: the command starts before our end is torn down
+                continue
+            if chunk == b"":
+                sock.close()
+                log.error(
+                    "Could not read command from Unix Stream: connection closed after "
+                    f"0 of {COMMANDER_DATA_SIZE} bytes"
+                )
+                continue
             sock.setblocking(False)
-            conns[sock] = _Conn(sock, time.monotonic() + READ_TIMEOUT_SEC)
+            conns[sock] = _Conn(sock, time.monotonic() + READ_TIMEOUT_SEC, bytearray(chunk or b""))
             sel.register(sock, selectors.EVENT_READ, "conn")
-            # The server writes right after connecting: the 24 bytes are usually there
-            # already, and reading now saves a trip through select() per request.
-            self._read(sel, conns, sock)
 
     def _read(
         self, sel: selectors.BaseSelector, conns: dict[socket.socket, _Conn], sock: socket.socket
@@ -376,13 +397,15 @@ class Commander:
                 return
             assert self.dispatcher is not None
             task: Callable[[], object]
+            start: Callable[[], Callable[[], object]] | None = None
             if command is not None:
-                name, task = command.name, lambda: self.executor.run(command, ip)
+                # Started at once on this thread when the name is idle (docs/performance.md)
+                name, task = command.name, partial(self.executor.run, command, ip)
+                start = partial(self.executor.start, command, ip)
             else:
                 assert action is not None and self.keeper is not None  # actions need grants
-                keeper = self.keeper
-                name, task = action.name, lambda: keeper.act(action, ip)
-            if not self.dispatcher.submit(name, task):
+                name, task = action.name, partial(self.keeper.act, action, ip)
+            if not self.dispatcher.submit(name, task, start):
                 log.error(f"Too many queued commands, dropping ({cmd_hash}) for {ip_text(ip)}")
         except Exception as exc:
             log.error(f"Could not handle command message: {exc}")

@@ -10,6 +10,12 @@ beyond that only that name's new requests are refused. ``max_pending`` across al
 memory safety net: names come only from commands.toml, and with up to
 ``max_pending // max_pending_per_name`` names (64 with the defaults) it is never the bound
 that refuses a request.
+
+Starting at once (docs/performance.md): a request whose name has nothing queued or running,
+while a worker is free, may have its quick first part (``start``: spawning the command) run
+on the submitting thread, so the command starts without waiting for a worker to wake up; a
+worker then runs what ``start`` returned (waiting for the command). Both parts count as one
+running request of that name, so ordering, the bounds and ``max_workers`` hold as before.
 """
 
 from __future__ import annotations
@@ -29,15 +35,25 @@ DEFAULT_MAX_PENDING_PER_NAME = 64
 DEFAULT_MAX_PENDING = 64 * DEFAULT_MAX_PENDING_PER_NAME
 
 Task = Callable[[], object]
+# The first part of a task, run on the submitting thread; returns the rest, for a worker.
+Start = Callable[[], Task]
+
+
+def _nothing() -> None:
+    """The rest of a request whose ``start`` failed (already logged)."""
+
+
+_NOTHING: Task = _nothing
 
 
 class _Lane:
-    """One name's FIFO; exists while that name has a runner scheduled or running."""
+    """One name's FIFO; exists while that name has a runner scheduled or running (or a
+    request started at once)."""
 
     __slots__ = ("pending", "queue")
 
-    def __init__(self, task: Task) -> None:
-        self.queue: deque[Task] = deque((task,))
+    def __init__(self, task: Task | None) -> None:
+        self.queue: deque[Task] = deque(() if task is None else (task,))
         self.pending = 1  # queued plus running
 
 
@@ -51,18 +67,26 @@ class Dispatcher:
         if max_pending < 1 or max_pending_per_name < 1:
             raise ValueError("max_pending and max_pending_per_name must be at least 1")
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ruroco-cmd")
+        self._max_workers = max_workers
         self._max_pending = max_pending
         self._max_per_name = max_pending_per_name
         self._cond = threading.Condition()
         self._lanes: dict[str, _Lane] = {}
         self._pending = 0
         self._closed = False
+        self.started_at_once = 0  # requests whose ``start`` ran on the submitting thread
 
-    def submit(self, name: str, task: Task) -> bool:
+    def submit(self, name: str, task: Task, start: Start | None = None) -> bool:
         """Queue ``task`` behind earlier tasks of ``name``; False when closed or full.
 
         Full means ``name`` already has ``max_pending_per_name`` requests pending, or all
         names together have ``max_pending``; a full name does not make other names full.
+
+        ``start``, if given, must do what ``task`` does, split in two (``start()()`` is
+        ``task()``). When ``name`` has nothing queued or running and fewer names than
+        ``max_workers`` have work, ``start`` runs now on this thread and a worker runs what
+        it returned. One thread submits (the commander's loop) and only ``submit`` adds
+        lanes, so the free worker is still free when the rest is handed over.
         """
         with self._cond:
             if self._closed or self._pending >= self._max_pending:
@@ -73,6 +97,10 @@ class Dispatcher:
                     return False
                 lane.queue.append(task)
                 lane.pending += 1
+                start = None
+            elif start is not None and len(self._lanes) < self._max_workers:
+                self._lanes[name] = _Lane(None)  # running: later ones of name queue behind
+                self.started_at_once += 1
             else:
                 self._lanes[name] = _Lane(task)
                 try:
@@ -81,8 +109,24 @@ class Dispatcher:
                     del self._lanes[name]
                     log.error(f"Could not schedule command {name}: {exc}")
                     return False
+                start = None
             self._pending += 1
-            return True
+        if start is not None:
+            self._start_at_once(name, start)
+        return True
+
+    def _start_at_once(self, name: str, start: Start) -> None:
+        """Run ``start`` here, then hand its rest to a worker (its lane is already counted)."""
+        try:
+            rest = start()
+        except Exception as exc:  # as in a worker: one log line, the lane moves on
+            log.error(f"Error running command {name}: {exc}")
+            rest = _NOTHING
+        try:
+            self._pool.submit(self._drain_one, name, rest)
+        except RuntimeError as exc:  # no thread for the rest: do it here rather than lose it
+            log.error(f"Could not schedule command {name}, running it on the loop: {exc}")
+            self._drain_one(name, rest)
 
     def pending(self, name: str | None = None) -> int:
         """Requests queued or running: of ``name``, or of all names when ``name`` is None."""
@@ -92,19 +136,23 @@ class Dispatcher:
             lane = self._lanes.get(name)
             return 0 if lane is None else lane.pending
 
-    def _drain_one(self, name: str) -> None:
-        """Run the oldest task of ``name``, then hand the rest back to the pool."""
+    def _drain_one(self, name: str, first: Task | None = None) -> None:
+        """Run ``first`` (the rest of a request started at once) or the oldest task of
+        ``name``, then hand the rest of the lane back to the pool."""
+        task = first
         while True:
             with self._cond:
                 lane = self._lanes[name]
-                if not lane.queue:  # emptied by close() before this runner started
-                    del self._lanes[name]
-                    return
-                task = lane.queue.popleft()
+                if task is None:
+                    if not lane.queue:  # emptied by close() before this runner started
+                        del self._lanes[name]
+                        return
+                    task = lane.queue.popleft()
             try:
                 task()
             except Exception as exc:  # a task must never kill the worker thread
                 log.error(f"Error running command {name}: {exc}")
+            task = None
             with self._cond:
                 self._pending -= 1
                 lane.pending -= 1

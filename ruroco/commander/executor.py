@@ -23,7 +23,9 @@ Latency (knock -> command started) is what users feel, so the hot path is short:
 ``posix_spawn`` (vfork + exec in glibc, about 0.3 ms cheaper than ``subprocess.Popen`` with
 ``start_new_session``), and the exit of ``sh`` is noticed through a pidfd at once rather than by
 ``Popen.wait``'s sleep-and-poll loop (up to 50 ms late, which delays the next request for the
-same command name). ``posix_spawn`` does not close inherited descriptors the way ``Popen``
+same command name). ``start`` spawns and returns the waiting part, so the commander can spawn
+on its accepting thread and leave only the wait to a worker; nothing is logged before the spawn
+(docs/performance.md). ``posix_spawn`` does not close inherited descriptors the way ``Popen``
 does; every descriptor Python opens is close-on-exec (PEP 446, and the pipes are created with
 O_CLOEXEC), so ``sh`` gets only 0, 1, 2 (a test checks this).
 """
@@ -38,7 +40,9 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ruroco import log
@@ -52,6 +56,9 @@ NO_DEADLINE_AFTER_SEC = 2**32
 # the "N more bytes" note it fits ``log.MAX_PART_CHARS``, so stdout and stderr both stay
 # visible in one journal line.
 MAX_LOGGED_OUTPUT = 4000
+# How long a command has the CPU to itself before its "Running command" line is written
+# (unless it writes or exits sooner; docs/performance.md).
+ANNOUNCE_AFTER_SEC = 0.005
 # After sh has exited, how long its output is still read before the pipes are closed.
 DRAIN_AFTER_EXIT_SEC = 1.0
 # Values of ``Executor.isolation``.
@@ -135,6 +142,16 @@ class _Capture:
         if self.dropped:
             text += f" … ({self.dropped} more bytes not logged)"
         return text
+
+
+class _Started:
+    """A command that was spawned: its ``sh`` and its two output pipes (read ends)."""
+
+    __slots__ = ("captures", "child")
+
+    def __init__(self, child: _Child, captures: tuple[_Capture, _Capture]) -> None:
+        self.child = child
+        self.captures = captures
 
 
 class _PidNamespaces:
@@ -232,15 +249,24 @@ class Executor:
         _close_on_exec_inherited()
 
     def run(self, command: Command, ip: bytes) -> Outcome:
+        """Start ``command`` and wait for it: ``start(command, ip)()``."""
+        return self.start(command, ip)()
+
+    def start(self, command: Command, ip: bytes) -> Callable[[], Outcome]:
+        """Spawn ``command`` now; the returned callable waits for it, logs, returns the outcome.
+
+        Nothing is logged before the spawn, so the command starts as early as possible; the
+        waiting part logs the ``Running command`` line (a failed spawn logs it here, with the
+        error). Never raises.
+        """
         ip_str = ip_text(ip)
-        log.info(f"Running command ({command_hash(command.name)}) {command.cmd} for {ip_str}")
         try:
-            outcome = self._run(command, ip_str)
+            started = self._start(command, ip_str)
         except Exception as exc:  # never let one command take a worker (or the daemon) down
+            _log_running(command, ip_str)
             log.error(f"Error executing {command.cmd} for {ip_str}: {exc}")
-            return Outcome(Status.ERROR)
-        _log_outcome(command, ip_str, outcome)
-        return outcome
+            return _error_outcome
+        return partial(self._finish, command, ip_str, started)
 
     def kill_all(self) -> int:
         """SIGKILL every running command with all it started; returns how many were signalled."""
@@ -258,7 +284,8 @@ class Executor:
             if self._ns is not None:
                 self._ns.release()
 
-    def _run(self, command: Command, ip_str: str) -> Outcome:
+    def _start(self, command: Command, ip_str: str) -> _Started:
+        """Pipes and spawn; the command is running (and known to ``kill_all``) on return."""
         env = {**self._env, "RUROCO_IP": ip_str}
         out_r, out_w = _pipe("stdout")
         try:
@@ -267,17 +294,52 @@ class Executor:
             os.close(out_r)
             os.close(out_w)
             raise
-        captures = (_Capture(out_r), _Capture(err_r))
+        try:
+            child = self._spawn(command.cmd, env, out_w, err_w)
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)  # only the command holds the write ends now: EOF when it is gone
+            os.close(err_w)
+        with self._lock:
+            self._running.add(child)
+        return _Started(child, (_Capture(out_r), _Capture(err_r)))
+
+    def _finish(self, command: Command, ip_str: str, started: _Started) -> Outcome:
+        """Wait for ``command``, log that it runs and its outcome; return the outcome.
+
+        The ``Running command`` line waits until the command has had its first moments to
+        itself (``ANNOUNCE_AFTER_SEC``, or sooner if it writes or exits): writing a log line,
+        and the journal reading it, would compete for the CPU with ``sh`` starting up
+        (docs/performance.md). It always comes before the outcome line.
+        """
+        announced = False
+
+        def announce() -> None:
+            nonlocal announced
+            if not announced:
+                announced = True
+                _log_running(command, ip_str)
+
+        try:
+            outcome = self._collect(command, started, announce)
+        except Exception as exc:  # never let one command take a worker (or the daemon) down
+            announce()
+            log.error(f"Error executing {command.cmd} for {ip_str}: {exc}")
+            return Outcome(Status.ERROR)
+        announce()
+        _log_outcome(command, ip_str, outcome)
+        return outcome
+
+    def _collect(
+        self, command: Command, started: _Started, announce: Callable[[], None]
+    ) -> Outcome:
+        child, captures = started.child, started.captures
         try:
             try:
-                child = self._spawn(command.cmd, env, out_w, err_w)
-            finally:
-                os.close(out_w)  # only the command holds the write ends now: EOF when it is gone
-                os.close(err_w)
-            with self._lock:
-                self._running.add(child)
-            try:
-                timed_out = self._wait(child, command.timeout_sec, captures)
+                timed_out = self._wait(child, command.timeout_sec, captures, announce)
                 _drain(captures, DRAIN_AFTER_EXIT_SEC)
             finally:
                 if child.pidfd >= 0:
@@ -314,9 +376,20 @@ class Executor:
                 raise
         return _Child(pid, isolated=ns is not None)
 
-    def _wait(self, child: _Child, timeout_sec: int, captures: tuple[_Capture, ...]) -> bool:
-        """Drain output until ``sh`` exits and reap it; True when it was killed at the deadline."""
-        deadline = None if timeout_sec > NO_DEADLINE_AFTER_SEC else time.monotonic() + timeout_sec
+    def _wait(
+        self,
+        child: _Child,
+        timeout_sec: int,
+        captures: tuple[_Capture, ...],
+        announce: Callable[[], None] | None = None,
+    ) -> bool:
+        """Drain output until ``sh`` exits and reap it; True when it was killed at the deadline.
+
+        ``announce`` is called once, at the first event or after ``ANNOUNCE_AFTER_SEC``.
+        """
+        now = time.monotonic()
+        deadline = None if timeout_sec > NO_DEADLINE_AFTER_SEC else now + timeout_sec
+        announce_at = now + ANNOUNCE_AFTER_SEC
         timed_out = False
         poller = select.poll()
         readers = {c.fd: c for c in captures}
@@ -335,8 +408,14 @@ class Executor:
             wait = _MAX_POLL_SEC if deadline is None else min(deadline - now, _MAX_POLL_SEC)
             if child.pidfd < 0:
                 wait = min(wait, max(0.0, reap_at - now))
+            if announce is not None:
+                wait = min(wait, max(0.0, announce_at - now))
             reap = False
-            for fd, _ in poller.poll(int(wait * 1000) + 1):
+            events = poller.poll(int(wait * 1000) + 1)
+            if announce is not None and (events or time.monotonic() >= announce_at):
+                announce()
+                announce = None
+            for fd, _ in events:
                 if fd == child.pidfd:
                     reap = True
                 elif not readers[fd].read():
@@ -507,6 +586,14 @@ def _stopped(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state in (b"T", b"t", b"Z", b"X")
+
+
+def _error_outcome() -> Outcome:
+    return Outcome(Status.ERROR)
+
+
+def _log_running(command: Command, ip_str: str) -> None:
+    log.info(f"Running command ({command_hash(command.name)}) {command.cmd} for {ip_str}")
 
 
 def _log_outcome(command: Command, ip_str: str, outcome: Outcome) -> None:
