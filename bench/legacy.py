@@ -55,7 +55,7 @@ class LegacyDecision(Decision):
         """Only the size: the key lookup comes after both limits."""
         if size != MSG_SIZE or len(packet) < MSG_SIZE:
             self.stats[SIZE] += 1
-            return (SIZE, host, port, (size,))
+            return (SIZE, host, port, (size, str(MSG_SIZE)))
         return None
 
     def decide(
@@ -81,7 +81,7 @@ class LegacyDecision(Decision):
         rejection = super().screen(packet, size, host, port)  # the key lookup
         if rejection is not None:
             return rejection
-        return self._open(packet, host, port, now_ns, now_s)
+        return self._open(packet, size, host, port, now_ns, now_s)
 
 
 class LegacyPipeline(Pipeline):

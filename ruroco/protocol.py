@@ -1,8 +1,11 @@
-"""The ruroco wire protocol, version 1: the single source of truth for every byte.
+"""The ruroco wire protocols, versions 1 and 0: the single source of truth for every byte.
 
-Packet (94 bytes): key_id(8) ‖ iv(12) ‖ tag(16) ‖ ciphertext(58), AES-256-GCM-SIV, no AAD.
-Plaintext (58 bytes): version(1) ‖ cmd_hash u64 BE ‖ counter u128 BE ‖ strict(1) ‖
-src_ip(16) ‖ dst_ip(16). Client, server and the Ansible collection import this module.
+Protocol 1, packet (94 bytes): key_id(8) ‖ iv(12) ‖ tag(16) ‖ ciphertext(58), AES-256-GCM-SIV,
+no AAD. Plaintext (58 bytes): version(1) ‖ cmd_hash u64 BE ‖ counter u128 BE ‖ strict(1) ‖
+src_ip(16) ‖ dst_ip(16). Protocol 0 (the released ruroco 0.14.2; docs/protocol.md, Protocol 0):
+the same layout without the version byte, so 57 and 93 bytes, and AES-256-GCM instead of
+GCM-SIV. The two differ only in the cipher and that byte; everything else here serves both.
+Client, server and the Ansible collection import this module.
 The commander never loads cryptography: it takes the command hash from ``ruroco.cmdhash``
 (the same function as ``command_hash`` here) and the 24-byte commander message from
 ``ruroco.ipc`` (re-exported here, loaded on first use).
@@ -26,8 +29,9 @@ try:  # Private, measured: the class itself, without the public aead module's pa
     from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
 
     AESGCMSIV = _rust_openssl.aead.AESGCMSIV
+    AESGCM = _rust_openssl.aead.AESGCM  # protocol 0; the same module, so it costs nothing more
 except (ImportError, AttributeError):
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESGCMSIV
 
 from ruroco.errors import ProtocolError as ProtocolError  # re-exported: defined without crypto
 from ruroco.ipaddr import UNSPECIFIED, ip_text
@@ -49,6 +53,8 @@ if TYPE_CHECKING:  # re-exported lazily (``__getattr__``): the client never need
 _FROM_IPC = ("COMMANDER_DATA_SIZE", "decode_commander_data", "encode_commander_data")
 
 PROTOCOL_VERSION = 1
+PROTOCOL_0 = 0  # the released ruroco 0.14.2: no version byte, AES-256-GCM
+PROTOCOLS = (PROTOCOL_0, PROTOCOL_VERSION)
 KEY_ID_SIZE = 8
 AES_KEY_SIZE = 32
 IV_SIZE = 12
@@ -56,6 +62,21 @@ TAG_SIZE = 16
 PLAINTEXT_SIZE = 58
 CIPHERTEXT_SIZE = IV_SIZE + TAG_SIZE + PLAINTEXT_SIZE  # 86
 MSG_SIZE = KEY_ID_SIZE + CIPHERTEXT_SIZE  # 94
+V0_PLAINTEXT_SIZE = PLAINTEXT_SIZE - 1  # 57
+V0_CIPHERTEXT_SIZE = CIPHERTEXT_SIZE - 1  # 85
+V0_MSG_SIZE = MSG_SIZE - 1  # 93
+# The only thing that tells the two formats apart on the wire is the datagram's length.
+PROTOCOL_OF_SIZE = {MSG_SIZE: PROTOCOL_VERSION, V0_MSG_SIZE: PROTOCOL_0}
+_PLAINTEXT_SIZES = (V0_PLAINTEXT_SIZE, PLAINTEXT_SIZE)  # indexed by protocol
+_CIPHERTEXT_SIZES = (V0_CIPHERTEXT_SIZE, CIPHERTEXT_SIZE)
+
+
+def check_protocol(protocol: int) -> int:
+    """``protocol`` if it is 0 or 1; a ProtocolError naming it otherwise."""
+    if type(protocol) is not int or protocol not in PROTOCOLS:  # not True/False either
+        raise ProtocolError(f"Unsupported protocol {protocol!r}, expected 0 or 1")
+    return protocol
+
 
 # Rust's str::trim set (Unicode White_Space); str.strip() would also strip \x1c-\x1f.
 _WHITESPACE = (
@@ -72,14 +93,16 @@ def hex_list(data: bytes) -> str:
 class Key:
     """A parsed shared key: public 8-byte id plus the AES-256 key, which is never shown."""
 
-    __slots__ = ("_aead", "_secret", "key_id")
+    __slots__ = ("_aeads", "_secret", "key_id")
 
     def __init__(self, key_id: bytes, secret: bytes) -> None:
         if len(key_id) != KEY_ID_SIZE or len(secret) != AES_KEY_SIZE:
             raise ProtocolError("Key length must be 32 bytes")
         self.key_id = bytes(key_id)
         self._secret = bytearray(secret)
-        self._aead = AESGCMSIV(bytes(self._secret))
+        # Both ciphers up front (under 1 us each): a cipher made later, from ``_secret``, could
+        # meet a key that ``wipe`` already zeroed. Indexed by protocol.
+        self._aeads = (AESGCM(bytes(self._secret)), AESGCMSIV(bytes(self._secret)))
 
     def __repr__(self) -> str:
         return f"Key(id={hex_list(self.key_id)}, key=<redacted>)"
@@ -91,20 +114,26 @@ class Key:
         for i in range(len(self._secret)):
             self._secret[i] = 0
 
-    def encrypt(self, plaintext: bytes, iv: bytes | None = None) -> bytes:
-        """The 94-byte datagram for ``plaintext`` (58 bytes); a fresh random IV unless given."""
-        if len(plaintext) != PLAINTEXT_SIZE:
-            raise ProtocolError(f"Plaintext must be {PLAINTEXT_SIZE} bytes, got {len(plaintext)}")
+    def encrypt(
+        self, plaintext: bytes, iv: bytes | None = None, protocol: int = PROTOCOL_VERSION
+    ) -> bytes:
+        """The datagram for ``plaintext``: 94 bytes from 58 (protocol 1, AES-256-GCM-SIV) or
+        93 from 57 (protocol 0, AES-256-GCM); a fresh random IV unless given."""
+        size = _PLAINTEXT_SIZES[check_protocol(protocol)]
+        if len(plaintext) != size:
+            raise ProtocolError(f"Plaintext must be {size} bytes, got {len(plaintext)}")
         iv = os.urandom(IV_SIZE) if iv is None else iv
-        out = self._aead.encrypt(iv, plaintext, None)  # ciphertext ‖ tag
+        out = self._aeads[protocol].encrypt(iv, plaintext, None)  # ciphertext ‖ tag
         return self.key_id + iv + out[-TAG_SIZE:] + out[:-TAG_SIZE]
 
-    def decrypt(self, blob: bytes) -> bytes:
-        """Decrypt the 86 bytes after the key id (iv ‖ tag ‖ ciphertext)."""
-        if len(blob) != CIPHERTEXT_SIZE:
-            raise ProtocolError(f"Ciphertext must be {CIPHERTEXT_SIZE} bytes, got {len(blob)}")
+    def decrypt(self, blob: bytes, protocol: int = PROTOCOL_VERSION) -> bytes:
+        """Decrypt what follows the key id (iv ‖ tag ‖ ciphertext): 86 bytes (protocol 1) or
+        85 (protocol 0)."""
+        size = _CIPHERTEXT_SIZES[check_protocol(protocol)]
+        if len(blob) != size:
+            raise ProtocolError(f"Ciphertext must be {size} bytes, got {len(blob)}")
         try:
-            return self._aead.decrypt(
+            return self._aeads[protocol].decrypt(
                 blob[:IV_SIZE],
                 blob[IV_SIZE + TAG_SIZE :] + blob[IV_SIZE : IV_SIZE + TAG_SIZE],
                 None,
@@ -199,10 +228,11 @@ class ClientData:
             f" src_ip={src}, dst_ip={ip_text(self.dst_ip)})"
         )
 
-    def encode(self) -> bytes:
+    def encode(self, protocol: int = PROTOCOL_VERSION) -> bytes:
+        """The plaintext: 58 bytes with the version byte (protocol 1) or 57 without (0)."""
         return b"".join(
             (
-                bytes((PROTOCOL_VERSION,)),
+                b"\x01" if check_protocol(protocol) == PROTOCOL_VERSION else b"",
                 self.cmd_hash.to_bytes(8, "big"),
                 self.counter.to_bytes(16, "big"),
                 b"\x01" if self.strict else b"\x00",
@@ -212,31 +242,41 @@ class ClientData:
         )
 
     @classmethod
-    def decode(cls, data: bytes) -> ClientData:
-        if len(data) != PLAINTEXT_SIZE:
-            raise ProtocolError(f"Plaintext must be {PLAINTEXT_SIZE} bytes, got {len(data)}")
-        if data[0] != PROTOCOL_VERSION:
-            raise ProtocolError(
-                f"Unsupported protocol version {data[0]}, expected {PROTOCOL_VERSION}"
-            )
+    def decode(cls, data: bytes, protocol: int = PROTOCOL_VERSION) -> ClientData:
+        """Read a plaintext of ``protocol``; protocol 1 refuses any version byte but 1."""
+        size = _PLAINTEXT_SIZES[check_protocol(protocol)]
+        if len(data) != size:
+            raise ProtocolError(f"Plaintext must be {size} bytes, got {len(data)}")
+        if protocol == PROTOCOL_VERSION:
+            if data[0] != PROTOCOL_VERSION:
+                raise ProtocolError(
+                    f"Unsupported protocol version {data[0]}, expected {PROTOCOL_VERSION}"
+                )
+            data = data[1:]
         return cls(
-            cmd_hash=int.from_bytes(data[1:9], "big"),
-            counter=int.from_bytes(data[9:25], "big"),
-            strict=data[25] != 0,
-            src_ip=bytes(data[26:42]),
-            dst_ip=bytes(data[42:58]),
+            cmd_hash=int.from_bytes(data[0:8], "big"),
+            counter=int.from_bytes(data[8:24], "big"),
+            strict=data[24] != 0,
+            src_ip=bytes(data[25:41]),
+            dst_ip=bytes(data[41:57]),
         )
 
 
 def split_packet(packet: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
-    """``(key_id, blob)`` of a 94-byte datagram (the server's decision splits with it)."""
-    if len(packet) != MSG_SIZE:
-        raise ProtocolError(f"Packet must be {MSG_SIZE} bytes, got {len(packet)}")
+    """``(key_id, blob)`` of a 94-byte (protocol 1) or 93-byte (protocol 0) datagram; the
+    server's decision splits with it and learns the protocol from the length."""
+    if len(packet) not in PROTOCOL_OF_SIZE:
+        raise ProtocolError(
+            f"Packet must be {MSG_SIZE} (or {V0_MSG_SIZE}, protocol 0) bytes, got {len(packet)}"
+        )
     return bytes(packet[:KEY_ID_SIZE]), bytes(packet[KEY_ID_SIZE:])
 
 
-def build_packet(key: Key, data: ClientData, iv: bytes | None = None) -> bytes:
-    return key.encrypt(data.encode(), iv)
+def build_packet(
+    key: Key, data: ClientData, iv: bytes | None = None, protocol: int = PROTOCOL_VERSION
+) -> bytes:
+    """The datagram a client sends: protocol 1 (94 bytes) unless ``protocol`` is 0 (93)."""
+    return key.encrypt(data.encode(protocol), iv, protocol)
 
 
 def __getattr__(name: str) -> object:

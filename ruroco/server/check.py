@@ -85,6 +85,7 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
         f"blocklist {qpath(blocklist_path)} with {len(entries)} entr"
         f"{'y' if len(entries) == 1 else 'ies'}"
         + (", kernel filter on" if config.kernel_filter else "")
+        + (", protocol 0 (ruroco 0.14.2) accepted" if config.accept_protocol_0 else "")
         + (f", policy for {len(config.key_rules)} key(s)" if config.key_rules else "")
     )
     return result

@@ -1,5 +1,6 @@
 """Opt-in kernel pre-filter: a classic BPF socket filter that drops, before queueing, every
-datagram that is not 94 bytes or does not start with a loaded key id.
+datagram that is not 94 bytes (or 93, when protocol 0 is accepted) or does not start with a
+loaded key id.
 
 Why: under a flood the kernel drops datagrams once the socket queue is full, and it does not
 care whether a dropped one was a legitimate knock. Filtering in the kernel keeps random
@@ -18,6 +19,7 @@ kernels default to 20480, so fewer do, and attaching then fails with a message t
 The program is linear with local jumps only (classic BPF jump offsets are 8 bits)::
 
     ld len; jeq #102, +1, +0; ret #0            size check
+    ld len; jeq #102, +2, +0; jeq #101, +1, +0; ret #0    ... with protocol 0 (93 + 8)
     per key: ld [8]; jeq #id[0:4], +0, +3; ld [12]; jeq #id[4:8], +0, +1; ret #-1
     ret #0                                      no key matched
 """
@@ -32,7 +34,7 @@ from collections.abc import Iterable
 
 from ruroco.errors import RurocoError
 from ruroco.limits import U32_MAX
-from ruroco.protocol import KEY_ID_SIZE, MSG_SIZE
+from ruroco.protocol import KEY_ID_SIZE, MSG_SIZE, V0_MSG_SIZE
 
 UDP_HEADER = 8
 BPF_MAXINSNS = 4096
@@ -49,9 +51,10 @@ DROP = 0
 KEEP = U32_MAX  # keep the whole datagram
 
 HEAD = 3  # size check
+HEAD_PROTOCOL_0 = HEAD + 1  # ... and the second size
 PER_KEY = 5
 TAIL = 1
-MAX_KEYS = (BPF_MAXINSNS - HEAD - TAIL) // PER_KEY
+MAX_KEYS = (BPF_MAXINSNS - HEAD_PROTOCOL_0 - TAIL) // PER_KEY  # 818, with either head
 
 Instruction = tuple[int, int, int, int]  # (code, jt, jf, k)
 _INSN = struct.Struct("=HBBI")
@@ -66,15 +69,17 @@ def check_key_count(key_count: int) -> None:
         )
 
 
-def build_program(key_ids: Iterable[bytes]) -> list[Instruction]:
-    """The filter for these key ids (order kept; duplicates are harmless but cost length)."""
+def build_program(key_ids: Iterable[bytes], protocol_0: bool = False) -> list[Instruction]:
+    """The filter for these key ids (order kept; duplicates are harmless but cost length);
+    ``protocol_0`` also passes 93-byte datagrams (``accept_protocol_0``)."""
     ids = list(key_ids)
     check_key_count(len(ids))
-    prog: list[Instruction] = [
-        (LD_LEN, 0, 0, 0),
-        (JEQ_K, 1, 0, UDP_HEADER + MSG_SIZE),
-        (RET_K, 0, 0, DROP),
-    ]
+    prog: list[Instruction] = [(LD_LEN, 0, 0, 0)]
+    if protocol_0:
+        prog += [(JEQ_K, 2, 0, UDP_HEADER + MSG_SIZE), (JEQ_K, 1, 0, UDP_HEADER + V0_MSG_SIZE)]
+    else:
+        prog.append((JEQ_K, 1, 0, UDP_HEADER + MSG_SIZE))
+    prog.append((RET_K, 0, 0, DROP))
     for key_id in ids:
         if len(key_id) != KEY_ID_SIZE:
             raise ValueError(f"a key id has {KEY_ID_SIZE} bytes, not {len(key_id)}")
@@ -94,7 +99,7 @@ def encode(program: list[Instruction]) -> bytes:
     return b"".join(_INSN.pack(*insn) for insn in program)
 
 
-def attach(sock: socket.socket, key_ids: Iterable[bytes]) -> int:
+def attach(sock: socket.socket, key_ids: Iterable[bytes], protocol_0: bool = False) -> int:
     """Attach the filter to ``sock``; returns the program length. Raises RurocoError.
 
     ``struct sock_fprog`` holds a pointer, so the instructions live in a ctypes buffer (plain
@@ -103,7 +108,7 @@ def attach(sock: socket.socket, key_ids: Iterable[bytes]) -> int:
     """
     ids = list(key_ids)
     key_count = len(ids)
-    program = build_program(ids)
+    program = build_program(ids, protocol_0)
     code = ctypes.create_string_buffer(encode(program))
     fprog = struct.pack("@HP", len(program), ctypes.addressof(code))
     try:

@@ -18,6 +18,8 @@ Order (docs/deviations.md #1 and #2)::
          → destination → strict source → key policy → global limit      (Decision)
          → hand-off room → persist                           (the edge: Pipeline.settle)
 
+(size: 94 bytes; or 93, protocol 0, with ``accept_protocol_0``.)
+
 Why the global cap counts only packets that passed every check: what a flood can make
 expensive is the work *after* authentication - the fsync'd blocklist write and the command
 spawn. Decrypting and checking a packet costs microseconds. If every datagram counted
@@ -36,6 +38,12 @@ The key policy (``ruroco.policy``; docs/security.md, Per-key policy) is asked on
 packet authenticated and passed every check a replay or a forgery would fail, and before the
 floor is raised: a refused packet never uses up its counter, and costs no global budget.
 ``Decision.policy`` is an immutable ``Policy``; replacing the attribute swaps it whole.
+
+Protocol 0 (the released ruroco 0.14.2, docs/protocol.md, Protocol 0) differs from protocol 1
+only in the cipher and the missing version byte, so it is told apart by the datagram's length
+alone and then meets every check above unchanged, with the same floor per key: a 93-byte
+packet cannot replay or overtake a 94-byte one of the same key, nor the other way round.
+Without ``accept_protocol_0`` a 93-byte datagram is a wrong size, as it always was.
 
 A reload (SIGHUP, ``Decision.reconfigure``) replaces the key table, the policy and the live
 settings with new objects built beside the running ones, between two datagrams on the one
@@ -61,6 +69,10 @@ from ruroco.policy import EMPTY, Policy
 from ruroco.protocol import (
     KEY_ID_SIZE,
     MSG_SIZE,
+    PROTOCOL_0,
+    PROTOCOL_OF_SIZE,
+    PROTOCOL_VERSION,
+    V0_MSG_SIZE,
     ClientData,
     Key,
     ProtocolError,
@@ -99,6 +111,9 @@ REASONS = (
     POLICY,  # new reasons go last: the shutdown summary lists them in this order
 )
 
+#: Accepted packets that came as protocol 0 (also counted in "accepted").
+ACCEPTED_V0 = "accepted_protocol_0"
+
 PREFIX = "Rejected datagram from "
 _KEY_ID = struct.Struct(f"{KEY_ID_SIZE}s")
 
@@ -106,7 +121,7 @@ _KEY_ID = struct.Struct(f"{KEY_ID_SIZE}s")
 # where key ids are raw bytes and ``THE_SOURCE`` stands for the source IP, both rendered
 # only by ``render``.
 DETAIL = {
-    SIZE: "Invalid read count %d, expected " + str(MSG_SIZE),
+    SIZE: "Invalid read count %d, expected %s",
     UNKNOWN_KEY: "Could not find key for id %s",
     RATE_SOURCE: "Rate limit exceeded for %s: more than %d requests per second",
     RATE_GLOBAL: "Global rate limit exceeded: more than %d requests per second",
@@ -166,6 +181,7 @@ class Acceptance(NamedTuple):
     host: str
     port: int
     floor: int
+    protocol: int = PROTOCOL_VERSION
 
 
 class Busy(NamedTuple):
@@ -201,12 +217,18 @@ class Decision:
         self.keys = keys
         self.floors = floors
         self.policy = policy
+        self._sizes(config)
         self.ips = frozenset(config.ips)
         self.ips_text = ip_list_text(config.ips)
         self.skew_ns = config.max_clock_skew_seconds * 1_000_000_000
         self.per_source = PerSourceLimit(config.max_requests_per_second)
         self.global_limit = WindowLimit(config.max_requests_per_second_global)
-        self.stats: dict[str, int] = dict.fromkeys((*REASONS, "accepted"), 0)
+        self.stats: dict[str, int] = dict.fromkeys((*REASONS, "accepted", ACCEPTED_V0), 0)
+
+    def _sizes(self, config: ServerConfig) -> None:
+        """The datagram sizes ``screen`` lets through: 94, and 93 when protocol 0 is on."""
+        self.accept_protocol_0 = config.accept_protocol_0
+        self.expected = f"{MSG_SIZE} or {V0_MSG_SIZE}" if self.accept_protocol_0 else str(MSG_SIZE)
 
     def reconfigure(self, config: ServerConfig, keys: dict[bytes, Key], policy: Policy) -> None:
         """Take a reloaded config, key table and policy (docs/files.md, Reload on SIGHUP).
@@ -219,6 +241,7 @@ class Decision:
         self.config = config
         self.keys = keys
         self.policy = policy
+        self._sizes(config)
         self.ips = frozenset(config.ips)
         self.ips_text = ip_list_text(config.ips)
         self.skew_ns = config.max_clock_skew_seconds * 1_000_000_000
@@ -234,9 +257,10 @@ class Decision:
     ) -> Rejection | None:
         """The size and key-id checks alone (what a random flood fails): the rejection, or
         None when ``decide`` has to look further. No clock, no rate-limit budget spent."""
-        if size != MSG_SIZE or len(packet) < MSG_SIZE:
+        wrong = size != MSG_SIZE and (size != V0_MSG_SIZE or not self.accept_protocol_0)
+        if wrong or len(packet) < size:
             self.stats[SIZE] += 1
-            return (SIZE, host, port, (size,))
+            return (SIZE, host, port, (size, self.expected))
         key_id: bytes = _KEY_ID.unpack_from(packet)[0]  # half the cost of bytes(packet[:8])
         if key_id not in self.keys:
             self.stats[UNKNOWN_KEY] += 1
@@ -252,8 +276,8 @@ class Decision:
         now_ns: int,
         now_s: float,
     ) -> Rejection | Acceptance:
-        """Decide on a datagram of ``size`` bytes (``packet`` holds at least its first 94)
-        from ``host``/``port`` at wall-clock ``now_ns`` and monotonic ``now_s``."""
+        """Decide on a datagram of ``size`` bytes (``packet`` holds at least that many) from
+        ``host``/``port`` at wall-clock ``now_ns`` and monotonic ``now_s``."""
         rejection = self.screen(packet, size, host, port)
         if rejection is not None:
             return rejection
@@ -261,30 +285,42 @@ class Decision:
             return self._reject(
                 RATE_SOURCE, host, port, (THE_SOURCE, self.config.max_requests_per_second)
             )
-        return self._open(packet, host, port, now_ns, now_s)
+        return self._open(packet, size, host, port, now_ns, now_s)
 
     def _open(
         self,
         packet: bytes | bytearray | memoryview,
+        size: int,
         host: str,
         port: int,
         now_ns: int,
         now_s: float,
     ) -> Rejection | Acceptance:
-        """Everything after the key lookup; the caller has screened size and key id."""
-        key_id, blob = split_packet(packet[:MSG_SIZE])
-        return self._authenticated(self.keys[key_id], key_id, blob, host, port, now_ns, now_s)
+        """Everything after the key lookup; the caller has screened size and key id, so
+        ``size`` is 94 (protocol 1) or, with ``accept_protocol_0``, 93 (protocol 0)."""
+        key_id, blob = split_packet(packet[:size])
+        protocol = PROTOCOL_OF_SIZE[size]
+        key = self.keys[key_id]
+        return self._authenticated(key, key_id, blob, protocol, host, port, now_ns, now_s)
 
     def _authenticated(
-        self, key: Key, key_id: bytes, blob: bytes, host: str, port: int, now_ns: int, now_s: float
+        self,
+        key: Key,
+        key_id: bytes,
+        blob: bytes,
+        protocol: int,
+        host: str,
+        port: int,
+        now_ns: int,
+        now_s: float,
     ) -> Rejection | Acceptance:
         try:
-            plaintext = key.decrypt(blob)
+            plaintext = key.decrypt(blob, protocol)
         except ProtocolError:
             return self._reject(DECRYPT, host, port, (key_id,))
         max_future = now_ns + self.skew_ns
         try:
-            data = ClientData.decode(plaintext)
+            data = ClientData.decode(plaintext, protocol)
         except ProtocolError as exc:
             return self._reject(VERSION, host, port, (str(exc),))
         counter = data.counter
@@ -315,7 +351,7 @@ class Decision:
             )
         self.floors[key_id] = counter
         message = encode_commander_data(data.cmd_hash, ip)
-        return Acceptance(key_id, data, ip, message, host, port, floor)
+        return Acceptance(key_id, data, ip, message, host, port, floor, protocol)
 
     def _undo(self, accepted: Acceptance) -> None:
         if self.floors.get(accepted.key_id) == accepted.data.counter:
@@ -334,15 +370,19 @@ class Decision:
     def persisted(self, accepted: Acceptance) -> Acceptance:
         """The floor is on disk: the packet counts as accepted."""
         self.stats["accepted"] += 1
+        if accepted.protocol == PROTOCOL_0:
+            self.stats[ACCEPTED_V0] += 1
         return accepted
 
 
 def valid_data_line(accepted: Acceptance) -> str:
-    """The line logged before an accepted counter is persisted (fail2ban and tests read it)."""
+    """The line logged before an accepted counter is persisted (fail2ban and tests read it);
+    a protocol-0 packet says so at the end, so an operator can see who still sends them."""
     data = accepted.data
     return (
         f"Valid data for key {hex_list(accepted.key_id)} - trying cmd {data.cmd_hash} and "
         f"counter {data.counter}|{_floor_text(accepted.floor)} with {ip_text(accepted.ip)}"
+        + (" (protocol 0)" if accepted.protocol == PROTOCOL_0 else "")
     )
 
 

@@ -27,6 +27,9 @@ from ruroco.server.keys import find_key_files, load_scan
 RESTART_ONLY = ("address", "blocklist_dir", "socket_dir", "kernel_filter")
 
 #: Settings a reload applies (besides the key files and ``[keys]``), in the order named.
+#: ``accept_protocol_0`` is live: the decision reads it per datagram and a reload re-attaches
+#: the kernel filter anyway, so an operator can stop taking 0.14.2 packets the moment the
+#: last such client is upgraded, without a restart.
 LIVE = (
     "ips",
     "config_dir",
@@ -34,6 +37,7 @@ LIVE = (
     "max_requests_per_second_global",
     "max_clock_skew_seconds",
     "socket_user",
+    "accept_protocol_0",
 )
 
 

@@ -31,7 +31,7 @@ from ruroco.errors import RurocoError, qpath
 from ruroco.ipaddr import ip_text
 from ruroco.ipc import SERVER_LOCK_NAME, check_socket_path
 from ruroco.lock import InstanceLock
-from ruroco.protocol import MSG_SIZE, hex_list
+from ruroco.protocol import MSG_SIZE, V0_MSG_SIZE, hex_list
 from ruroco.server.blocklist import (
     Blocklist,
     BlocklistError,
@@ -42,6 +42,7 @@ from ruroco.server.config import ServerConfig, load_config
 from ruroco.server.forward import DEFAULT_TIMEOUT, QUEUE_LENGTH, Forwarder
 from ruroco.server.listen import select_socket
 from ruroco.server.pipeline import (
+    ACCEPTED_V0,
     REASONS,
     Acceptance,
     Busy,
@@ -98,6 +99,7 @@ class Stats:
         parts += [f"rejected_{r}={self.pipeline.get(r, 0)}" for r in REASONS]
         parts += [f"forward_busy={self.forward_busy}", f"forward_dropped={self.forward_dropped}"]
         parts += [f"reloads={self.reloads}", f"reloads_failed={self.reloads_failed}"]
+        parts.append(f"accepted_protocol_0={self.pipeline.get(ACCEPTED_V0, 0)}")
         return "Server statistics: " + " ".join(parts)
 
 
@@ -267,7 +269,7 @@ class Server:
         seeded = self._seed_floors(keyset)
         if seeded is None:
             return False
-        if config.kernel_filter and not self._refilter(keyset, seeded):
+        if config.kernel_filter and not self._refilter(config, keyset, seeded):
             return False
         old_keys = self.pipeline.keys
         self.pipeline.decision.reconfigure(config, keyset.keys, keyset.policy)
@@ -309,13 +311,13 @@ class Server:
         for key_id in seeded:
             del self.pipeline.blocklist.entries[key_id]
 
-    def _refilter(self, keyset: KeySet, seeded: list[bytes]) -> bool:
-        """Replace the kernel filter with one for the new key ids (the kernel swaps it whole;
-        if it refuses, the old filter stays)."""
+    def _refilter(self, config: ServerConfig, keyset: KeySet, seeded: list[bytes]) -> bool:
+        """Replace the kernel filter with one for the new key ids and sizes (the kernel swaps
+        it whole; if it refuses, the old filter stays)."""
         from ruroco.server import kfilter
 
         try:
-            kfilter.attach(self.sock, keyset.keys.keys())
+            kfilter.attach(self.sock, keyset.keys.keys(), config.accept_protocol_0)
         except RurocoError as exc:
             if seeded:
                 self._unseed(seeded)
@@ -371,6 +373,17 @@ def _describe(sock: socket.socket) -> str:
     return str(name)
 
 
+#: Logged at start (a reload names the setting in its summary line when it changes).
+PROTOCOL_0_LINE = (
+    f"accept_protocol_0 = true: {V0_MSG_SIZE}-byte protocol 0 packets (ruroco 0.14.2, "
+    "AES-256-GCM) are accepted besides protocol 1"
+)
+
+
+def _sizes_text(config: ServerConfig) -> str:
+    return f"{MSG_SIZE} or {V0_MSG_SIZE}" if config.accept_protocol_0 else str(MSG_SIZE)
+
+
 def _policy_names(config: ServerConfig) -> str:
     return ", ".join(rule.name for rule in config.key_rules)
 
@@ -419,7 +432,7 @@ def create_server(
 
     try:
         if config.kernel_filter:
-            length = kfilter.attach(sock, keys.keys())
+            length = kfilter.attach(sock, keys.keys(), config.accept_protocol_0)
         else:  # systemd's socket may still carry the filter of an earlier start
             detached = kfilter.detach(sock)
     except RurocoError:
@@ -429,11 +442,13 @@ def create_server(
     if config.kernel_filter:
         log.info(
             f"Kernel filter active ({length} BPF instructions for {len(keys)} key id(s)): "
-            f"datagrams that are not {MSG_SIZE} bytes or carry an unknown key id are now "
-            "dropped by the kernel without a log line"
+            f"datagrams that are not {_sizes_text(config)} bytes or carry an unknown key id are "
+            "now dropped by the kernel without a log line"
         )
     elif detached:
         log.info("Removed a kernel filter left on the socket by an earlier start")
+    if config.accept_protocol_0:
+        log.info(PROTOCOL_0_LINE)
     pipeline = Pipeline(config, keys, blocklist, policy=policy)
     server = Server(config, pipeline, sock, socket_path, forward_timeout, throttle_interval)
     server.instance_lock = lock

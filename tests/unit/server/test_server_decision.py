@@ -134,12 +134,12 @@ def test_undo_never_lowers_a_floor_raised_since():
 def test_screen_is_the_size_and_key_check_alone():
     d = make(with_limits(per_source=0, global_=0))
     buf = bytearray(95)
-    assert d.screen(buf, 95, HOST, 1) == (pl.SIZE, HOST, 1, (95,))
+    assert d.screen(buf, 95, HOST, 1) == (pl.SIZE, HOST, 1, (95, "94"))
     assert d.screen(buf, 94, HOST, 1) == (pl.UNKNOWN_KEY, HOST, 1, (bytes(8),))
     buf[:94] = packet()
     assert d.screen(buf, 94, HOST, 1) is None  # known key: decide looks further
     assert d.screen(memoryview(buf), 94, HOST, 1) is None
-    assert d.screen(bytes(5), 94, HOST, 1) == (pl.SIZE, HOST, 1, (94,))  # buffer too short
+    assert d.screen(bytes(5), 94, HOST, 1) == (pl.SIZE, HOST, 1, (94, "94"))  # buffer too short
     assert d.stats[pl.SIZE] == 2 and d.stats[pl.UNKNOWN_KEY] == 1
     assert len(d.per_source) == 0  # no budget spent
 
