@@ -21,6 +21,7 @@ import click
 from bench import proc, stats
 from bench.breakdown import run_breakdown
 from bench.clientbench import run_client
+from bench.connect import run_connect
 from bench.floodbench import run_flood
 from bench.fwknopbench import run_fwknop
 from bench.grants import run_grants
@@ -156,6 +157,7 @@ def main(knocks, latency_runs, flood_seconds, client_runs, known_rate, only) -> 
         _stage(results, "fwknop", run_fwknop, work / "fwknop", 200, client_runs)
         if os.environ.get("RUROCO_BENCH_NETNS") == "1":  # it changes nftables: own netns only
             _stage(results, "grants", run_grants, work / "grants", 100)
+            _stage(results, "connect", run_connect, work / "connect", 256, 20)
     finally:
         proc.stop_all()
         for pattern in ("*.key", "*.rc", "access.conf"):  # throw-away secrets, still secrets

@@ -88,6 +88,7 @@ def table(results: dict) -> list[str]:
     kn, kl = results.get("flood_known_new", {}), results.get("flood_known_legacy", {})
     rk = results.get("flood_random_kfilter", {})
     gr = results.get("grants", {})
+    cn = results.get("connect", {})
 
     def ok(value, limit, le=True):
         if value is None:
@@ -240,6 +241,23 @@ def table(results: dict) -> list[str]:
             "—",
             f"{_num(gr.get('p50_ms'), 1)} / {_num(gr.get('p99_ms'), 1)}",
             "—",
+            "ms",
+        ),
+        (
+            "`connect`: 256 MiB download / upload through its relay (direct TCP beside it)",
+            "—",
+            f"{_num(cn.get('relay_download_mib_s'), 0)} / {_num(cn.get('relay_upload_mib_s'), 0)}",
+            f"{_num(cn.get('direct_download_mib_s'), 0)} / {_num(cn.get('direct_upload_mib_s'), 0)}"
+            " (direct)",
+            "MiB/s",
+        ),
+        (
+            "`ssh` start → server's first bytes read, p50: through `connect` (knock, wait,"
+            " relay) / with `--fdpass` (port open without a guard beside it)",
+            "—",
+            f"{_num(cn.get('ssh_ttfb_connect_ms', {}).get('p50'), 1)}"
+            f" / {_num(cn.get('ssh_ttfb_fdpass_ms', {}).get('p50'), 1)}",
+            f"{_num(cn.get('ssh_ttfb_direct_ms', {}).get('p50'), 1)} (direct)",
             "ms",
         ),
         (
@@ -558,6 +576,15 @@ METHOD = [
     "  from that address to the port, each try 1 ms long, until one completes its handshake.",
     "  Then 100 more with the 24-byte request written to the commander's socket, and 5 times",
     "  `nft flush ruleset` until `inet ruroco` is listed again (polled with `nft list`).",
+    "* `connect` (`bench/connect.py`, private namespace only): server and commander with",
+    "  `[grants.bconn]` guarding two ports, the same services on two unguarded ones. Bulk:",
+    "  256 MiB each way through `ruroco-client connect` (stdin/stdout pipes to the bench, as",
+    "  ssh's are; grant already open) against a direct TCP connection of the bench, first",
+    "  byte to last, median of 3. Time to first byte: no sshd here, so the service sends an",
+    "  SSH identification line; from starting `ssh -v` to its `Remote protocol version` line,",
+    "  20 runs each: straight to the unguarded port, and through `ProxyCommand ruroco-client",
+    "  connect` (and `--fdpass`) to the guarded one with the grant closed before every run",
+    "  (development venv's client: its editable install adds ~17 ms per start).",
     "* Per-stage figures: `bench/breakdown.py` times each stage of the path on its own",
     "  (median and p90 of 200), in-process with the real code, except `forward` and",
     "  `commander_process`, which talk to a real commander process.",

@@ -733,3 +733,25 @@ def test_grant_stage_small(tmp_path):
     assert r["outsider_refused"] and r["outsider_refused_after_flush"], r
     assert r["guard_back_n"] == 5 and r["guard_back_max_ms"] < 2000, r
     assert 0 < r["p50_ms"] < 1000, r
+
+
+def test_connect_stage_small(tmp_path):
+    """CI-sized ``bench/connect.py``: 4 MiB each way through the relay and directly, and 2
+    ssh runs per way, in a private network namespace; every figure is there and positive."""
+    argv = ["unshare", "-n", sys.executable, "-m", "bench.connect", "--mib", "4", "--runs", "2"]
+    argv += ["--work", f"{tmp_path}/connect"]
+    res = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    assert "error" not in r, r
+    for way in ("direct_download", "relay_download", "direct_upload", "relay_upload"):
+        assert r[f"{way}_mib_s"] > 0, r
+    for way in ("direct", "connect", "fdpass"):
+        assert r[f"ssh_ttfb_{way}_ms"]["n"] == 2 and r[f"ssh_ttfb_{way}_ms"]["p50"] > 0, r
+    assert r["ssh"].startswith("OpenSSH_"), r

@@ -28,12 +28,17 @@ def report(exc: BaseException) -> int:
 
 
 def run(command: str, values: dict[str, object]) -> int:
-    """Run ``send``, ``gen`` or ``reseed``; the client lock is held while it runs."""
+    """Run ``connect``, ``send``, ``gen`` or ``reseed``; the client lock is held while it
+    runs, except by ``connect``, which takes it only to advance the counter."""
     from ruroco.client import sender
     from ruroco.errors import RurocoError
 
     try:
-        if command == "send":
+        if command == "connect":
+            from ruroco.client import connect
+
+            connect.connect(connect.ConnectRequest(**values))  # type: ignore[arg-type]
+        elif command == "send":
             sender.send(sender.SendRequest(**values))  # type: ignore[arg-type]
         elif command == "gen":
             sender.gen()

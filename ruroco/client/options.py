@@ -8,13 +8,16 @@ replaced: its import alone cost the client's start ~30 ms): ``-x VALUE``, ``-xVA
 wins, ``--`` ends the options, and a value is the next token even if it starts with ``-``.
 Usage errors print the usage line, a ``Try '... --help'`` hint and ``Error: ...``, exit 2.
 
+Commands may also take positional arguments (``connect HOST PORT``), named in the usage line
+and checked like click's: ``Missing argument 'HOST'.``, ``Got unexpected extra argument``.
+
 Pure: no I/O and no import beyond ``ruroco.client.request`` on the ``send`` path (not even
 ``typing``, ~10 ms of cold start); help, suggestions and the version load theirs when used.
 """
 
 from __future__ import annotations
 
-from ruroco.client.request import DEFAULT_COMMAND, DEFAULT_SEND_DELAY_MS
+from ruroco.client.request import DEFAULT_COMMAND, DEFAULT_PROTOCOL, DEFAULT_SEND_DELAY_MS
 from ruroco.limits import U64_MAX
 
 PROG = "ruroco-client"
@@ -22,8 +25,14 @@ HELP_FLAGS = ("-h", "--help")
 VERSION_FLAGS = ("-V", "--version")
 
 
+# ``--timeout`` and ``--interval`` of ``connect``: seconds as a decimal, above 0, at most a day
+# (a longer wait is a mistake, and ``time.sleep``/``poll`` take any value up to it).
+MAX_SECONDS = 86_400.0
+
+
 class Opt:
-    """One option: its flags, destination, value kind, default and help text."""
+    """One option: its flags (``short`` may be empty), destination, value kind, default and
+    help text."""
 
     __slots__ = ("default", "dest", "help", "kind", "long", "required", "short")
 
@@ -40,7 +49,7 @@ class Opt:
         self.short = short
         self.long = long
         self.dest = dest
-        self.kind = kind  # "str", "flag" or "u64"
+        self.kind = kind  # "str", "flag", "u64", "seconds" or "protocol" (0 or 1)
         self.default = default
         self.help = help
         self.required = required
@@ -51,23 +60,42 @@ class Opt:
 
     @property
     def hint(self) -> str:
-        """How messages name the option: ``'-a' / '--address'``."""
-        return f"'{self.short}' / '{self.long}'"
+        """How messages name the option: ``'-a' / '--address'`` (or ``'--timeout'``)."""
+        return f"'{self.short}' / '{self.long}'" if self.short else f"'{self.long}'"
 
 
 class Command:
-    """A subcommand; ``unavailable`` ones accept any arguments and fail with that message."""
+    """A subcommand; ``unavailable`` ones accept any arguments and fail with that message.
 
-    __slots__ = ("help", "name", "options", "unavailable")
+    ``args`` names its positional arguments in order (upper case, as the usage line shows
+    them); each is required, and its value is stored under the lower-case name."""
+
+    __slots__ = ("args", "help", "name", "options", "unavailable")
 
     def __init__(
-        self, name: str, help: str, options: tuple[Opt, ...] = (), unavailable: str = ""
+        self,
+        name: str,
+        help: str,
+        options: tuple[Opt, ...] = (),
+        unavailable: str = "",
+        args: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.help = help
         self.options = options
         self.unavailable = unavailable
+        self.args = args
 
+
+PROTOCOL_OPTION = Opt(
+    "",
+    "--protocol",
+    "protocol",
+    "protocol",
+    DEFAULT_PROTOCOL,
+    "Wire format: 1 (94 bytes, AES-256-GCM-SIV) or 0 for servers of the released ruroco"
+    " 0.14.2 (93 bytes, AES-256-GCM; our server takes it with accept_protocol_0 = true)",
+)
 
 SEND_OPTIONS: tuple[Opt, ...] = (
     Opt(
@@ -93,6 +121,48 @@ SEND_OPTIONS: tuple[Opt, ...] = (
         DEFAULT_SEND_DELAY_MS,
         "Pause between destinations (ms)",
     ),
+    PROTOCOL_OPTION,
+)
+
+CONNECT_OPTIONS: tuple[Opt, ...] = (
+    Opt(
+        "-a",
+        "--address",
+        "address",
+        "str",
+        None,
+        'The ruroco server: "host", "host:port", "ip", "ip:port" or "[ipv6]:port" (default:'
+        " HOST, port 80)",
+    ),
+    *SEND_OPTIONS[1:5],
+    Opt("-4", "--ipv4", "ipv4", "flag", False, "Knock and connect over IPv4 only"),
+    Opt("-6", "--ipv6", "ipv6", "flag", False, "Knock and connect over IPv6 only"),
+    Opt(
+        "",
+        "--timeout",
+        "timeout",
+        "seconds",
+        30.0,
+        "Give up (exit 1) if PORT has not accepted a connection by then",
+    ),
+    Opt(
+        "",
+        "--interval",
+        "interval",
+        "seconds",
+        2.0,
+        "Knock again, with a fresh counter, after this long without a connection",
+    ),
+    Opt(
+        "",
+        "--fdpass",
+        "fdpass",
+        "flag",
+        False,
+        "Hand the connected socket to ssh over stdout and exit (ProxyUseFdpass yes)",
+    ),
+    PROTOCOL_OPTION,
+    Opt("-v", "--verbose", "verbose", "flag", False, "Log knocks and the connection to stderr"),
 )
 
 _UPDATE = (
@@ -107,6 +177,15 @@ _WIZARD = (
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
+        Command(
+            "connect",
+            "Knock, then relay stdin/stdout to HOST PORT (ssh ProxyCommand). Knocks over the"
+            " address family it connects with (both if HOST has both), waits until PORT"
+            " accepts a TCP connection, knocking again every --interval seconds, and relays"
+            " until either side closes.",
+            CONNECT_OPTIONS,
+            args=("HOST", "PORT"),
+        ),
         Command("gen", "Print a new key (56 characters, no newline)."),
         Command("reseed", "Reset the counter to the current time in nanoseconds."),
         Command(
@@ -138,10 +217,31 @@ def parse_u64(text: str) -> int | None:
     return value if value <= U64_MAX else None
 
 
+def parse_seconds(text: str) -> float | None:
+    """A decimal number of seconds above 0 and at most ``MAX_SECONDS`` (``2``, ``0.5``,
+    ``+1.25``); None otherwise (no exponent, ``inf`` or ``nan``: ``float()`` is too lax)."""
+    digits = text[1:] if text.startswith("+") else text
+    whole, dot, frac = digits.partition(".")
+    if not (whole or frac) or not all(
+        p == "" or (p.isascii() and p.isdigit()) for p in (whole, frac)
+    ):
+        return None
+    value = float(f"{whole or 0}.{frac or 0}") if dot else float(whole)
+    return value if 0 < value <= MAX_SECONDS else None
+
+
+def parse_port(text: str) -> int | None:
+    """A TCP port 1 … 65535 in ASCII digits (what ssh's ``%p`` gives); None otherwise."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if 0 < value <= 65535 else None
+
+
 def _usage(command: Command | None) -> str:
     if command is None:
         return f"Usage: {PROG} [OPTIONS] COMMAND [ARGS]..."
-    return f"Usage: {PROG} {command.name} [OPTIONS]"
+    return " ".join((f"Usage: {PROG} {command.name} [OPTIONS]", *command.args))
 
 
 def usage_error(command: Command | None, message: str) -> CliExit:
@@ -172,7 +272,7 @@ def _scan(
     """Split ``args`` into ``(flag, option, value)`` in order (option None for -h/-V) and the
     positional arguments; with ``interspersed`` False, stop at the first positional."""
     options = command.options if command else ()
-    short = {o.short: o for o in options}
+    short = {o.short: o for o in options if o.short}
     long = {o.long: o for o in options}
     builtin = HELP_FLAGS if command else VERSION_FLAGS + HELP_FLAGS
     longs = [*long, *(f for f in builtin if f.startswith("--"))]
@@ -242,6 +342,19 @@ def _values(command: Command, seen: list[tuple[str, Opt | None, str | None]]) ->
                     f"Invalid value for {opt.hint}: {text!r} is not an unsigned 64-bit integer",
                 )
             values[dest] = number
+        elif opt.kind == "protocol":
+            if text not in ("0", "1"):
+                raise usage_error(command, f"Invalid value for {opt.hint}: {text!r} is not 0 or 1")
+            values[dest] = int(text)
+        elif opt.kind == "seconds":
+            seconds = parse_seconds(text or "")
+            if seconds is None:
+                raise usage_error(
+                    command,
+                    f"Invalid value for {opt.hint}: {text!r} is not a number of seconds"
+                    f" above 0 and at most {MAX_SECONDS:g}",
+                )
+            values[dest] = seconds
         else:
             values[dest] = text
     for opt in command.options:
@@ -250,6 +363,24 @@ def _values(command: Command, seen: list[tuple[str, Opt | None, str | None]]) ->
                 raise usage_error(command, f"Missing option {opt.hint}.")
             values[opt.dest] = opt.default
     return {opt.dest: values[opt.dest] for opt in command.options}
+
+
+def _arguments(command: Command, positional: list[str]) -> dict[str, object]:
+    """The positional arguments by name; a missing one or a bad PORT is a usage error."""
+    if len(positional) < len(command.args):
+        raise usage_error(command, f"Missing argument '{command.args[len(positional)]}'.")
+    values: dict[str, object] = {}
+    for name, text in zip(command.args, positional, strict=False):
+        if name == "PORT":
+            port = parse_port(text)
+            if port is None:
+                raise usage_error(
+                    command, f"Invalid value for 'PORT': {text!r} is not a port (1-65535)"
+                )
+            values["port"] = port
+        else:
+            values[name.lower()] = text
+    return values
 
 
 def _extra(command: Command, extra: list[str]) -> CliExit:
@@ -275,9 +406,9 @@ def _program_options(argv: list[str]) -> list[str]:
 
 
 def parse(argv: list[str]) -> tuple[str, dict[str, object]]:
-    """``(command, option values)`` of a command line that runs a command (``gen``,
-    ``reseed`` or ``send``); raises ``CliExit`` for help, version, usage errors and the
-    commands not carried over."""
+    """``(command, option and argument values)`` of a command line that runs a command
+    (``connect``, ``gen``, ``reseed`` or ``send``); raises ``CliExit`` for help, version,
+    usage errors and the commands not carried over."""
     if not argv:
         raise CliExit(2, err=help_text(None))
     rest = _program_options(argv)
@@ -295,6 +426,9 @@ def parse(argv: list[str]) -> tuple[str, dict[str, object]]:
     if any(opt is None for _flag, opt, _value in seen):  # -h/--help
         raise CliExit(0, out=help_text(command))
     values = _values(command, seen)
+    if command.args:
+        values.update(_arguments(command, extra))
+        extra = extra[len(command.args) :]
     if extra:
         raise _extra(command, extra)
     return command.name, values
@@ -323,6 +457,9 @@ def _rows(rows: list[tuple[str, str]], width: int) -> list[str]:
 
 
 def _short_help(text: str, limit: int) -> str:
+    """The first sentence, shortened to ``limit`` (click's short help of a command)."""
+    first, sep, _rest = text.partition(". ")
+    text = first + "." if sep else text
     if len(text) <= limit:
         return text
     from textwrap import shorten
@@ -340,10 +477,13 @@ def help_text(command: Command | None, width: int | None = None) -> str:
     lines += wrap(about, width, initial_indent="  ", subsequent_indent="  ")
     rows: list[tuple[str, str]] = []
     for opt in command.options if command else ():
-        left = f"{opt.short}, {opt.long}"
+        left = f"{opt.short}, {opt.long}" if opt.short else opt.long
         if opt.takes_value:
-            left += " U64" if opt.kind == "u64" else " TEXT"
-        extra = [f"default: {opt.default}"] if opt.takes_value and opt.default is not None else []
+            left += {"u64": " U64", "seconds": " SECONDS", "protocol": " [0|1]"}.get(
+                opt.kind, " TEXT"
+            )
+        shown = f"{opt.default:g}" if opt.kind == "seconds" else opt.default
+        extra = [f"default: {shown}"] if opt.takes_value and opt.default is not None else []
         extra += ["required"] if opt.required else []
         rows.append((left, f"{opt.help}  [{'; '.join(extra)}]" if extra else opt.help))
     if not command:

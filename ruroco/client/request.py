@@ -9,6 +9,9 @@ from __future__ import annotations
 
 DEFAULT_COMMAND = "default"
 DEFAULT_SEND_DELAY_MS = 50
+#: Protocol 1 (``ruroco.protocol.PROTOCOL_VERSION``; not imported: this module stays free of
+#: cryptography); 0 is the released ruroco 0.14.2's format (docs/protocol.md, Protocol 0).
+DEFAULT_PROTOCOL = 1
 
 _REQUEST_FIELDS = (
     "address",
@@ -20,6 +23,7 @@ _REQUEST_FIELDS = (
     "ipv4",
     "ipv6",
     "send_delay_ms",
+    "protocol",
 )
 
 
@@ -68,6 +72,7 @@ class SendRequest(_Frozen):
     ipv4: bool
     ipv6: bool
     send_delay_ms: int
+    protocol: int
 
     def __init__(
         self,
@@ -80,8 +85,20 @@ class SendRequest(_Frozen):
         ipv4: bool = False,
         ipv6: bool = False,
         send_delay_ms: int = DEFAULT_SEND_DELAY_MS,
+        protocol: int = DEFAULT_PROTOCOL,
     ) -> None:
-        values = (address, key_file, key, command, permissive, ip, ipv4, ipv6, send_delay_ms)
+        values = (
+            address,
+            key_file,
+            key,
+            command,
+            permissive,
+            ip,
+            ipv4,
+            ipv6,
+            send_delay_ms,
+            protocol,
+        )
         for name, value in zip(_REQUEST_FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
 

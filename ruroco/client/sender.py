@@ -21,7 +21,15 @@ from ruroco.client.request import SendRequest, SendResult
 from ruroco.errors import RurocoError, error_chain, qpath
 from ruroco.ipaddr import parse_ip
 from ruroco.lock import InstanceLock
-from ruroco.protocol import ClientData, Key, build_packet, command_hash, generate_key, parse_key
+from ruroco.protocol import (
+    ClientData,
+    Key,
+    build_packet,
+    check_protocol,
+    command_hash,
+    generate_key,
+    parse_key,
+)
 
 TYPE_CHECKING = False  # typing itself would cost the cold start ~10 ms
 if TYPE_CHECKING:
@@ -52,7 +60,7 @@ def client_lock(conf_dir: str) -> InstanceLock:
     return InstanceLock(os.path.join(conf_dir, LOCK_FILE), "Client")
 
 
-def _read_key_text(request: SendRequest) -> str:
+def read_key_text(request: SendRequest) -> str:
     if request.key is not None:
         if request.key_file is not None:
             raise RurocoError("Give either a key file or a key, not both")
@@ -87,7 +95,8 @@ class PreparedRequest:
                 self.src_ip = parse_ip(request.ip)
             except ValueError as exc:
                 raise RurocoError(f"Invalid --ip value {qpath(request.ip)}") from exc
-        key_text = _read_key_text(request)
+        check_protocol(request.protocol)  # before the counter: a bad value uses up nothing
+        key_text = read_key_text(request)
         path = counter_path(conf_dir)
         log.info(f"Loading counter from {qpath(path)} ...")
         self.key: Key = parse_key(key_text)
@@ -105,7 +114,7 @@ def _crypto_version() -> str:
     return f"cryptography {cryptography.__version__}"
 
 
-def _send_one(dest: Destination, packet: bytes) -> str:
+def send_datagram(dest: Destination, packet: bytes) -> str:
     """Send one datagram from a fresh socket; returns the local address it left from."""
     try:
         sock = socket.socket(dest.family, socket.SOCK_DGRAM)
@@ -135,7 +144,7 @@ def send_to_destinations(prepared: PreparedRequest, dests: list[Destination]) ->
             value = prepared.counter.increment()
             log.info(f"Connecting to {dest.text}...")
             data = ClientData(cmd_hash, value, not request.permissive, prepared.src_ip, dest.ip)
-            local = _send_one(dest, build_packet(prepared.key, data))
+            local = send_datagram(dest, build_packet(prepared.key, data, None, request.protocol))
             log.info(f"Sent command {request.command} from {local} to udp://{dest.text}")
             results.append(SendResult(dest.text, value, None))
         except RurocoError as exc:

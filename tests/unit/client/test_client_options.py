@@ -1,7 +1,8 @@
 """The one ``ruroco-client`` command-line parser: values, help text and usage errors.
 
 The expected texts are what the click command this parser replaced printed (click 8.5.1,
-80 columns); the property tests pin the syntax for every option and any token soup.
+80 columns), plus the ``connect`` command added since (its own tests:
+test_client_connect.py); the property tests pin the syntax for every option and any token soup.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ DEFAULTS = {
     "ipv4": False,
     "ipv6": False,
     "send_delay_ms": 50,
+    "protocol": 1,
 }
 
 PROGRAM_HELP = """\
@@ -43,11 +45,12 @@ Options:
   -h, --help     Show this message and exit.
 
 Commands:
-  gen     Print a new key (56 characters, no newline).
-  reseed  Reset the counter to the current time in nanoseconds.
-  send    Send one packet per destination (first IPv4, then first IPv6).
-  update  Not available: upgrade the Python package with pip, or deploy a...
-  wizard  Not available: set up a server with the ruroco Ansible...
+  connect  Knock, then relay stdin/stdout to HOST PORT (ssh ProxyCommand).
+  gen      Print a new key (56 characters, no newline).
+  reseed   Reset the counter to the current time in nanoseconds.
+  send     Send one packet per destination (first IPv4, then first IPv6).
+  update   Not available: upgrade the Python package with pip, or deploy...
+  wizard   Not available: set up a server with the ruroco Ansible...
 """
 
 SEND_HELP = """\
@@ -65,6 +68,10 @@ Options:
   -4, --ipv4               Send over IPv4 only
   -6, --ipv6               Send over IPv6 only
   -d, --send-delay-ms U64  Pause between destinations (ms)  [default: 50]
+  --protocol [0|1]         Wire format: 1 (94 bytes, AES-256-GCM-SIV) or 0 for
+                           servers of the released ruroco 0.14.2 (93 bytes,
+                           AES-256-GCM; our server takes it with
+                           accept_protocol_0 = true)  [default: 1]
   -h, --help               Show this message and exit.
 """
 
@@ -101,6 +108,7 @@ def test_send_defaults_and_every_syntax() -> None:
         "ipv4": True,
         "ipv6": True,
         "send_delay_ms": 7,
+        "protocol": 1,
     }
     for argv in (
         ["-a", "h", "-k", "k", "-c", "a=b", "-e", "-4", "-6", "-i", "::1", "-d", "+7"],
@@ -110,6 +118,17 @@ def test_send_defaults_and_every_syntax() -> None:
         ["-46ea", "h", "-k", "k", "-c", "a=b", "-i::1", "-d", "7"],
     ):  # fmt: skip
         assert parse(["send", *argv]) == ("send", expected), argv
+
+
+def test_protocol_is_0_or_1_and_anything_else_a_usage_error() -> None:
+    for argv, protocol in ((["--protocol", "0"], 0), (["--protocol=1"], 1), ([], 1)):
+        assert parse(["send", "-a", "h", "-k", "k", *argv])[1]["protocol"] == protocol
+    for bad in ("2", "00", "", "+0", "-1", "v0"):
+        result = outcome(["send", "-a", "h", "-k", "k", f"--protocol={bad}"])
+        assert (result.code, result.out) == (2, "")
+        assert result.err == usage_error(
+            "send", f"Invalid value for '--protocol': {bad!r} is not 0 or 1"
+        )
 
 
 def test_values_are_the_next_token_even_if_it_looks_like_an_option() -> None:
@@ -260,12 +279,15 @@ def _send_line(draw: st.DrawFn) -> tuple[list[str], dict[str, object]]:
             number = draw(st.integers(0, U64_MAX))
             items.append((opt, draw(st.sampled_from([str(number), f"+{number}", f"0{number}"]))))
             expected[opt.dest] = number
+        elif opt.kind == "protocol":
+            items.append((opt, draw(st.sampled_from(["0", "1"]))))
+            expected[opt.dest] = int(items[-1][1] or "")
         else:
             items.append((opt, draw(_text)))
             expected[opt.dest] = items[-1][1]
     argv: list[str] = ["send"]
     for opt, value in items:
-        name = draw(st.sampled_from([opt.short, opt.long]))
+        name = draw(st.sampled_from([f for f in (opt.short, opt.long) if f]))
         if value is None:
             argv.append(name)
         elif name == opt.long and draw(st.booleans()):
