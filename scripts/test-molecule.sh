@@ -14,7 +14,7 @@ export PATH="$venv/bin:$PATH"   # molecule runs ansible-playbook/ansible-config 
 . scripts/testhosts/env.sh
 
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(default install lifecycle knock_then_connect fleet)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(default install lifecycle knock_then_connect proxycommand fleet)
 
 run_id=$(date +%s)-$$
 run_dir=$(mktemp -d /var/tmp/ruroco-molecule.XXXXXX)

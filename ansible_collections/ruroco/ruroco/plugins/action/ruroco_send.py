@@ -47,6 +47,7 @@ ARGUMENT_SPEC = dict(
     conf_dir=dict(type="path"),
     send_delay_ms=dict(type="int", default=50),
     lock_timeout=dict(type="float", default=30),
+    protocol=dict(type="int", default=1, choices=[0, 1]),
     wait_for=dict(
         type="dict",
         options=dict(
@@ -139,6 +140,7 @@ class ActionModule(ActionBase):
             ipv4=args["ipv4"],
             ipv6=args["ipv6"],
             send_delay_ms=args["send_delay_ms"],
+            protocol=args["protocol"],
         )
         conf_dir = Path(args["conf_dir"]) if args["conf_dir"] else None
         wait = args["wait_for"]

@@ -80,6 +80,19 @@ options:
       - Seconds to wait for the client lock held by other forks or a running C(ruroco-client).
     type: float
     default: 30
+  protocol:
+    description:
+      - Wire format of the packet.
+      - V(1) is this ruroco's format (94 bytes, AES-256-GCM-SIV), which the ruroco server of
+        this collection takes by default.
+      - V(0) is the format of the released ruroco 0.14.2 (93 bytes, AES-256-GCM), for servers of
+        that release. A server of this collection takes it only with
+        C(accept_protocol_0 = true) in its C(config.toml).
+      - Both formats share the client's counter in O(conf_dir).
+    type: int
+    choices: [0, 1]
+    default: 1
+    version_added: 1.1.0
   wait_for:
     description:
       - After knocking, wait until a TCP port on the target accepts connections, knocking again
@@ -160,6 +173,14 @@ EXAMPLES = r"""
     ipv4: true
     ip: 203.0.113.7
   register: knock
+
+- name: Open SSH on a server of the released ruroco 0.14.2 (protocol 0)
+  ruroco.ruroco.ruroco_send:
+    command: open_ssh
+    key_file: /home/ops/.config/ruroco/legacy.key
+    protocol: 0
+    wait_for:
+      port: 22
 
 - name: Show the counters that were used
   ansible.builtin.debug:

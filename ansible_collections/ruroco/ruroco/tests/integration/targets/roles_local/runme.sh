@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Role and module logic without systemd, on this host with connection local, in a scratch
 # directory: exclusive keys, OS checks, merged commands, rendered config and units, the
-# commander's drop-in, destination addresses, error messages and key secrecy.
+# commander's drop-in, destination addresses, the client's ssh_config drop-in, error messages
+# and key secrecy.
 set -euo pipefail
 
 scratch=$(mktemp -d)
@@ -28,6 +29,10 @@ ansible-playbook -i inventory server_files.yml -e "collection_root=$collections/
 mkdir "$scratch/policy"
 ansible-playbook -i inventory policy_grants.yml -e "collection_root=$collections/ruroco/ruroco" \
     -e "scratch=$scratch/policy" -e "ruroco_server_venv=$(dirname "$ruroco_bin")" "$@"
+
+# The client's ssh_config drop-in, read back with ssh -G.
+mkdir "$scratch/ssh_config"
+ansible-playbook -i inventory ssh_config.yml -e "scratch=$scratch/ssh_config" "$@"
 
 # The private-address warning is printed exactly for the cases that expect it.
 ips_log=$scratch/server_ips.log

@@ -116,6 +116,29 @@ def test_knock_sends_a_valid_packet(udp, key_file, tmp_path):
     assert (tmp_path / "c" / "counter").read_bytes() == data.counter.to_bytes(16, "big")
 
 
+def test_protocol_0_sends_the_93_byte_packet_of_ruroco_0_14_2(udp, key_file, tmp_path):
+    """protocol: 0 sends one 93-byte AES-256-GCM packet that decodes as protocol 0, with the
+    client's next counter (the counter file is shared with protocol 1)."""
+    port = udp.getsockname()[1]
+    common = dict(address="127.0.0.1", port=port, key_file=key_file, conf_dir=str(tmp_path))
+    first = run_action(dict(common, command="open_ssh", protocol=0))
+    packet, _peer = udp.recvfrom(4096)
+    assert len(packet) == 93 == protocol.V0_MSG_SIZE
+    assert packet[: protocol.KEY_ID_SIZE] == KEY.key_id
+    with pytest.raises(protocol.ProtocolError):  # not a protocol 1 ciphertext
+        KEY.decrypt(packet[protocol.KEY_ID_SIZE :])
+    data = protocol.ClientData.decode(KEY.decrypt(packet[protocol.KEY_ID_SIZE :], 0), 0)
+    assert data.cmd_hash == protocol.command_hash("open_ssh")
+    assert data.strict is True and data.dst_ip == parse_ip("127.0.0.1")
+    assert first["destinations"] == [
+        dict(destination=f"127.0.0.1:{port}", counter=data.counter, error=None)
+    ]
+    # The default is protocol 1 (94 bytes), with a counter above protocol 0's.
+    run_action(common)
+    later = receive(udp)
+    assert later.counter > data.counter
+
+
 def test_inline_key_never_shows_up(udp, tmp_path, capfd):
     """The key option works and appears neither in the result nor on stdout/stderr."""
     port = udp.getsockname()[1]
@@ -205,6 +228,7 @@ def test_bad_input_fails_with_the_clients_message(tmp_path, args, message):
         (dict(), "one of the following is required: key_file, key"),
         (dict(key=FIXTURE, key_file="/x"), "mutually exclusive"),
         (dict(key=FIXTURE, wait_for=dict(timeout=1)), "port"),
+        (dict(key=FIXTURE, protocol=2), "value of protocol must be one of: 0, 1"),
     ],
 )
 def test_argument_errors(args, message):
