@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from ruroco.cmdhash import command_hash
 from ruroco.errors import qpath
 from ruroco.ipaddr import ip_text
-from ruroco.tomlconfig import ConfigError, Table
+from ruroco.tomlconfig import ConfigError, Table, basic_string, value_kind
 
 TABLE = "keys"
 FIELDS = ("commands", "sources", "allow_permissive", "not_after")
@@ -74,20 +74,7 @@ def table_name(stem: str) -> str:
     """``keys.laptop``, or ``keys."my.laptop"`` for a stem that is not a bare TOML key."""
     if _BARE_KEY.match(stem):
         return f"{TABLE}.{stem}"
-    return f"{TABLE}.{_quoted(stem)}"
-
-
-def _quoted(text: str) -> str:
-    """A TOML basic string: quotes and backslashes escaped, control characters as ``\\uXXXX``."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    return f"{TABLE}.{basic_string(stem)}"
 
 
 @dataclass(frozen=True)
@@ -210,23 +197,10 @@ def _not_after(entry: _Entry, value: object) -> datetime.datetime | None:
                 "date-time (it has no time zone)",
             )
         return value
-    kind = "a bare date" if isinstance(value, datetime.date) else _kind(value)
+    kind = "a bare date" if isinstance(value, datetime.date) else value_kind(value)
     raise entry.fail(
         "not_after", f"must be an offset date-time such as 2027-06-30T00:00:00Z, not {kind}"
     )
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, datetime.time):
-        return "a local time"
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a float",
-        str: "a string",
-        list: "an array",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
 
 
 class Policy:

@@ -6,6 +6,7 @@ position, and the typed getters here report the key and the expected type, not t
 
 from __future__ import annotations
 
+import datetime
 import os
 import tomllib
 from pathlib import Path
@@ -71,7 +72,7 @@ class Table:
             return default
         value = self.data[key]
         if not isinstance(value, str):
-            raise self.fail(key, f"must be a string, not {_kind(value)}")
+            raise self.fail(key, f"must be a string, not {value_kind(value)}")
         if "\0" in value:  # the OS would cut the string there, or refuse it with a traceback
             raise self.fail(key, "must not contain a NUL character")
         return value
@@ -89,7 +90,7 @@ class Table:
             return default
         value = self.data[key]
         if not isinstance(value, bool):
-            raise self.fail(key, f"must be true or false, not {_kind(value)}")
+            raise self.fail(key, f"must be true or false, not {value_kind(value)}")
         return value
 
     def integer(self, key: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
@@ -97,7 +98,7 @@ class Table:
             return default
         value = self.data[key]
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"must be an integer, not {_kind(value)}")
+            raise self.fail(key, f"must be an integer, not {value_kind(value)}")
         if value < minimum or (maximum is not None and value > maximum):
             bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
             raise self.fail(key, f"must be an integer {bound}")
@@ -117,7 +118,10 @@ class Table:
         return value
 
 
-def _kind(value: object) -> str:
+def value_kind(value: object) -> str:
+    """How error messages name a TOML value's type ("a string", "a local time", ...)."""
+    if isinstance(value, datetime.time):
+        return "a local time"
     return {
         bool: "a boolean",
         int: "an integer",
@@ -126,3 +130,17 @@ def _kind(value: object) -> str:
         list: "an array",
         dict: "a table",
     }.get(type(value), type(value).__name__)
+
+
+def basic_string(text: str) -> str:
+    """``text`` as a TOML basic string: quotes and backslashes escaped, control characters as
+    ``\\uXXXX``, so any key file stem or command name can be written back into TOML."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

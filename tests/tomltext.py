@@ -9,18 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ruroco.tomlconfig import basic_string
+
 
 def toml_str(value: str) -> str:
     """A TOML basic string for any text (control characters as ``\\uXXXX`` escapes)."""
-    out = []
-    for ch in value:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    return basic_string(value)
 
 
 def toml_document(values: Mapping[str, object]) -> str:

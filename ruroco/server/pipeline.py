@@ -213,17 +213,11 @@ class Decision:
         floors: dict[bytes, int],
         policy: Policy = EMPTY,
     ):
-        self.config = config
-        self.keys = keys
         self.floors = floors
-        self.policy = policy
-        self._sizes(config)
-        self.ips = frozenset(config.ips)
-        self.ips_text = ip_list_text(config.ips)
-        self.skew_ns = config.max_clock_skew_seconds * 1_000_000_000
         self.per_source = PerSourceLimit(config.max_requests_per_second)
         self.global_limit = WindowLimit(config.max_requests_per_second_global)
         self.stats: dict[str, int] = dict.fromkeys((*REASONS, "accepted", ACCEPTED_V0), 0)
+        self.reconfigure(config, keys, policy)
 
     def _sizes(self, config: ServerConfig) -> None:
         """The datagram sizes ``screen`` lets through: 94, and 93 when protocol 0 is on."""
