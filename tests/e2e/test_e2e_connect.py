@@ -196,6 +196,12 @@ def test_real_ssh_talks_through_connect(net: Guarded, tmp_path: Path, fdpass: bo
         ssh += ["-o", f"ProxyUseFdpass={'yes' if fdpass else 'no'}", "-o", "ConnectTimeout=20"]
         ssh += ["-p", str(SSH_PORT), "127.0.0.1", "true"]
         rc, _out, err = net.run([*nsenter, *ssh], timeout=60)
+        # ssh may be gone before the service has written what it read: give it a moment.
+        deadline = time.monotonic() + 10
+        while not (seen.exists() and seen.read_text().endswith("\n")):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     finally:
         service.kill()
         service.wait()
