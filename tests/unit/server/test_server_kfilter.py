@@ -242,15 +242,18 @@ def test_real_server_without_the_filter_logs_and_counts_garbage_as_before(tmp_pa
     assert "ERROR ] Rejected datagram from 127.0.0.1 port" in err
 
 
-def test_filter_attaches_to_a_socket_handed_over_by_systemd(tmp_path):
-    from server_helpers import packet
+def _inherited_socket_run(tmp_path, extra: str, send, prepare=lambda udp: None):
+    """Start a real server on an IPv6 socket handed over as systemd does (fd 3), after
+    ``prepare(udp)``; once it runs, ``send(tx, port)``; stop it. Returns (commands the
+    commander received, returncode, stdout, stderr)."""
     from test_server_listen import LAUNCHER
 
-    config = write_setup(tmp_path, extra="kernel_filter = true\n")
+    config = write_setup(tmp_path, extra=extra)
     commander = CommanderStandIn(tmp_path / "run" / "ruroco.socket")
     udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     udp.bind(("::1", 0))
     port = udp.getsockname()[1]
+    prepare(udp)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUROCO_", "LISTEN_"))}
     server = os.path.join(BIN, "ruroco-server")
     proc = subprocess.Popen(
@@ -269,16 +272,27 @@ def test_filter_attaches_to_a_socket_handed_over_by_systemd(tmp_path):
             time.sleep(0.02)
         time.sleep(0.3)
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as tx:
-            for _ in range(20):
-                tx.sendto(os.urandom(94), ("::1", port))
-                tx.sendto(b"hello", ("::1", port))
-            tx.sendto(packet(dst="::1"), ("::1", port))
-        assert len(commander.wait_for(1)) == 1
+            send(tx, port)
+        received = commander.wait_for(1)
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=10)
         commander.close()
-    assert proc.returncode == 0, err
+    return received, proc.returncode, out, err
+
+
+def test_filter_attaches_to_a_socket_handed_over_by_systemd(tmp_path):
+    from server_helpers import packet
+
+    def send(tx, port):
+        for _ in range(20):
+            tx.sendto(os.urandom(94), ("::1", port))
+            tx.sendto(b"hello", ("::1", port))
+        tx.sendto(packet(dst="::1"), ("::1", port))
+
+    received, returncode, out, err = _inherited_socket_run(tmp_path, "kernel_filter = true\n", send)
+    assert len(received) == 1
+    assert returncode == 0, err
     assert "UdpSocket from_raw_fd 3 (systemd socket activation)" in out
     assert "Kernel filter active" in out
     assert "received=1 accepted=1" in out
@@ -289,38 +303,15 @@ def test_a_filter_left_on_an_inherited_socket_is_removed_when_the_filter_is_off(
     start stays on it. Turned off (or attached for other key ids), it would keep dropping
     knocks in the kernel; a start with ``kernel_filter = false`` must take it off."""
     from server_helpers import packet
-    from test_server_listen import LAUNCHER
 
-    config = write_setup(tmp_path)
-    commander = CommanderStandIn(tmp_path / "run" / "ruroco.socket")
-    udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    udp.bind(("::1", 0))
-    port = udp.getsockname()[1]
-    kfilter.attach(udp, [bytes(KEY_ID_SIZE)])  # an earlier start's filter, for another key id
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUROCO_", "LISTEN_"))}
-    server = os.path.join(BIN, "ruroco-server")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, str(udp.fileno()), server, "-c", str(config)],
-        pass_fds=(udp.fileno(),),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    udp.close()
-    try:
-        deadline = time.monotonic() + 15
-        while not (tmp_path / "state" / "blocklist.msgpck").exists():
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.02)
-        time.sleep(0.3)
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as tx:
-            tx.sendto(packet(dst="::1"), ("::1", port))
-        assert len(commander.wait_for(1)) == 1
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=10)
-        commander.close()
-    assert proc.returncode == 0, err
+    def earlier_filter(udp):  # an earlier start's filter, for another key id
+        kfilter.attach(udp, [bytes(KEY_ID_SIZE)])
+
+    def send(tx, port):
+        tx.sendto(packet(dst="::1"), ("::1", port))
+
+    received, returncode, out, err = _inherited_socket_run(tmp_path, "", send, earlier_filter)
+    assert len(received) == 1
+    assert returncode == 0, err
     assert "Removed a kernel filter left on the socket by an earlier start" in out
     assert "received=1 accepted=1" in out
