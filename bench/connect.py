@@ -9,17 +9,15 @@ bench's private network namespace (nftables is changed).
   ssh's are) against a direct TCP connection read and written by the bench itself; the
   clock runs from the first byte to the last. The grant is open already (one untimed knock):
   this is the relay, not the knock.
-* **Time to first byte, with ssh:** no sshd here, so the service plays an SSH server's first
-  step (``SSH-2.0-bench`` identification line); the clock runs from starting ``ssh -v`` to
-  its ``Remote protocol version`` line, i.e. ssh has read the server's first bytes. Three
-  ways: straight to the unguarded port, through ``ProxyCommand ruroco-client connect`` to
-  the guarded one (the grant closed before every run: knock, wait, relay), and the same with
-  ``--fdpass``.
+* **ssh to the remote command's output:** two real OpenSSH servers (``bench/sshd.py``), one
+  on a guarded port and one on an unguarded port; the clock runs from starting ``ssh``
+  (key login, ``echo``) to the command's output line on ssh's stdout. Three ways: straight
+  to the unguarded port, through ``ProxyCommand ruroco-client connect`` to the guarded one
+  (the grant closed before every run: knock, wait, relay), and the same with ``--fdpass``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -32,15 +30,16 @@ import click
 
 from bench import proc, stats
 from bench.rurocoenv import Deployment
+from bench.sshd import SshServer
 from ruroco import protocol
 from ruroco.ipaddr import parse_ip
 from ruroco.ipc import encode_commander_data
 
 GRANT = "bconn"
 BULK, BULK_OPEN = 2400, 2401  # guarded, unguarded: bulk service
-BANNER, BANNER_OPEN = 2402, 2403  # guarded, unguarded: SSH identification line
+SSH, SSH_OPEN = 2402, 2403  # guarded, unguarded: a real sshd each
 CHUNK = 1 << 18
-IDENT = b"SSH-2.0-bench\r\n"
+REMOTE_OUTPUT = "ruroco-bench-ok"
 
 
 def _listen(port: int, handler) -> socket.socket:
@@ -80,14 +79,6 @@ def _bulk(size: int):
                 conn.sendall(got.to_bytes(8, "big"))
 
     return handle
-
-
-def _banner(conn: socket.socket) -> None:
-    with conn:
-        conn.sendall(IDENT)
-        conn.settimeout(5)
-        with contextlib.suppress(OSError):
-            conn.recv(256)  # ssh's own line; the bench ends ssh once it has read ours
 
 
 def _mib_s(size: int, seconds: float) -> float:
@@ -179,23 +170,24 @@ def _relay_upload(client: Client, size: int) -> float:
         p.wait(20)
 
 
-def _ssh_ttfb(client: Client, port: int, proxy: str | None) -> float:
-    """Milliseconds from starting ``ssh -v`` to its line about the server's identification."""
-    argv = ["ssh", "-v", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+def _ssh_command_ms(client: Client, server: SshServer, proxy: str | None) -> float:
+    """Milliseconds from starting ``ssh`` to the remote command's output on its stdout."""
+    options = []
     if proxy is not None:
         fdpass = "yes" if proxy.endswith("--fdpass") else "no"
-        argv += ["-o", f"ProxyCommand={proxy}", "-o", f"ProxyUseFdpass={fdpass}"]
-    argv += ["-p", str(port), "127.0.0.1", "true"]
+        options = [f"ProxyCommand={proxy}", f"ProxyUseFdpass={fdpass}"]
     t0 = time.perf_counter()
     p = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        server.argv(f"echo {REMOTE_OUTPUT}", *options),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=client.env,
     )  # fmt: skip
     try:
-        for line in p.stderr:
-            if b"Remote protocol version" in line:
-                return (time.perf_counter() - t0) * 1000
-        raise RuntimeError(f"ssh never read the identification line (rc {p.wait()})")
+        line = p.stdout.readline()
+        took = (time.perf_counter() - t0) * 1000
+        if line.strip() != REMOTE_OUTPUT.encode():
+            raise RuntimeError(f"ssh gave {line!r} (rc {p.wait()}): {p.stderr.read()!r}")
+        return took
     finally:
         p.kill()
         p.wait()
@@ -228,7 +220,7 @@ def _close_grant(dep: Deployment) -> None:
         with socket.socket() as c:
             c.settimeout(0.05)
             try:
-                c.connect(("127.0.0.1", BANNER))
+                c.connect(("127.0.0.1", SSH))
             except OSError:
                 return
         time.sleep(0.01)
@@ -244,15 +236,19 @@ def run_connect(root: Path, mib: int = 256, runs: int = 20) -> dict:
         raise RuntimeError("needs the bench's private network namespace: it changes nftables")
     size = mib << 20
     dep = Deployment(root, per_ip=10_000, global_limit=10_000)
-    ports = ", ".join(f'"tcp/{p}"' for p in (BULK, BANNER))
+    ports = ", ".join(f'"tcp/{p}"' for p in (BULK, SSH))
     with open(dep.commands, "a") as fh:
         fh.write(f"[grants.{GRANT}]\nports = [{ports}]\ntimeout_sec = 60\n")
     bulk = _bulk(size)
     listeners = [_listen(BULK, bulk), _listen(BULK_OPEN, bulk)]
-    listeners += [_listen(BANNER, _banner), _listen(BANNER_OPEN, _banner)]
     client = Client(dep, root / "client")
     result: dict = {"mib": mib, "runs": runs}
+    servers: list[SshServer] = []
     try:
+        guarded = SshServer(root / "sshd", SSH)
+        servers.append(guarded)
+        direct = SshServer(root / "sshd", SSH_OPEN)
+        servers.append(direct)
         dep.start()
         first = client.popen(BULK)  # one untimed knock opens the grant for the bulk runs
         first.stdin.write(b"U")
@@ -267,15 +263,15 @@ def run_connect(root: Path, mib: int = 256, runs: int = 20) -> dict:
         ):
             seconds = [fn() for _ in range(3)]
             result[f"{name}_mib_s"] = _mib_s(size, stats.median(seconds))
-        ttfb: dict[str, list[float]] = {"direct": [], "connect": [], "fdpass": []}
-        _ssh_ttfb(client, BANNER_OPEN, None)  # warm caches: ssh, the client's imports
+        took: dict[str, list[float]] = {"direct": [], "connect": [], "fdpass": []}
+        _ssh_command_ms(client, direct, None)  # warm caches: ssh, sshd, the client's imports
         for _ in range(runs):
-            ttfb["direct"].append(_ssh_ttfb(client, BANNER_OPEN, None))
+            took["direct"].append(_ssh_command_ms(client, direct, None))
             for name, fdpass in (("connect", False), ("fdpass", True)):
                 _close_grant(dep)
-                ttfb[name].append(_ssh_ttfb(client, BANNER, client.proxy(fdpass)))
-        for name, values in ttfb.items():
-            result[f"ssh_ttfb_{name}_ms"] = _summary(values)
+                took[name].append(_ssh_command_ms(client, guarded, client.proxy(fdpass)))
+        for name, values in took.items():
+            result[f"ssh_command_{name}_ms"] = _summary(values)
         result["ssh"] = subprocess.run(
             ["ssh", "-V"], capture_output=True, text=True, check=False
         ).stderr.strip()
@@ -285,6 +281,8 @@ def run_connect(root: Path, mib: int = 256, runs: int = 20) -> dict:
     finally:
         for s in listeners:
             s.close()
+        for server in servers:
+            server.close()
         dep.stop()
         subprocess.run(["nft", "delete", "table", "inet", "ruroco"], capture_output=True)
     return result

@@ -252,12 +252,13 @@ def table(results: dict) -> list[str]:
             "MiB/s",
         ),
         (
-            "`ssh` start → server's first bytes read, p50: through `connect` (knock, wait,"
-            " relay) / with `--fdpass` (port open without a guard beside it)",
+            "`ssh` start → remote command's output (real sshd, key login), p50: through"
+            " `connect` (knock, wait, relay) / with `--fdpass` (port open without a guard"
+            " beside it)",
             "—",
-            f"{_num(cn.get('ssh_ttfb_connect_ms', {}).get('p50'), 1)}"
-            f" / {_num(cn.get('ssh_ttfb_fdpass_ms', {}).get('p50'), 1)}",
-            f"{_num(cn.get('ssh_ttfb_direct_ms', {}).get('p50'), 1)} (direct)",
+            f"{_num(cn.get('ssh_command_connect_ms', {}).get('p50'), 1)}"
+            f" / {_num(cn.get('ssh_command_fdpass_ms', {}).get('p50'), 1)}",
+            f"{_num(cn.get('ssh_command_direct_ms', {}).get('p50'), 1)} (direct)",
             "ms",
         ),
         (
@@ -580,11 +581,12 @@ METHOD = [
     "  `[grants.bconn]` guarding two ports, the same services on two unguarded ones. Bulk:",
     "  256 MiB each way through `ruroco-client connect` (stdin/stdout pipes to the bench, as",
     "  ssh's are; grant already open) against a direct TCP connection of the bench, first",
-    "  byte to last, median of 3. Time to first byte: no sshd here, so the service sends an",
-    "  SSH identification line; from starting `ssh -v` to its `Remote protocol version` line,",
-    "  20 runs each: straight to the unguarded port, and through `ProxyCommand ruroco-client",
-    "  connect` (and `--fdpass`) to the guarded one with the grant closed before every run",
-    "  (development venv's client: its editable install adds ~17 ms per start).",
+    "  byte to last, median of 3. ssh: two real OpenSSH servers (`bench/sshd.py`, key login,",
+    "  config and keys of the run's own); from starting `ssh … echo` to the command's output",
+    "  line on ssh's stdout, 20 runs each: straight to the unguarded port, and through",
+    "  `ProxyCommand ruroco-client connect` (and `--fdpass`) to the guarded one with the",
+    "  grant closed before every run (development venv's client: its editable install adds",
+    "  ~17 ms per start).",
     "* Per-stage figures: `bench/breakdown.py` times each stage of the path on its own",
     "  (median and p90 of 200), in-process with the real code, except `forward` and",
     "  `commander_process`, which talk to a real commander process.",

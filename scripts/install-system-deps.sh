@@ -7,6 +7,7 @@ packages=(
     fwknop-client fwknop-server
     systemd
     openssh-client
+    openssh-server
     nftables
 )
 missing=()
@@ -18,6 +19,20 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "missing Debian packages (run as root to install): ${missing[*]}" >&2
         exit 1
     fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # openssh-server is for the tests' and the bench's own sshd (bench/sshd.py, loopback in a
+    # private namespace): its package must not start a system-wide sshd on this machine. A
+    # policy-rc.d that denies every start does that; one the machine has already is kept.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        own_policy=1
+    fi
+    status=0
+    apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+        status=$?
+    [ -z "$own_policy" ] || rm -f "$policy"
+    exit "$status"
 fi

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     Say = Callable[[str], None]
 
 DEFAULT_KNOCK_PORT = 80
+# What the give-up line says when every SYN was dropped (a guard that never opened).
+NO_ANSWER = "no answer"
 FIRST_STEP_S = 0.002  # first connect retry after a knock; doubles up to MAX_STEP_S
 MAX_STEP_S = 0.25
 MAX_PENDING = 32  # connects in flight per address; the oldest is dropped beyond this
@@ -273,7 +275,7 @@ def wait_open(
     deadline = start + request.timeout
     poller = select.poll()
     pending: dict[int, Attempt] = {}
-    last_error = "no answer"
+    last_error = NO_ANSWER
     next_knock = next_try = time.monotonic()
     step = 0.0
     try:
@@ -324,10 +326,20 @@ def _gave_up(knocker: Knocker, request: ConnectRequest, waited: float, last: str
     sent = f"{_knocks(knocker.sent)} over {families}"
     lost = len(knocker.failed)
     failed = f", {lost} could not be sent ({knocker.failed[-1]})" if lost else ""
-    return (
+    line = (
         f"No TCP connection to {targets} after {sent}{failed} in {waited:.1f}s"
         f" (--timeout {request.timeout:g}, --interval {request.interval:g}; last try: {last})"
     )
+    if last == NO_ANSWER and knocker.sent > lost:
+        # The guard never opened. The server answers nothing, so the client cannot tell a lost
+        # knock from a refused one; say where the reason is, and name the refusal operators
+        # meet most: a key new to a server refuses counters older than its start
+        # (docs/connect.md, "When the port never opens").
+        line += (
+            "; the server's log says whether it refused the knocks"
+            " (`is on blocklist` there for a key new to it means: run `ruroco-client reseed`)"
+        )
+    return line
 
 
 def pass_fd(sock: socket.socket, out_fd: int = 1) -> None:
@@ -426,36 +438,54 @@ def _server_destinations(request: ConnectRequest) -> list[Destination] | None:
     return resolve(ensure_port(request.address))
 
 
+def claimed_ip(request: ConnectRequest) -> bytes | None:
+    """The wire form of ``--ip``, or None; a malformed one is an error."""
+    if request.ip is None:
+        return None
+    try:
+        return parse_ip(request.ip)
+    except ValueError as exc:
+        raise RurocoError(f"Invalid --ip value {qpath(request.ip)}") from exc
+
+
+def knock_until_open(
+    request: ConnectRequest,
+    directory: str,
+    key: Key,
+    claim: bytes | None,
+    say: Say,
+    start: float,
+) -> tuple[socket.socket, Route, Knocker]:
+    """``connect`` without the relay: knock until ``HOST:PORT`` accepts (or raise after
+    ``request.timeout`` from ``start``); the connected socket, its route and the knocker.
+    Also used by the terminal UI to wait for a port (docs/ui.md)."""
+    targets = resolve(f"{target_address(request.host)}:{request.port}")
+    servers = _server_destinations(request)
+    routes, skipped = plan_routes(request.host, targets, servers, request.ipv4, request.ipv6, claim)
+    families = " and ".join(family_name(r.target) for r in routes)
+    say(
+        f"{request.host} is [{', '.join(t.text for t in targets)}]; knocking and connecting"
+        f" over {families}"
+        + (f" ({' and '.join(skipped)} left out: no server address)" if skipped else "")
+    )
+    knocker = Knocker(request, directory, key, routes, say)
+    sock, route = wait_open(knocker, request, start)
+    return sock, route, knocker
+
+
 def connect(request: ConnectRequest, conf_dir: str | os.PathLike[str] | None = None) -> None:
     """Knock until ``HOST:PORT`` accepts, then relay (or hand the socket over)."""
     start = time.monotonic()
     say = _sayer(request.verbose or log.debug_enabled())
     if request.address is not None:
         ensure_port(request.address)  # a malformed -a fails before anything else, as in send
-    claim = None
-    if request.ip is not None:
-        try:
-            claim = parse_ip(request.ip)
-        except ValueError as exc:
-            raise RurocoError(f"Invalid --ip value {qpath(request.ip)}") from exc
+    claim = claimed_ip(request)
     key_text = read_key_text(SendRequest("", key_file=request.key_file))
     key = parse_key(key_text)
     del key_text
     try:
         directory = resolve_conf_dir() if conf_dir is None else ensure_conf_dir(conf_dir)
-        targets = resolve(f"{target_address(request.host)}:{request.port}")
-        servers = _server_destinations(request)
-        routes, skipped = plan_routes(
-            request.host, targets, servers, request.ipv4, request.ipv6, claim
-        )
-        families = " and ".join(family_name(r.target) for r in routes)
-        say(
-            f"{request.host} is [{', '.join(t.text for t in targets)}]; knocking and connecting"
-            f" over {families}"
-            + (f" ({' and '.join(skipped)} left out: no server address)" if skipped else "")
-        )
-        knocker = Knocker(request, directory, key, routes, say)
-        sock, route = wait_open(knocker, request, start)
+        sock, route, knocker = knock_until_open(request, directory, key, claim, say, start)
     finally:
         key.wipe()
     say(
