@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 
-.PHONY: all venv devtools sysdeps demo dist test test-python test-collection test-molecule lint bench fuzz clean
+.PHONY: all venv devtools sysdeps demo dist test test-python test-collection test-molecule lint bench fuzz ui-screenshots clean
 
 all: test
 
@@ -65,6 +65,11 @@ fuzz: venv
 	fi; status=$$?; \
 	"$(BIN)/python" -m bench.report --fuzz-section || status=1; \
 	exit $$status
+
+# docs/img/ui-{execute,create,dashboard}.svg, the screenshots docs/ui.md and the README show;
+# run after changing the UI and commit them (tests write theirs to a temporary directory)
+ui-screenshots: venv
+	$(BIN)/python scripts/ui-screenshots.py docs/img
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
