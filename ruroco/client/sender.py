@@ -2,7 +2,9 @@
 
 Used by the CLI and by the Ansible action plugin, whose forks run in parallel on one
 controller: ``send`` holds the conf dir's client lock for the whole exchange (optionally
-waiting for it), so two senders can never load the same counter and reuse a value.
+waiting for it), so two senders can never load the same counter and reuse a value. A process
+that sends again (the terminal UI, ``ruroco_send``'s repeated knocks) takes its counter from
+a reservation and skips the fsync'd write (docs/files.md, "Counter reservation").
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from ruroco import log
 from ruroco.client.address import Destination, destinations, ensure_port
 from ruroco.client.confdir import ensure_conf_dir, resolve_conf_dir
-from ruroco.client.counter import Counter, counter_path
+from ruroco.client.counter import Reserved, counter_path
 from ruroco.client.counter import reseed as reseed_file
 from ruroco.client.request import SendRequest, SendResult
 from ruroco.errors import RurocoError, error_chain, qpath
@@ -102,7 +104,7 @@ class PreparedRequest:
         self.key: Key = parse_key(key_text)
         del key_text
         try:
-            self.counter = Counter.create_and_init(path, time.time_ns())
+            self.counter = Reserved(path, time.time_ns())
         except BaseException:
             self.key.wipe()
             raise
@@ -139,9 +141,9 @@ def send_to_destinations(prepared: PreparedRequest, dests: list[Destination]) ->
     for index, dest in enumerate(dests):
         if index and request.send_delay_ms > 0:
             time.sleep(delay_seconds(request.send_delay_ms))
-        value = prepared.counter.value
+        value = prepared.counter.last
         try:
-            value = prepared.counter.increment()
+            value = prepared.counter.next(len(dests) - index)
             log.info(f"Connecting to {dest.text}...")
             data = ClientData(cmd_hash, value, not request.permissive, prepared.src_ip, dest.ip)
             local = send_datagram(dest, build_packet(prepared.key, data, None, request.protocol))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import os
 import subprocess
 import sys
@@ -307,7 +308,9 @@ def test_lock_held_fails_at_once_or_waits(conf_dir: Path, key_file: Path) -> Non
 
 
 def test_concurrent_senders_never_reuse_a_counter(conf_dir: Path, receiver_v4: Receiver) -> None:
-    """Several processes send through one conf dir (as Ansible forks do): all values distinct."""
+    """Several processes send through one conf dir (as Ansible forks do): every datagram carries
+    a counter above all earlier ones. Not dense: a process's second send reserves values ahead
+    (docs/files.md, "Counter reservation")."""
     key_path = conf_dir.parent / "ruroco.key"
     key_path.write_text(FIXTURE_KEY)
     write_counter(str(conf_dir / "counter"), 5000)
@@ -327,8 +330,9 @@ def test_concurrent_senders_never_reuse_a_counter(conf_dir: Path, receiver_v4: R
     finally:
         codes = [c.wait(timeout=30) for c in children]
     assert codes == [0] * procs
-    assert sorted(counters) == list(range(5001, 5001 + procs * per_proc))
-    assert read_counter_file(conf_dir) == 5000 + procs * per_proc
+    assert counters[0] == 5001  # the first knock of a process reserves nothing ahead
+    assert all(x < y for x, y in itertools.pairwise(counters)), counters
+    assert read_counter_file(conf_dir) >= counters[-1]
 
 
 def test_gen_writes_key_without_newline(conf_dir: Path) -> None:
