@@ -13,7 +13,9 @@ wheel, installs it into a venv of its own under ``bench/out`` and measures that 
 13: one knock through ``ruroco.client.sender.send`` in a process that has started up, as the
 Ansible action plugin and the terminal UI call it, with the counter persisted as it really
 is (docs/files.md, "Counter reservation"); the same knock from a forked child, as an Ansible
-worker makes it; and each step of a knock alone (docs/performance.md, "The client").
+worker makes it (timed from the child's ``send`` call, and from before the fork to the exit),
+and as the first ``send`` of a fresh process; and each step of a knock alone
+(docs/performance.md, "The client").
 """
 
 from __future__ import annotations
@@ -169,15 +171,20 @@ def _received_counter(rx: socket.socket, key: protocol.Key) -> int:
 def _forked_knocks(conf: Path, key_file: Path, rx: socket.socket, knocks: int) -> dict:
     """One ``send`` per forked child, as an Ansible worker does it for ``ruroco_send`` (the
     parent has imported the client, so the child pays no imports): ``send`` time inside the
-    child, and fork to exit as the parent sees it."""
+    child, from its call (after start-up), and fork to exit as the parent sees it; and how
+    many children wrote the counter file (the others took a value of the shared range,
+    docs/files.md, "Counter reservation")."""
     from ruroco.client import sender
 
     request = sender.SendRequest(f"127.0.0.1:{rx.getsockname()[1]}", key_file=str(key_file))
     key = protocol.parse_key(key_file.read_text())
+    path = counter.counter_path(conf)
     inside: list[int] = []
     whole: list[int] = []
+    writes = 0
     last = -1
     for _ in range(knocks):
+        before = _file_identity(path)
         read_end, write_end = os.pipe()
         t0 = time.perf_counter_ns()
         pid = os.fork()
@@ -201,11 +208,60 @@ def _forked_knocks(conf: Path, key_file: Path, rx: socket.socket, knocks: int) -
         if os.waitstatus_to_exitcode(status) != 0 or not reported:
             raise RuntimeError("a forked knock failed")
         inside.append(int(reported))
+        writes += _file_identity(path) != before
         value = _received_counter(rx, key)
         if value <= last:
             raise RuntimeError(f"counter {value} after {last}")
         last = value
-    return {"send_in_child": _summary_us(inside), "fork_to_exit": _summary_us(whole)}
+    return {
+        "send_in_child": _summary_us(inside),
+        "fork_to_exit": _summary_us(whole),
+        "counter_writes": writes,
+    }
+
+
+def _file_identity(path: str) -> tuple[int, ...] | None:
+    try:
+        return counter.identity(os.stat(path))
+    except FileNotFoundError:
+        return None
+
+
+# A fresh interpreter that imports the client (untimed start-up, as an Ansible worker loads the
+# action plugin) and times its first ``send``: nothing of it was made by a parent, so no page
+# is copied on write, but every one-time cost of a process's first knock is in (OpenSSL's
+# first cipher, ~1 ms here; docs/performance.md, "The client").
+_FIRST_SEND = """
+import os, sys, time
+from ruroco.client import sender
+conf, address, key_file = sys.argv[1:4]
+out, sys.stdout = sys.stdout, open(os.devnull, "w")
+request = sender.SendRequest(address, key_file=key_file)
+t0 = time.perf_counter_ns()
+sender.send(request, conf)
+print(time.perf_counter_ns() - t0, file=out)
+"""
+
+
+def _first_send_in_fresh_process(conf: Path, key_file: Path, rx: socket.socket, runs: int) -> dict:
+    address = f"127.0.0.1:{rx.getsockname()[1]}"
+    key = protocol.parse_key(key_file.read_text())
+    samples: list[int] = []
+    last = -1
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-c", _FIRST_SEND, str(conf), address, str(key_file)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        samples.append(int(done.stdout))
+        value = _received_counter(rx, key)
+        if value <= last:
+            raise RuntimeError(f"counter {value} after {last}")
+        last = value
+    return _summary_us(samples)
 
 
 def _library_breakdown(conf: Path, key_file: Path, port: int, reps: int) -> dict:
@@ -256,6 +312,9 @@ def run_client_library(root: Path, knocks: int = 1000) -> dict:
         result = {"in_process": _library_knocks(root / "conf", key_file, rx, knocks)}
         forks = max(1, knocks // 10)
         result["forked"] = _forked_knocks(root / "conf-forked", key_file, rx, forks)
+        result["forked"]["first_send_fresh_process"] = _first_send_in_fresh_process(
+            root / "conf-forked", key_file, rx, max(1, forks // 5)
+        )
         result["breakdown"] = _library_breakdown(
             root / "conf", key_file, rx.getsockname()[1], knocks
         )

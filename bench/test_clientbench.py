@@ -14,7 +14,12 @@ def test_client_library_stage_small_real_run(tmp_path: Path) -> None:
     assert inp["n"] == 30 and inp["p50_us"] > 0
     assert inp["last"] - inp["first"] >= 30  # every knock read back, counters rising
     assert inp["file"] >= inp["last"]  # the file never below a value that was sent
-    assert result["forked"]["send_in_child"]["n"] == 3
+    forked = result["forked"]
+    assert forked["send_in_child"]["n"] == 3
+    # the first child writes what it needs, the second (in series) reserves ahead, the third
+    # takes a value of that range through counter.next: no write
+    assert forked["counter_writes"] == 2
+    assert forked["first_send_fresh_process"]["n"] == 1
     steps = result["breakdown"]
     assert {"lock", "key_parse", "counter", "build", "sendto", "counter_fsync_each"} <= set(steps)
     # a reserved value costs no write: well below the fsync'd write it replaced
@@ -27,7 +32,12 @@ def test_results_file_has_the_client_library_rows(tmp_path: Path) -> None:
         "machine": {"nproc": 2},
         "client_library": {
             "in_process": {"n": 1000, "p50_us": 150.0, "p99_us": 400.0, "max_us": 900.0},
-            "forked": {"send_in_child": {"n": 100, "p50_us": 2100.0, "p99_us": 4000.0}},
+            "forked": {
+                "send_in_child": {"n": 100, "p50_us": 900.0, "p99_us": 2000.0},
+                "fork_to_exit": {"n": 100, "p50_us": 3000.0, "p99_us": 5000.0},
+                "counter_writes": 2,
+                "first_send_fresh_process": {"n": 20, "p50_us": 1300.0, "p99_us": 1800.0},
+            },
             "breakdown": {"lock": step, "counter": step, "counter_fsync_each": step},
         },
     }
@@ -35,6 +45,9 @@ def test_results_file_has_the_client_library_rows(tmp_path: Path) -> None:
     write_results(results, out)
     text = out.read_text()
     assert "| ≤ 1,000 (p50) | 150.0 / 400.0 ✓ |" in text
-    assert "an Ansible worker's `ruroco_send`) p50 / p99 | — | 2,100 / 4,000 |" in text
+    assert "from the child's `send` call) p50 / p99 | ≤ 1,000 (p50) | 900.0 / 2,000 ✓ |" in text
+    assert "to the exit (as the parent sees it) p50 / p99 | — | 3,000 / 5,000 |" in text
+    assert "import untimed) p50 / p99 | — | 1,300 / 1,800 |" in text
+    assert "2 of 100 children wrote the counter file" in text
     assert "## The client library's knock" in text
     assert "| counter | the counter: read the file" in text

@@ -39,7 +39,8 @@ def run(command: str, values: dict[str, object]) -> int:
 
             connect.connect(connect.ConnectRequest(**values))  # type: ignore[arg-type]
         elif command == "send":
-            sender.send(sender.SendRequest(**values))  # type: ignore[arg-type]
+            request = sender.SendRequest(**values)  # type: ignore[arg-type]
+            sender.send(request, reserve_ahead=False)  # takes from an open range, opens none
         elif command == "gen":
             sender.gen()
         else:

@@ -2,9 +2,10 @@
 
 Used by the CLI and by the Ansible action plugin, whose forks run in parallel on one
 controller: ``send`` holds the conf dir's client lock for the whole exchange (optionally
-waiting for it), so two senders can never load the same counter and reuse a value. A process
-that sends again (the terminal UI, ``ruroco_send``'s repeated knocks) takes its counter from
-a reservation and skips the fsync'd write (docs/files.md, "Counter reservation").
+waiting for it), so two senders can never load the same counter and reuse a value. Knocks in
+series on one conf dir (the terminal UI, ``ruroco_send``'s forked workers) take their counters
+from a reservation shared between processes and skip the fsync'd write; ``ruroco-client
+send`` takes from one it finds open (docs/files.md, "Counter reservation").
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class PreparedRequest:
 
     __slots__ = ("address", "counter", "key", "request", "src_ip")
 
-    def __init__(self, request: SendRequest, conf_dir: str) -> None:
+    def __init__(self, request: SendRequest, conf_dir: str, reserve_ahead: bool = True) -> None:
         self.request = request
         self.address = ensure_port(request.address)
         self.src_ip: bytes | None = None
@@ -104,7 +105,7 @@ class PreparedRequest:
         self.key: Key = parse_key(key_text)
         del key_text
         try:
-            self.counter = Reserved(path, time.time_ns())
+            self.counter = Reserved(path, time.time_ns(), reserve_ahead)
         except BaseException:
             self.key.wipe()
             raise
@@ -159,9 +160,11 @@ def send_to_destinations(prepared: PreparedRequest, dests: list[Destination]) ->
     raise RurocoError(f"Could not send to any destination: {'; '.join(failures)}")
 
 
-def send_locked(request: SendRequest, conf_dir: str) -> list[SendResult]:
+def send_locked(
+    request: SendRequest, conf_dir: str, reserve_ahead: bool = True
+) -> list[SendResult]:
     """``send`` for a caller that already holds the client lock of ``conf_dir``."""
-    prepared = PreparedRequest(request, conf_dir)
+    prepared = PreparedRequest(request, conf_dir, reserve_ahead)
     try:
         log.info(f"Connecting to udp://{prepared.address}, using {_crypto_version()} ...")
         dests = destinations(prepared.address, request.ipv4, request.ipv6)
@@ -175,11 +178,17 @@ def send(
     request: SendRequest,
     conf_dir: str | os.PathLike[str] | None = None,
     lock_timeout: float | None = None,
+    reserve_ahead: bool = True,
 ) -> list[SendResult]:
-    """Send ``request`` under the client lock; ``lock_timeout`` None fails at once if held."""
+    """Send ``request`` under the client lock; ``lock_timeout`` None fails at once if held.
+
+    ``reserve_ahead`` False (``ruroco-client send``, one knock per process): take the value
+    from a reservation another knock left open, but never reserve ahead, so a row of such
+    knocks leaves the file at the last value used, as the original does (docs/files.md,
+    "Counter reservation")."""
     directory = _conf_dir(conf_dir)
     with client_lock(directory).acquire(lock_timeout):
-        return send_locked(request, directory)
+        return send_locked(request, directory, reserve_ahead)
 
 
 def gen(conf_dir: str | os.PathLike[str] | None = None, out: TextIO | None = None) -> str:
