@@ -34,7 +34,9 @@ lint: venv
 dist: devtools
 	scripts/build-dist.sh dist
 
-test-python: venv sysdeps
+# devtools: tests/e2e/test_e2e_default_flood.py and the bench's flood_default stages render
+# the ruroco_server role's templates with ansible-playbook.
+test-python: devtools sysdeps
 	$(BIN)/python -m pytest -q tests bench
 
 test-collection: devtools
@@ -45,7 +47,7 @@ test-molecule: devtools sysdeps
 
 test: lint test-python test-collection test-molecule
 
-bench: venv sysdeps
+bench: devtools sysdeps
 	bench/run.sh
 
 # "Keep it closed": 1,000,000 fuzz datagrams (bench/fuzz.py), then 40 x kill -9 of the server

@@ -12,6 +12,8 @@ from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parent / "flood.c"
 BINARY = Path(__file__).resolve().parent / "out" / "flood-c"
+#: What flood.c sends (its header comment describes each shape).
+SHAPES = ("random", "known", "oversized", "small", "mix")
 
 
 def build() -> Path | None:
@@ -40,7 +42,20 @@ def argv(
     seconds: float,
     rate: float,
     key_id: bytes | None,
+    *,
+    shape: str | None = None,
+    pktinfo: bool = False,
 ) -> list[str]:
-    """Command line for one run; ``key_id`` (public, sent in clear) selects known-key mode."""
+    """Command line for one run. Without ``shape``, ``key_id`` (public, sent in clear)
+    selects the known-key shape and its absence the random one; ``shape`` names one of
+    ``SHAPES`` (``known`` and ``mix`` need ``key_id``). ``pktinfo``: one unbound socket
+    spoofs every source with ``IP_PKTINFO`` instead of one bound socket per source."""
+    if shape is None:
+        shape = "known" if key_id is not None else "random"
+    if shape not in SHAPES:
+        raise ValueError(f"unknown flood shape {shape!r}")
+    if shape in ("known", "mix") and key_id is None:
+        raise ValueError(f"the {shape} shape needs the key id")
     out = [str(binary), host, str(port), str(sources), str(octet), str(seconds), str(rate)]
-    return out + (["known", key_id.hex()] if key_id is not None else ["random"])
+    out += [shape, key_id.hex() if key_id is not None else "-"]
+    return out + (["pktinfo"] if pktinfo else [])

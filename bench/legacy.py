@@ -58,7 +58,7 @@ class LegacyDecision(Decision):
             return (SIZE, host, port, (size, str(MSG_SIZE)))
         return None
 
-    def decide(
+    def decide_screened(
         self,
         packet: bytes | bytearray | memoryview,
         size: int,
@@ -67,9 +67,8 @@ class LegacyDecision(Decision):
         now_ns: int,
         now_s: float,
     ) -> Rejection | Acceptance:
-        rejection = self.screen(packet, size, host, port)
-        if rejection is not None:
-            return rejection
+        """After the size check (``screen``; ``decide`` runs both): the limits, then the
+        key lookup and the rest."""
         if not self.per_source.allow(host, now_s):
             return self._reject(
                 RATE_SOURCE, host, port, (THE_SOURCE, self.config.max_requests_per_second)

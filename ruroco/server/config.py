@@ -41,6 +41,9 @@ class ServerConfig:
     # Not in the original (which ignores unknown keys): drop wrong-size and unknown-key
     # datagrams in the kernel, unlogged (see ruroco.server.kfilter).
     kernel_filter: bool = False
+    # Not in the original either: every this many seconds, one line with the datagrams the
+    # kernel dropped at the socket, if any (ruroco.server.drops); 0 = never.
+    drop_report_seconds: int = 60
     # Not in the original either: also take the released ruroco 0.14.2's 93-byte AES-256-GCM
     # packets (docs/protocol.md, Protocol 0). Off by default: GCM loses its secrecy and
     # integrity under a repeated IV, where GCM-SIV only shows that two plaintexts were equal.
@@ -117,6 +120,7 @@ def load_config(path: str | os.PathLike[str]) -> ServerConfig:
         ),
         max_clock_skew_seconds=table.integer("max_clock_skew_seconds", 3600, maximum=U64_MAX),
         kernel_filter=table.flag("kernel_filter", False),
+        drop_report_seconds=table.integer("drop_report_seconds", 60, maximum=U32_MAX),
         accept_protocol_0=table.flag("accept_protocol_0", False),
         socket_user=(table.text("socket_user", "ruroco") or "").strip(),
         key_rules=parse_rules(data, path, WHAT),

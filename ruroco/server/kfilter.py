@@ -6,8 +6,11 @@ Why: under a flood the kernel drops datagrams once the socket queue is full, and
 care whether a dropped one was a legitimate knock. Filtering in the kernel keeps random
 garbage out of the queue, so the queue holds only datagrams worth reading. The cost is that
 those datagrams are never seen by the server and so never logged (every rejection is logged
-by default, docs/deviations.md #6, and fail2ban relies on it), which is why this is off unless
-``kernel_filter = true``.
+by default, docs/deviations.md #6, and fail2ban relies on it), which is why the server keeps
+it off unless ``kernel_filter = true``. The ``ruroco_server`` role sets it: fail2ban still
+sees what it acts on (failed authentication and replays carry a key id and pass), and the
+server's drop summary (``ruroco.server.drops``) counts what the filter dropped
+(docs/performance.md, Floods in the default deployment).
 
 ``SO_ATTACH_FILTER`` needs no privilege and works on a socket inherited from systemd. For a
 UDP socket the filter sees the datagram starting at the UDP header: the payload begins at

@@ -275,6 +275,21 @@ class Decision:
         rejection = self.screen(packet, size, host, port)
         if rejection is not None:
             return rejection
+        return self.decide_screened(packet, size, host, port, now_ns, now_s)
+
+    def decide_screened(
+        self,
+        packet: bytes | bytearray | memoryview,
+        size: int,
+        host: str,
+        port: int,
+        now_ns: int,
+        now_s: float,
+    ) -> Rejection | Acceptance:
+        """``decide`` for a datagram ``screen`` has passed: the receive loop screens every
+        datagram first and would otherwise screen a known key id's twice, work that counts
+        under a flood of known key ids (docs/performance.md, Floods in the default
+        deployment)."""
         if not self.per_source.allow(host, now_s):
             return self._reject(
                 RATE_SOURCE, host, port, (THE_SOURCE, self.config.max_requests_per_second)

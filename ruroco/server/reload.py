@@ -38,6 +38,7 @@ LIVE = (
     "max_clock_skew_seconds",
     "socket_user",
     "accept_protocol_0",
+    "drop_report_seconds",
 )
 
 

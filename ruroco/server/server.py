@@ -39,6 +39,7 @@ from ruroco.server.blocklist import (
     remove_stale_temp_files,
 )
 from ruroco.server.config import ServerConfig, load_config
+from ruroco.server.drops import DropReport
 from ruroco.server.forward import DEFAULT_TIMEOUT, QUEUE_LENGTH, Forwarder
 from ruroco.server.listen import select_socket
 from ruroco.server.pipeline import (
@@ -131,6 +132,7 @@ class Server:
         # The blocklist_dir lock taken by create_server; released by close().
         self.instance_lock: InstanceLock | None = None
         self.wakeup = Wakeup()
+        self.drop_report: DropReport | None = None  # made by run()
 
     def request_stop(self) -> None:
         """Safe from signal handlers and other threads: sets the flag and wakes ``poll``."""
@@ -170,6 +172,11 @@ class Server:
         _grow_receive_buffer(sock)
         log.info(f"Running server on {_describe(sock)}")
         self.forwarder.start()
+        # Drops happen in the kernel, so the loop asks the socket's counter once per batch
+        # or idle wake-up, and logs a line for an interval with any (ruroco.server.drops).
+        drop_report = DropReport(sock, self.config.drop_report_seconds, time.monotonic())
+        self.drop_report = drop_report
+        next_drop_check = drop_report.due
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         wake_fd = self.wakeup.reader.fileno()
@@ -181,7 +188,7 @@ class Server:
         # The decision is sans-IO: the loop reads the clocks and does the I/O (``settle``).
         # ``screen`` (size, key id) is all a random flood gets; ``decide`` runs the rest.
         screen = pipeline.decision.screen
-        decide = pipeline.decision.decide
+        decide = pipeline.decision.decide_screened
         settle = pipeline.settle
         gate = self.throttle.gate
         stats = self.stats
@@ -197,6 +204,7 @@ class Server:
                 if self._reload:
                     self._reload = False  # cleared first: a SIGHUP during it is one more
                     self.reload()
+                    next_drop_check = drop_report.due
                 received = 0
                 try:
                     while received < DRAIN_BATCH:
@@ -227,6 +235,11 @@ class Server:
                         ) from exc
                 finally:
                     stats.received += received
+                if monotonic() >= next_drop_check:
+                    dropped = drop_report.check(monotonic(), self.config.kernel_filter)
+                    if dropped is not None:
+                        log.error(dropped)
+                    next_drop_check = drop_report.due
                 if received < DRAIN_BATCH and not self._stop:
                     for fd, _ in poller.poll(IDLE_POLL_MS):
                         if fd == wake_fd:
@@ -280,6 +293,8 @@ class Server:
             if keyset.keys.get(key.key_id) is not key:
                 key.wipe()
         self.stats.reloads += 1
+        if self.drop_report is not None:
+            self.drop_report.reschedule(config.drop_report_seconds, time.monotonic())
         restart = needs_restart(running, new)
         if restart:
             log.error(restart_line(path, restart))
