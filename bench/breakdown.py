@@ -14,11 +14,14 @@ little). Stages, in path order:
   log line, persist) with the blocklist on disk / tmpfs;
 * ``forward``: ``send_to_commander`` (connect + 24-byte write) to a real commander process;
 * ``commander_process``: that write -> the command's byte in the FIFO (accept, read,
-  dispatch, spawn, ``sh`` running ``printf``);
+  dispatch, release of a warm shell, ``sh`` running ``printf``; docs/performance.md, "Warm
+  shells"), and ``commander_process_cold``: the same with ``warm_shells = false`` (``sh``
+  spawned at the request, as before warm shells);
 * ``dispatch_handoff``: ``Dispatcher.submit`` -> the task starts in a worker thread;
 * ``spawn_to_fifo``: a new thread calls ``Executor.run`` -> ``printf``'s byte arrives (thread
-  start, capture files, spawn, ``sh``); it can exceed ``commander_process``, which reuses
-  its worker threads.
+  start, pipes, spawn, ``sh``); it can exceed ``commander_process_cold``, which reuses its
+  worker threads; ``release_to_fifo``: the same through a warm shell (thread start, pipe
+  write, the waiting ``sh`` reads and runs ``printf``).
 """
 
 from __future__ import annotations
@@ -134,9 +137,13 @@ def _crypto_stages(reps: int) -> dict:
     }
 
 
-def _commander_stages(root: Path, reps: int) -> dict:
-    """``forward`` and ``commander_process`` against a real commander process."""
+def _commander_stages(root: Path, reps: int, warm: bool = True) -> dict:
+    """``forward`` and ``commander_process`` against a real commander process; ``warm=False``:
+    only ``commander_process_cold``, with ``warm_shells = false`` in its config."""
     dep = Deployment(root)
+    if not warm:
+        with open(dep.config, "a", encoding="utf-8") as fh:
+            fh.write("warm_shells = false\n")
     forward, total = [], []
     try:
         dep.start()
@@ -154,6 +161,8 @@ def _commander_stages(root: Path, reps: int) -> dict:
                 total.append(t2 - t0)
     finally:
         dep.stop()
+    if not warm:
+        return {"commander_process_cold": _summary(total)}
     return {"forward": _summary(forward), "commander_process": _summary(total)}
 
 
@@ -178,25 +187,38 @@ def _in_process_commander(root: Path, reps: int) -> dict:
         dispatcher.wait_idle(WAIT_S)
     dispatcher.shutdown()
 
-    fifo = Fifo(root / "spawn.fifo")
+    out = {"dispatch_handoff": _summary(handoff)}
+    for key, warm in (("spawn_to_fifo", False), ("release_to_fifo", True)):
+        out[key] = _executor_to_fifo(root / f"{key}.fifo", reps, warm)
+    return out
+
+
+def _executor_to_fifo(path: Path, reps: int, warm: bool) -> dict:
+    """A new thread calls ``Executor.run`` -> ``printf``'s byte; ``warm``: the executor keeps
+    warm shells for the command, so each run releases one (asserted by the count)."""
+    fifo = Fifo(path)
     executor = Executor()
     command = Command("bench", f"printf x > '{fifo.path}'", 5)
     ip = parse_ip("127.0.0.1")
-    spawn = []
+    samples = []
     try:
+        executor.keep_warm([command], enabled=warm)
         with _quiet_stdout():
             for _ in range(reps):
+                time.sleep(0.002)  # the last run's replacement shell is started by now
                 t0 = time.perf_counter_ns()
                 runner = threading.Thread(target=executor.run, args=(command, ip))
                 runner.start()
                 t1 = fifo.wait_byte(WAIT_S)
                 runner.join(WAIT_S)
                 if t1 is not None:
-                    spawn.append(t1 - t0)
+                    samples.append(t1 - t0)
     finally:
         executor.close()
         fifo.close()
-    return {"dispatch_handoff": _summary(handoff), "spawn_to_fifo": _summary(spawn)}
+    out = _summary(samples)
+    out["released_warm"] = executor.released_warm
+    return out
 
 
 def run_breakdown(root: Path, reps: int = 200) -> dict:
@@ -214,6 +236,7 @@ def run_breakdown(root: Path, reps: int = 200) -> dict:
         finally:
             shutil.rmtree(shm, ignore_errors=True)
     result.update(_commander_stages(root / "commander", reps))
+    result.update(_commander_stages(root / "commander_cold", reps, warm=False))
     result.update(_in_process_commander(root, reps))
     return result
 

@@ -127,10 +127,12 @@ def run_latency(
 
 
 def _commander_only(dep: Deployment, n: int) -> list[float]:
-    """Breakdown: the 24-byte request written straight to the commander socket -> FIFO byte.
+    """Breakdown: the 24-byte request written straight to the commander socket -> FIFO byte
+    (back to back, the commander releasing its warm shells as configured by default:
+    docs/performance.md, "Warm shells").
 
     The difference to the full knock latency is the server's share (receive, decrypt,
-    checks, fsync'd blocklist write, connect).
+    checks, durable replay-floor write, connect).
     """
     message = encode_commander_data(command_hash(COMMAND), parse_ip("127.0.0.1"))
     out: list[float] = []

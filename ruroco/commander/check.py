@@ -15,6 +15,7 @@ from ruroco.cmdhash import command_hash
 from ruroco.commander.commands import load_command_file
 from ruroco.commander.config import WHAT, load_config
 from ruroco.commander.nft import check_usable
+from ruroco.commander.warm import SHELLS_PER_COMMAND, cap
 from ruroco.errors import RurocoError, qpath
 from ruroco.fs import lookup_ids
 from ruroco.ipc import check_socket_path
@@ -26,26 +27,44 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
     """``(problems, summary)``; every problem is one line naming its file, never its content."""
     problems: list[str] = []
     done: list[str] = []
+    warm: bool | None = None  # the config's warm_shells, once the config passed
     if config_path is not None:
         try:
             config = load_config(config_path)
             lookup_ids(config.socket_user, config.socket_group)
             check_socket_dir(config.socket_path())
-            done.append(f"config {config_path} ok")
+            warm = config.warm_shells
         except RurocoError as exc:
             problems.append(_with_file(str(exc), config_path))
     commands = None
+    count = None
     if commands_path is not None:
         try:
             loaded = load_command_file(commands_path)
             check_usable(loaded.grants)  # grants: nft and the kernel take their table
             commands = loaded.known()
+            count = len(loaded.commands)
             done.append(f"commands {commands_path} ok ({loaded.summary()})")
         except RurocoError as exc:
             problems.append(_with_file(str(exc), commands_path))
+    if warm is not None:
+        done.insert(0, f"config {config_path} ok ({warm_summary(warm, count)})")
     if config_path is not None and commands is not None and not problems:
         problems += ungranted(config_path, commands_path, set(commands))
     return problems, "; ".join(done)
+
+
+def warm_summary(enabled: bool, commands: int | None = None) -> str:
+    """``warm shells: on`` / ``off``; with the command count, for how many of them (the
+    first ``warm.cap`` of commands.toml; docs/performance.md, "Warm shells")."""
+    if not enabled:
+        return "warm shells: off"
+    if commands is None:
+        return "warm shells: on"
+    limit = cap(SHELLS_PER_COMMAND)
+    if commands <= limit:
+        return f"warm shells: on, for all {commands} command(s)"
+    return f"warm shells: on, for the first {limit} of {commands} commands"
 
 
 def ungranted(config_path: Path, commands_path: Path | None, known: set[int]) -> list[str]:

@@ -21,6 +21,10 @@ the one side effect, the grants' nftables transaction; only when that succeeded 
 table swapped whole. Requests already queued or running keep the definition they were
 dispatched with.
 
+Warm shells (docs/performance.md, "Warm shells"): the executor keeps ``sh`` started ahead for
+each command; ``start`` and every reload tell it which commands (``warm_shells``), and a
+request releases one instead of spawning. Stopping ends them without running anything.
+
 Stopping (SIGTERM/SIGINT): stop accepting, remove the socket file, drop requests that are
 queued but not started, and let running commands finish within their own timeouts. A second
 signal kills the running commands' process groups at once (for "no deadline" commands).
@@ -229,6 +233,13 @@ class Commander:
             self.release()
             raise
         self.dispatcher = Dispatcher(self.config.max_concurrent_commands)
+        self._keep_warm()
+
+    def _keep_warm(self) -> None:
+        """A warm shell per command (docs/performance.md, "Warm shells"), spawned after the
+        socket is made (its umask is ours again) and again at every reload: shells of removed
+        or changed commands are ended unreleased, new ones spawned."""
+        self.executor.keep_warm(self.commands.values(), self.config.warm_shells)
 
     def _start_grants(self) -> None:
         """Apply the grants' table before anyone can knock; without grants, remove a table an
@@ -317,6 +328,7 @@ class Commander:
                 log.error(f"Could not read command from Unix Stream: {exc}")
                 continue
             if chunk is not None and len(chunk) == COMMANDER_DATA_SIZE:
+                self._read_older(sel, conns, None)  # sent before this one: handled before it
                 self._handle(chunk)  # bytes beyond 24 are ignored
                 sock.close()  # after: the command starts before our end is torn down
                 continue
@@ -334,7 +346,9 @@ class Commander:
     def _read(
         self, sel: selectors.BaseSelector, conns: dict[socket.socket, _Conn], sock: socket.socket
     ) -> None:
-        conn = conns[sock]
+        conn = conns.get(sock)
+        if conn is None:  # handled earlier in this round (``_read_older``)
+            return
         try:
             chunk = sock.recv(COMMANDER_DATA_SIZE - len(conn.buf))
         except (BlockingIOError, InterruptedError):
@@ -353,8 +367,30 @@ class Commander:
             return
         conn.buf += chunk
         if len(conn.buf) == COMMANDER_DATA_SIZE:
+            self._read_older(sel, conns, sock)
             self._drop(sel, conns, conn, None)  # bytes beyond 24 are ignored
             self._handle(bytes(conn.buf))
+
+    def _read_older(
+        self,
+        sel: selectors.BaseSelector,
+        conns: dict[socket.socket, _Conn],
+        until: socket.socket | None,
+    ) -> None:
+        """Read the connections accepted before ``until`` (all of them when None) whose bytes
+        are there, so that their messages are handled first.
+
+        The server sends one message after another (connect, write, next), so accept order is
+        send order, and requests of one name must run in that order (docs/deviations.md #3).
+        A connection accepted before its bytes arrived waits for the selector; without this, a
+        later one read at accept could overtake it. One still without its bytes (a stalled
+        peer) is not waited for.
+        """
+        for sock in list(conns):
+            if sock is until:
+                return
+            if sock in conns:  # a recursive read may have handled and dropped it
+                self._read(sel, conns, sock)
 
     def _expire(self, sel: selectors.BaseSelector, conns: dict[socket.socket, _Conn]) -> None:
         now = time.monotonic()
@@ -439,6 +475,7 @@ class Commander:
         old = CommandFile(self.commands, self.grants, self.actions)
         self.commands, self.actions, self.grants = loaded.commands, loaded.actions, loaded.grants
         running, self.config = self.config, applied(self.config, config)
+        self._keep_warm()
         restart = needs_restart(running, config)
         if restart:
             log.error(restart_line(self.config_path, restart))
@@ -503,6 +540,7 @@ class Commander:
         self.release()
 
     def release(self) -> None:
+        self.executor.close()  # warm shells end unreleased (again a no-op after ``finish``)
         if self.keeper is not None:
             self.keeper.stop()  # the table stays: guards stay, grants expire in the kernel
             self.keeper = None
@@ -559,7 +597,8 @@ def run(
                 f"{len(commander.commands)} command(s)"
                 + (f", {len(commander.grants)} grant(s)" if commander.grants else "")
                 + f", up to {config.max_concurrent_commands} in parallel, "
-                f"isolation: {commander.executor.isolation}"
+                f"isolation: {commander.executor.isolation}, "
+                f"warm shells: {commander.executor.warm_shells()}"
             )
             commander.serve(wakeup.reader)
             commander.close_listener()

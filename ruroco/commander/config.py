@@ -3,8 +3,8 @@
 The same file also feeds the server, so unknown keys are ignored and every key is optional;
 only syntax and type errors fail. Errors name the file and key, never the content.
 
-``max_concurrent_commands`` and ``pid_namespace`` are ours; the original ignores unknown keys,
-so a file carrying them stays valid for both implementations.
+``max_concurrent_commands``, ``pid_namespace`` and ``warm_shells`` are ours; the original
+ignores unknown keys, so a file carrying them stays valid for both implementations.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ class CommanderConfig:
     max_concurrent_commands: int = DEFAULT_MAX_CONCURRENT_COMMANDS
     # Ours too: each command in its own PID namespace (docs/security.md, "Commands").
     pid_namespace: bool = True
+    # Ours too: a warm shell per command, released at a request (docs/performance.md,
+    # "Warm shells"; docs/deviations.md #24).
+    warm_shells: bool = True
 
     def socket_path(self) -> Path:
         """Resolved at use time, like the server does, so both sides agree on relative dirs."""
@@ -59,6 +62,7 @@ def parse_config(data: dict[str, Any], path: str | os.PathLike[str]) -> Commande
             maximum=MAX_CONCURRENT_COMMANDS_LIMIT,
         ),
         pid_namespace=table.flag("pid_namespace", True),
+        warm_shells=table.flag("warm_shells", True),
     )
 
 

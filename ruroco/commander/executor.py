@@ -28,6 +28,16 @@ on its accepting thread and leave only the wait to a worker; nothing is logged b
 (docs/performance.md). ``posix_spawn`` does not close inherited descriptors the way ``Popen``
 does; every descriptor Python opens is close-on-exec (PEP 446, and the pipes are created with
 O_CLOEXEC), so ``sh`` gets only 0, 1, 2 (a test checks this).
+
+Warm shells (``ruroco.commander.warm``; docs/performance.md, "Warm shells"). With
+``keep_warm``, each command name has ``sh`` spawned ahead (two) by the same code as a cold
+spawn (``_start_process``), with fd 3 the read end of its release pipe; ``start`` releases one
+(writes the address) instead of spawning, and falls back to a cold spawn when there is none or
+it died. From the release on, a warm command is a started command like any other: the same
+wait, timeout (counted from the release), capture, outcome and log lines. Its replacement is
+asked for by the waiting part once the released command has had its first moments
+(``announce``) and spawned on the warm thread. Every spawn goes through
+``ruroco.commander.spawn``, which does not hold the GIL while the child execs.
 """
 
 from __future__ import annotations
@@ -36,11 +46,12 @@ import contextlib
 import enum
 import errno
 import os
+import resource
 import select
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -48,6 +59,8 @@ from typing import Any
 from ruroco import log
 from ruroco.cmdhash import command_hash
 from ruroco.commander.commands import Command
+from ruroco.commander.spawn import Spawner
+from ruroco.commander.warm import WarmShells, script
 from ruroco.ipaddr import ip_text
 
 # Beyond this a deadline is meaningless (and float/int conversion could overflow): no deadline.
@@ -71,10 +84,7 @@ _MAX_POLL_SEC = 3600.0
 # Fallback kill: how long to wait for SIGSTOP to take effect before killing anyway.
 _STOP_WAIT_SEC = 0.5
 _CLONE_NEWPID = 0x20000000
-# Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so reset them as Popen does.
-_DEFAULT_SIGNALS = tuple(
-    s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s
-)
+_CAP_SYS_NICE = 23
 
 
 class Status(enum.Enum):
@@ -152,6 +162,73 @@ class _Started:
     def __init__(self, child: _Child, captures: tuple[_Capture, _Capture]) -> None:
         self.child = child
         self.captures = captures
+
+
+_Sched = tuple[int, "os.sched_param"]
+
+
+class _Warm:
+    """A warm shell: spawned, waiting to read its release line from ``release``'s pipe."""
+
+    __slots__ = ("cmd", "release", "sched", "started")
+
+    def __init__(
+        self, cmd: str, started: _Started, release: int, sched: _Sched | None = None
+    ) -> None:
+        self.cmd = cmd  # the command text it runs once released
+        self.started = started
+        self.release = release  # write end; only the commander holds it (close-on-exec)
+        # It waits under SCHED_IDLE: the policy to give back at the release (the commander's).
+        self.sched = sched
+
+    def alive(self) -> bool:
+        """Still waiting: not exited (it cannot have run anything before its release)."""
+        child = self.started.child
+        if child.pidfd >= 0:
+            poller = select.poll()
+            poller.register(child.pidfd, select.POLLIN)
+            return not poller.poll(0)
+        try:
+            return os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:
+            return False
+
+    def release_with(self, ip_str: str) -> bool:
+        """Hand the shell its address: the command runs. False: the shell is gone (ended).
+
+        If it started up under SCHED_IDLE (``Executor._spawn_warm``), it gets the commander's
+        policy back first, so the command runs as a cold spawned one would."""
+        if self.alive():
+            try:
+                if self.sched is not None:
+                    os.sched_setscheduler(self.started.child.pid, *self.sched)
+                # One write far below PIPE_BUF into an empty pipe: all of it or nothing.
+                os.write(self.release, f"{ip_str}\n".encode("ascii"))
+            except OSError:  # ESRCH, EPIPE: it died just now
+                pass
+            else:
+                os.close(self.release)
+                self.release = -1
+                return True
+        self.end()
+        return False
+
+    def end(self) -> None:
+        """End it unreleased: end of file on fd 3 (it exits without running anything), and
+        SIGKILL so it is gone at once even if still starting up; reap it, close its pipes."""
+        if self.release >= 0:
+            os.close(self.release)
+            self.release = -1
+        child = self.started.child
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)  # never released: nothing else to kill
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child.pid, 0)
+        if child.pidfd >= 0:
+            os.close(child.pidfd)
+            child.pidfd = -1
+        for capture in self.started.captures:
+            os.close(capture.fd)
 
 
 class _PidNamespaces:
@@ -246,7 +323,26 @@ class Executor:
         # once, not per command (docs/performance.md).
         self._env = dict(os.environ)
         self._sh = _find_sh(self._env.get("PATH", os.defpath))
+        self._spawner = Spawner()  # posix_spawn with the GIL released (ruroco.commander.spawn)
+        self._sched: _Sched = (os.sched_getscheduler(0), os.sched_getparam(0))
+        self._idle_start = _can_leave_sched_idle()
         _close_on_exec_inherited()
+        self._warm: WarmShells[_Warm] = WarmShells(self._spawn_warm)
+        self.released_warm = 0  # commands started from a warm shell (tests, bench)
+
+    def keep_warm(self, commands: Iterable[Command], enabled: bool = True) -> int:
+        """Keep a warm shell for each of ``commands`` (up to ``warm.MAX_WARM_COMMANDS``), none
+        when not ``enabled``; others are ended unreleased. Returns how many names keep one."""
+        self._warm.configure(commands, enabled)
+        return self._warm.wanted()
+
+    def warm_shells(self) -> int:
+        """How many command names keep a warm shell."""
+        return self._warm.wanted()
+
+    def warm_waiting(self) -> int:
+        """How many warm shells wait to be released right now."""
+        return self._warm.waiting()
 
     def run(self, command: Command, ip: bytes) -> Outcome:
         """Start ``command`` and wait for it: ``start(command, ip)()``."""
@@ -261,7 +357,7 @@ class Executor:
         """
         ip_str = ip_text(ip)
         try:
-            started = self._start(command, ip_str)
+            started = self._release(command, ip_str) or self._start(command, ip_str)
         except Exception as exc:  # never let one command take a worker (or the daemon) down
             _log_running(command, ip_str)
             log.error(f"Error executing {command.cmd} for {ip_str}: {exc}")
@@ -277,16 +373,62 @@ class Executor:
         return len(procs)
 
     def close(self) -> None:
-        """Nothing to release: each run closes its own pipes (kept for callers' symmetry)."""
+        """End the warm shells, unreleased (each run closes its own pipes)."""
+        self._warm.close()
 
     def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._warm.close()
         with contextlib.suppress(Exception):
             if self._ns is not None:
                 self._ns.release()
 
+    def _release(self, command: Command, ip_str: str) -> _Started | None:
+        """Release the warm shell of ``command``: running (and known to ``kill_all``) on
+        return. None when there is none for it or it died: spawn cold."""
+        while True:  # a dead shell is ended by ``release_with``: try the next one
+            warm = self._warm.take(command)
+            if warm is None:
+                return None
+            if warm.release_with(ip_str):
+                break
+        with self._lock:
+            self._running.add(warm.started.child)
+        self.released_warm += 1
+        return warm.started
+
     def _start(self, command: Command, ip_str: str) -> _Started:
         """Pipes and spawn; the command is running (and known to ``kill_all``) on return."""
-        env = {**self._env, "RUROCO_IP": ip_str}
+        started = self._start_process(command.cmd, {**self._env, "RUROCO_IP": ip_str})
+        with self._lock:
+            self._running.add(started.child)
+        return started
+
+    def _spawn_warm(self, command: Command) -> _Warm:
+        """A warm shell for ``command``: spawned as ``_start`` spawns, plus its release pipe."""
+        release_r, release_w = _pipe("release", nonblocking_read=False)
+        try:
+            started = self._start_process(command.cmd, self._env, release_r)
+        except BaseException:
+            os.close(release_w)
+            raise
+        finally:
+            os.close(release_r)  # only the shell holds the read end now
+        # It has exec'd (posix_spawn returns after that); the rest of its start-up (dynamic
+        # linking, sh's initialisation: most of it) runs only on CPU time nothing else wants,
+        # so it never competes with a request. The release restores ``self._sched``.
+        if self._idle_start:
+            try:
+                os.sched_setscheduler(started.child.pid, os.SCHED_IDLE, os.sched_param(0))
+            except OSError:  # e.g. a seccomp filter (EPERM): it starts at our priority
+                pass
+            else:
+                return _Warm(command.cmd, started, release_w, self._sched)
+        return _Warm(command.cmd, started, release_w)
+
+    def _start_process(self, cmd: str, env: dict[str, str], release: int = -1) -> _Started:
+        """Output pipes and the spawn of ``sh`` for ``cmd`` (a warm shell when ``release`` is
+        the read end of its release pipe)."""
         out_r, out_w = _pipe("stdout")
         try:
             err_r, err_w = _pipe("stderr")
@@ -295,7 +437,7 @@ class Executor:
             os.close(out_w)
             raise
         try:
-            child = self._spawn(command.cmd, env, out_w, err_w)
+            child = self._spawn(cmd, env, out_w, err_w, release)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
@@ -303,8 +445,6 @@ class Executor:
         finally:
             os.close(out_w)  # only the command holds the write ends now: EOF when it is gone
             os.close(err_w)
-        with self._lock:
-            self._running.add(child)
         return _Started(child, (_Capture(out_r), _Capture(err_r)))
 
     def _finish(self, command: Command, ip_str: str, started: _Started) -> Outcome:
@@ -321,6 +461,7 @@ class Executor:
             nonlocal announced
             if not announced:
                 announced = True
+                self._warm.refill_later(command.name)  # spawned on the warm thread
                 _log_running(command, ip_str)
 
         try:
@@ -353,7 +494,9 @@ class Executor:
         status = Status.SUCCESS if child.returncode == 0 else Status.FAILURE
         return Outcome(status, child.returncode, stdout, stderr)
 
-    def _spawn(self, cmd: str, env: dict[str, str], out_w: int, err_w: int) -> _Child:
+    def _spawn(
+        self, cmd: str, env: dict[str, str], out_w: int, err_w: int, release: int = -1
+    ) -> _Child:
         ns = self._ns
         if ns is not None:
             try:
@@ -362,7 +505,7 @@ class Executor:
                 log.error(f"Could not isolate {cmd} in a PID namespace ({exc.strerror})")
                 ns = None
         try:
-            pid = _spawn_sh(self._sh, cmd, env, out_w, err_w)
+            pid = _spawn_sh(self._spawner, self._sh, cmd, env, out_w, err_w, release)
         except BaseException:
             if ns is not None:
                 ns.leave()  # always: this thread's next child must not land in that namespace
@@ -440,6 +583,23 @@ class Executor:
             return True
 
 
+def _can_leave_sched_idle() -> bool:
+    """Whether a warm shell may start under SCHED_IDLE: leaving it again (at the release)
+    takes CAP_SYS_NICE or an RLIMIT_NICE of 20 (sched(7)); without, warm shells start at the
+    commander's own priority (docs/performance.md, "Warm shells")."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+        if soft == resource.RLIM_INFINITY or soft >= 20:
+            return True
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_NICE & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 def _close_on_exec_inherited() -> None:
     """Mark descriptors we inherited (not opened by Python) close-on-exec.
 
@@ -471,33 +631,37 @@ def _find_sh(path: str) -> str | None:
     return None
 
 
-def _spawn_sh(sh: str | None, cmd: str, env: dict[str, str], out_w: int, err_w: int) -> int:
-    spawn = os.posix_spawnp if sh is None else os.posix_spawn
+def _spawn_sh(
+    spawner: Spawner,
+    sh: str | None,
+    cmd: str,
+    env: dict[str, str],
+    out_w: int,
+    err_w: int,
+    release: int = -1,
+) -> int:
+    """``sh -c cmd`` with stdin /dev/null and the output pipes, in a session of its own, no
+    signal blocked and SIGPIPE/SIGXFSZ at their default; with ``release`` (>= 0) a warm shell
+    instead: ``sh -c PREAMBLE+cmd`` with that pipe as fd 3 (``ruroco.commander.warm``)."""
     try:
-        return spawn(
-            sh or "sh",
-            ["sh", "-c", cmd],
-            env,
-            file_actions=(
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0),
-                (os.POSIX_SPAWN_DUP2, out_w, 1),
-                (os.POSIX_SPAWN_DUP2, err_w, 2),
-            ),
-            setsid=True,  # own session and process group (what the fallback kills)
-            setsigmask=(),
-            setsigdef=_DEFAULT_SIGNALS,
+        return spawner.spawn(
+            sh, ["sh", "-c", cmd if release < 0 else script(cmd)], env, out_w, err_w, release
         )
     except OSError as exc:
         raise OSError(f"Could not spawn {cmd}: {exc.strerror}") from exc
 
 
-def _pipe(which: str) -> tuple[int, int]:
-    """A close-on-exec pipe whose read end (ours) never blocks; the write end stays blocking."""
+def _pipe(which: str, nonblocking_read: bool = True) -> tuple[int, int]:
+    """A close-on-exec pipe whose read end (ours) never blocks; the write end stays blocking.
+
+    ``nonblocking_read=False``: a release pipe, whose read end is the warm shell's fd 3 (a
+    shell's ``read`` must block on it)."""
     try:
         r, w = os.pipe2(os.O_CLOEXEC)
     except OSError as exc:
         raise OSError(f"Could not create {which} pipe: {exc.strerror}") from exc
-    os.set_blocking(r, False)
+    if nonblocking_read:
+        os.set_blocking(r, False)
     return r, w
 
 

@@ -30,8 +30,9 @@ RESTART_ONLY = (
     "pid_namespace",
 )
 
-#: Settings a reload applies from the next message on.
-LIVE = ("allow_non_routable_ips",)
+#: Settings a reload applies from the next message on (``warm_shells``: the warm shells are
+#: ended or spawned by the reload itself).
+LIVE = ("allow_non_routable_ips", "warm_shells")
 
 RELOADED = "Reloaded"
 FAILED = "Reload failed, keeping the running configuration"

@@ -8,12 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tomltext import toml_document, toml_str
 
+from ruroco.commander.commands import Command
+from ruroco.commander.executor import Executor, Outcome
 from ruroco.ipaddr import parse_ip
 from ruroco.protocol import command_hash, encode_commander_data
 
@@ -125,3 +128,33 @@ class CommanderProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+class WarmFirst(Executor):
+    """An executor that keeps a warm shell for each command right before starting it, so
+    every ``start`` releases a warm shell (asserted) instead of spawning cold: the tests of the
+    cold path run unchanged through the warm one (docs/performance.md, "Warm shells")."""
+
+    def __init__(self, pid_namespace: bool = True) -> None:
+        super().__init__(pid_namespace)
+        self._one_at_a_time = threading.Lock()  # concurrent starts: each gets a shell of its own
+
+    def start(self, command: Command, ip: bytes) -> Callable[[], Outcome]:
+        with self._one_at_a_time:
+            self.keep_warm([command])  # spawns one if the last was taken ...
+            assert wait_for(lambda: self.warm_waiting() > 0, 10)  # ... or another thread does
+            released = self.released_warm
+            finish = super().start(command, ip)
+            assert self.released_warm == released + 1, "the warm shell was not released"
+        return finish
+
+
+def executor_for(mode: str) -> Iterator[Executor]:
+    """``pid-namespace`` / ``process-group``, with ``-warm``: a ``WarmFirst``; closed after
+    (its warm shells end)."""
+    cls = WarmFirst if mode.endswith("-warm") else Executor
+    executor = cls() if mode.startswith("pid-namespace") else cls(pid_namespace=False)
+    assert executor.isolation == mode.removesuffix("-warm")
+    yield executor
+    executor.close()
+    assert executor.warm_waiting() == 0

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from commander_helpers import CommanderProcess, write_commands, write_config
+from commander_helpers import CommanderProcess, executor_for, write_commands, write_config
 
 from ruroco.commander.executor import Executor
 
@@ -43,12 +43,12 @@ def start_commander(tmp_path: Path) -> Iterator[Callable[..., CommanderProcess]]
         proc.kill()
 
 
-@pytest.fixture(params=["pid-namespace", "process-group"])
-def executor(request: pytest.FixtureRequest) -> Executor:
-    """Both isolation modes. The default is "pid-namespace" on this host (root, asserted by
+MODES = [f"{m}{w}" for w in ("", "-warm") for m in ("pid-namespace", "process-group")]
+
+
+@pytest.fixture(params=MODES)
+def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    """Both isolation modes, each spawning cold and releasing a warm shell (``WarmFirst``).
+    The default is "pid-namespace" on this host (root, asserted by
     ``test_isolation_is_pid_namespace_for_root``); the fallback is forced."""
-    if request.param == "pid-namespace":
-        return Executor()
-    executor = Executor(pid_namespace=False)
-    assert executor.isolation == "process-group"
-    return executor
+    yield from executor_for(request.param)

@@ -145,3 +145,22 @@ def test_run_mode_reports_bad_commands_cleanly(tmp_path: Path) -> None:
     assert result.stderr.startswith("Error: Could not parse commands file")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "never-created").exists()
+
+
+def test_check_names_the_warm_shells(tmp_path: Path) -> None:
+    """docs/performance.md, "Warm shells": on or off, and for how many of the commands."""
+    config, commands = _files(tmp_path, socket_user="root", socket_group="root")
+    result = cli("--check", "-c", str(config), "--commands", str(commands))
+    assert "ok (warm shells: on, for all 3 command(s))" in result.stdout, result.stderr
+    assert "warm shells: on)" in cli("--check", "-c", str(config)).stdout
+    many = write_commands(tmp_path, {f"c{i}": "true" for i in range(70)})
+    result = cli("--check", "-c", str(config), "--commands", str(many))
+    assert "warm shells: on, for the first 64 of 70 commands" in result.stdout, result.stderr
+    off = write_config(
+        tmp_path,
+        config_dir=str(tmp_path / "x"),
+        socket_user="root",
+        socket_group="root",
+        warm_shells=False,
+    )
+    assert "ok (warm shells: off)" in cli("--check", "-c", str(off)).stdout

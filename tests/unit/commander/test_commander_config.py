@@ -138,3 +138,11 @@ def test_roundtrip_any_values(
     assert config.max_concurrent_commands == parallel
     assert config.socket_dir == Path(directory)
     assert os.fspath(config.socket_path()).endswith("ruroco.socket")
+
+
+def test_warm_shells_default_on_and_can_be_turned_off(tmp_path: Path) -> None:
+    """docs/files.md: ``warm_shells``, a boolean, on unless set to false."""
+    assert load_config(_write(tmp_path, "")).warm_shells is True
+    assert load_config(_write(tmp_path, "warm_shells = false\n")).warm_shells is False
+    with pytest.raises(ConfigError, match="warm_shells"):
+        load_config(_write(tmp_path, 'warm_shells = "no"\n'))

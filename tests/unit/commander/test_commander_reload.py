@@ -32,6 +32,7 @@ CHANGED = {
     "max_concurrent_commands": 4,
     "pid_namespace": False,
     "allow_non_routable_ips": True,
+    "warm_shells": False,
 }
 
 

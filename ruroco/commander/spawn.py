@@ -1,0 +1,133 @@
+"""``posix_spawn(3)`` of ``sh`` without holding the GIL (docs/performance.md, "Warm shells").
+
+``os.posix_spawn`` holds the GIL for the whole call, and glibc's ``posix_spawn`` returns only
+once the child has called ``execve`` (vfork semantics), which takes 0.2–1 ms (measured: another
+thread made no progress at all meanwhile). In the commander that stops the accepting thread and
+every worker for as long, which matters once spawns happen beside requests: the warm thread
+spawns a replacement shell while the next request is being handled. Through ctypes the same
+libc call runs with the GIL released, so the other threads go on.
+
+The spawn is the one ``os.posix_spawn(..., setsid=True, setsigmask=(), setsigdef=...)`` made
+before: file actions in order (stdin ``/dev/null``, stdout and stderr the pipes, and for a warm
+shell its release pipe as fd 3), a session and process group of its own, no blocked signals,
+and the signals Python ignores reset to their default action.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from typing import Any
+
+from ruroco.commander.warm import RELEASE_FD
+
+# glibc's <spawn.h> (musl uses the same values).
+_POSIX_SPAWN_SETSIGDEF = 0x04
+_POSIX_SPAWN_SETSIGMASK = 0x08
+_POSIX_SPAWN_SETSID = 0x80
+# Room for posix_spawnattr_t (336 bytes on x86-64 glibc), posix_spawn_file_actions_t (80) and
+# sigset_t (128): generous, so no libc build can overrun them.
+_OPAQUE = 1024
+# Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so reset them as Popen does.
+DEFAULT_SIGNALS = tuple(
+    s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s
+)
+
+_CharArray = Any  # a ctypes ``char *[]``
+
+
+class Spawner:
+    """One set of spawn attributes for the executor's lifetime; ``spawn`` is thread-safe (the
+    attributes are only read by libc)."""
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._spawn: Any = libc.posix_spawn
+        self._spawnp: Any = libc.posix_spawnp
+        for fn in (self._spawn, self._spawnp):
+            fn.argtypes = [
+                ctypes.POINTER(ctypes.c_int),
+                ctypes.c_char_p,
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.POINTER(ctypes.c_char_p),
+                ctypes.POINTER(ctypes.c_char_p),
+            ]
+            fn.restype = ctypes.c_int
+        self._fa_init: Any = libc.posix_spawn_file_actions_init
+        self._fa_destroy: Any = libc.posix_spawn_file_actions_destroy
+        self._fa_open: Any = libc.posix_spawn_file_actions_addopen
+        self._fa_open.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_uint,
+        ]
+        self._fa_dup2: Any = libc.posix_spawn_file_actions_adddup2
+        self._fa_dup2.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        mask = ctypes.create_string_buffer(_OPAQUE)
+        defaults = ctypes.create_string_buffer(_OPAQUE)
+        _check(libc.sigemptyset(mask), "sigemptyset")
+        _check(libc.sigemptyset(defaults), "sigemptyset")
+        for signum in DEFAULT_SIGNALS:
+            _check(libc.sigaddset(defaults, int(signum)), "sigaddset")
+        flags = _POSIX_SPAWN_SETSID | _POSIX_SPAWN_SETSIGMASK | _POSIX_SPAWN_SETSIGDEF
+        self._attr = ctypes.create_string_buffer(_OPAQUE)
+        _check(libc.posix_spawnattr_init(self._attr), "posix_spawnattr_init")
+        _check(libc.posix_spawnattr_setsigmask(self._attr, mask), "posix_spawnattr_setsigmask")
+        _check(
+            libc.posix_spawnattr_setsigdefault(self._attr, defaults),
+            "posix_spawnattr_setsigdefault",
+        )
+        _check(libc.posix_spawnattr_setflags(self._attr, ctypes.c_short(flags)), "setflags")
+
+    def spawn(
+        self,
+        sh: str | None,
+        argv: list[str],
+        env: dict[str, str],
+        out_w: int,
+        err_w: int,
+        release: int = -1,
+    ) -> int:
+        """Spawn ``argv`` (``sh`` by absolute path, or searched on PATH when None) with stdin
+        /dev/null, stdout ``out_w``, stderr ``err_w`` and, if given, ``release`` as fd 3;
+        returns the pid. ``OSError`` with the errno of a failed spawn (e.g. ENOENT)."""
+        fa = ctypes.create_string_buffer(_OPAQUE)
+        _check(self._fa_init(fa), "posix_spawn_file_actions_init")
+        try:
+            _check(self._fa_open(fa, 0, os.fsencode(os.devnull), os.O_RDWR, 0), "addopen stdin")
+            _check(self._fa_dup2(fa, out_w, 1), "adddup2 stdout")
+            _check(self._fa_dup2(fa, err_w, 2), "adddup2 stderr")
+            if release >= 0:  # onto itself (it is fd 3 already): glibc clears close-on-exec
+                _check(self._fa_dup2(fa, release, RELEASE_FD), "adddup2 release")
+            pid = ctypes.c_int(0)
+            call = self._spawnp if sh is None else self._spawn
+            # The GIL is released for the call: other threads run while the child execs.
+            err = call(
+                ctypes.byref(pid),
+                os.fsencode(sh or "sh"),
+                fa,
+                self._attr,
+                _strings([os.fsencode(a) for a in argv]),
+                _strings([os.fsencode(f"{k}={v}") for k, v in env.items()]),
+            )
+        finally:
+            self._fa_destroy(fa)
+        if err:
+            raise OSError(err, os.strerror(err))
+        return pid.value
+
+
+def _strings(items: list[bytes]) -> _CharArray:
+    """A NULL-terminated ``char *[]`` (the bytes objects stay referenced by the array)."""
+    return (ctypes.c_char_p * (len(items) + 1))(*items, None)
+
+
+def _check(result: int, what: str) -> None:
+    """libc's spawn helpers return 0 or an errno value (sigemptyset/sigaddset: 0 or -1)."""
+    if result != 0:
+        err = result if result > 0 else ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
