@@ -20,8 +20,10 @@ import click
 
 from bench import proc, stats
 from bench.breakdown import run_breakdown
-from bench.clientbench import run_client
+from bench.clientbench import run_client, run_client_library
 from bench.connect import run_connect
+from bench.defaultflood import SHAPES as DEFAULT_FLOOD_SHAPES
+from bench.defaultflood import run_default_flood
 from bench.floodbench import run_flood
 from bench.fwknopbench import run_fwknop
 from bench.grants import run_grants
@@ -106,11 +108,19 @@ def _stage(results: dict, name: str, fn, *args, **kwargs) -> None:
 @click.option("--client-runs", type=click.IntRange(1, 100), default=30)
 @click.option("--known-rate", type=click.FloatRange(1), default=20_000.0)
 @click.option(
+    "--default-flood-seconds",
+    type=click.FloatRange(1, 120),
+    default=60.0,
+    help="Seconds per shape of the floods against the role's default deployment.",
+)
+@click.option(
     "--only",
     multiple=True,
     help="Run only the stages whose name starts with this (repeatable), e.g. flood_random.",
 )
-def main(knocks, latency_runs, flood_seconds, client_runs, known_rate, only) -> None:
+def main(
+    knocks, latency_runs, flood_seconds, client_runs, known_rate, default_flood_seconds, only
+) -> None:
     global _ONLY
     _ONLY = tuple(only)
     proc.install_cleanup()
@@ -130,6 +140,7 @@ def main(knocks, latency_runs, flood_seconds, client_runs, known_rate, only) -> 
         _stage(results, "tmpfs_latency", run_latency_tmpfs, work / "latency_tmpfs", knocks)
         _stage(results, "breakdown", run_breakdown, work / "breakdown")
         _stage(results, "client", run_client, work / "client", proc.free_udp_port(), client_runs)
+        _stage(results, "client_library", run_client_library, work / "client_library", knocks)
         for mode, rate in (("random", 0.0), ("known", known_rate)):
             for legacy in (False, True):
                 name = f"flood_{mode}_{'legacy' if legacy else 'new'}"
@@ -154,6 +165,17 @@ def main(knocks, latency_runs, flood_seconds, client_runs, known_rate, only) -> 
                     duration=flood_seconds,
                     kernel_filter=True,
                 )
+        for shape in DEFAULT_FLOOD_SHAPES:  # the deployment the ruroco_server role writes
+            name = f"flood_default_{shape}"
+            _stage(
+                results,
+                name,
+                run_default_flood,
+                work / name,
+                shape,
+                duration=default_flood_seconds,
+                keep=True,
+            )
         _stage(results, "fwknop", run_fwknop, work / "fwknop", 200, client_runs)
         if os.environ.get("RUROCO_BENCH_NETNS") == "1":  # it changes nftables: own netns only
             _stage(results, "grants", run_grants, work / "grants", 100)
@@ -176,6 +198,7 @@ def main(knocks, latency_runs, flood_seconds, client_runs, known_rate, only) -> 
         "flood_seconds": flood_seconds,
         "client_runs": client_runs,
         "known_rate": known_rate,
+        "default_flood_seconds": default_flood_seconds,
         "only": tuple(only),
     }
     target = BENCH / "RESULTS.md" if given == defaults else OUT / "RESULTS.partial.md"

@@ -81,6 +81,10 @@ def table(results: dict) -> list[str]:
     fwl = fw.get("latency", {})
     fwc = fw.get("client", {})
     cl = results.get("client", {})
+    lib = results.get("client_library", {})
+    lib_in, lib_fork = lib.get("in_process", {}), lib.get("forked", {}).get("send_in_child", {})
+    lib_exit = lib.get("forked", {}).get("fork_to_exit", {})
+    lib_fresh = lib.get("forked", {}).get("first_send_fresh_process", {})
     tm = results.get("tmpfs_latency", {})
     sp, fws = results.get("spaced_latency", {}), fw.get("latency_spaced", {})
     p50, p99 = _latency(results, "p50_ms"), _latency(results, "p99_ms")
@@ -170,6 +174,38 @@ def table(results: dict) -> list[str]:
             _num(cl.get("dev_venv", {}).get("median_ms")),
             "—",
             "ms",
+        ),
+        (
+            f"Library knock (`sender.send`, one process, after start-up; {lib_in.get('n', NA)}"
+            " knocks, counter persistence included) p50 / p99",
+            "≤ 1,000 (p50)",
+            f"{_num(lib_in.get('p50_us'))} / {_num(lib_in.get('p99_us'))}"
+            + _verdict(ok(lib_in.get("p50_us"), 1000)),
+            "—",
+            "µs",
+        ),
+        (
+            "Same, one knock per forked child (an Ansible worker's `ruroco_send`; from the"
+            " child's `send` call) p50 / p99",
+            "≤ 1,000 (p50)",
+            f"{_num(lib_fork.get('p50_us'))} / {_num(lib_fork.get('p99_us'))}"
+            + _verdict(ok(lib_fork.get("p50_us"), 1000)),
+            "—",
+            "µs",
+        ),
+        (
+            "Same children, from before the fork to the exit (as the parent sees it) p50 / p99",
+            "—",
+            f"{_num(lib_exit.get('p50_us'))} / {_num(lib_exit.get('p99_us'))}",
+            "—",
+            "µs",
+        ),
+        (
+            "First `send` of a fresh process (the client's import untimed) p50 / p99",
+            "—",
+            f"{_num(lib_fresh.get('p50_us'))} / {_num(lib_fresh.get('p99_us'))}",
+            "—",
+            "µs",
         ),
         (
             "Random flood: sent" + (f" ({rn['engine']} sender)" if rn.get("engine") else ""),
@@ -269,12 +305,98 @@ def table(results: dict) -> list[str]:
             "MB",
         ),
     ]
+    rows += default_flood_rows(results)
     out = [
         "| metric | target | ruroco | fwknop / original ordering | unit |",
         "| --- | --- | --- | --- | --- |",
     ]
     out += [f"| {' | '.join(row)} |" for row in rows]
     return out
+
+
+#: The shapes of bench/defaultflood.py (stages ``flood_default_<shape>``), as the table names them.
+DEFAULT_FLOOD_LABELS = {
+    "random": "random 94 bytes",
+    "known": "real key id + 86 random bytes",
+    "oversized": "1,000–65,000 random bytes",
+    "small": "0–199 random bytes (never 94)",
+    "mix": "the four shapes in turn",
+}
+
+
+def _default_deployment(r: dict) -> str:
+    """What the role's templates set that matters under a flood (from the rendered files)."""
+    filt = re.search(r"^kernel_filter = (\w+)", r.get("config", ""), re.MULTILINE)
+    buf = re.search(r"^ReceiveBuffer=(\S+)", r.get("socket_unit", ""), re.MULTILINE)
+    return (
+        f"kernel_filter = {filt.group(1) if filt else NA},"
+        f" ReceiveBuffer={buf.group(1) if buf else '(unset)'}"
+    )
+
+
+def default_flood_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
+    """Two rows per shape of the floods against the role's default deployment."""
+    rows = []
+    for shape, label in DEFAULT_FLOOD_LABELS.items():
+        r = results.get(f"flood_default_{shape}")
+        if r is None:
+            continue
+        seconds = (r.get("flood") or {}).get("seconds") or 1
+        delta = r.get("snmp_delta") or {}
+        filtered = delta.get("InErrors", 0) - delta.get("RcvbufErrors", 0) if delta else None
+        ok_knocks = None if "legit_ran" not in r else 0 < r["legit_sent"] <= r["legit_ran"]
+        rss = r.get("peak_rss_mb")
+        rows += [
+            (
+                f"Default deployment, flood of {label}: sent / dropped by the kernel filter /"
+                " queue full",
+                f"{_num(r['target_rate'])}/s" if r.get("target_rate") else "max",
+                f"{_num(r.get('sent_per_s'))} / {_num(filtered and filtered / seconds)}"
+                f" / {_num(r.get('rcvbuf_drops_per_s'))}",
+                "—",
+                "datagrams/s",
+            ),
+            (
+                f"Default deployment, flood of {label}: legit knocks run / sent; server peak RSS",
+                "all; ≤ 100",
+                _legit(r)
+                + _verdict(ok_knocks)
+                + f"; {_num(rss)}"
+                + _verdict(None if rss is None else rss <= 100),
+                "—",
+                "knocks; MB",
+            ),
+        ]
+    return rows
+
+
+def default_flood_lines(results: dict) -> list[str]:
+    """Per-run lines of the default-deployment floods: every count behind the table rows."""
+    lines = []
+    for shape in DEFAULT_FLOOD_LABELS:
+        name = f"flood_default_{shape}"
+        r = results.get(name)
+        if r is None or "flood" not in r:
+            continue
+        f, s, d = r["flood"], r.get("server_summary") or {}, r.get("snmp_delta") or {}
+        reports = r.get("drop_lines") or []
+        lines.append(
+            f"* {name} ({_default_deployment(r)}; load average"
+            f" {r.get('loadavg_1min_before', NA)} at start): sent {_num(f.get('sent'))} in"
+            f" {_num(f.get('seconds'), 1)} s ({_num(f.get('rate'))}/s, mean"
+            f" {_num(f.get('mean_size'))} bytes) from {_num(r.get('sources'))} sources;"
+            f" server received {_num(s.get('received'))}, accepted {_num(s.get('accepted'))},"
+            f" rejected {_num(s.get('rejected'))} ({_reasons(s)}); snmp InDatagrams"
+            f" {_num(d.get('InDatagrams'))}, InErrors {_num(d.get('InErrors'))} (of them"
+            f" RcvbufErrors {_num(d.get('RcvbufErrors'))}); the socket's own drop counter"
+            f" {_num(r.get('socket_drops'))}; receive queue peak"
+            f" {_num((r.get('peak_queue_bytes') or 0) / 2**20)} MiB; the server's drop"
+            f" summary lines: {len(reports)}"
+            + (f" (counting {_num(sum(x['count'] for x in reports))})" if reports else "")
+            + f"; legit knocks {_legit(r)} (client runs failed:"
+            f" {r.get('legit_client_failures', NA)}); peak RSS {_num(r.get('peak_rss_mb'))} MB"
+        )
+    return lines
 
 
 def write_results(results: dict, path: Path, out: Path = OUT) -> None:
@@ -401,7 +523,9 @@ def write_results(results: dict, path: Path, out: Path = OUT) -> None:
             f" a grant refused: {gr.get('outsider_refused')}, also right after the flushes:"
             f" {gr.get('outsider_refused_after_flush')}"
         )
+    lines += default_flood_lines(results)
     lines += breakdown_section(results.get("breakdown", {}))
+    lines += client_library_section(results.get("client_library", {}))
     lines += fleet_section(out / "fleet.json")
     notes = observations(results)
     if notes:
@@ -464,9 +588,15 @@ STAGES = (
     ("pipeline_tmpfs", "server: the same, blocklist on tmpfs"),
     ("forward", "server: connect to the commander socket + 24-byte write"),
     ("commander_process", "commander process: 24 bytes in -> command's byte in the FIFO"),
+    ("commander_process_cold", "the same with `warm_shells = false` (`sh` spawned at request)"),
     ("dispatch_handoff", "commander: `Dispatcher.submit` -> task starts in a worker thread"),
     ("spawn_to_fifo", "commander: `Executor.run` -> `sh -c 'printf x > FIFO'` has written"),
+    ("release_to_fifo", "commander: `Executor.run` releases a warm shell -> `printf` has written"),
 )
+
+
+# The commander process with warm shells (the default) and without (``bench/breakdown.py``).
+STAGES_WARM_COLD = ("commander_process", "commander_process_cold")
 
 
 def breakdown_section(bd: dict) -> list[str]:
@@ -491,6 +621,46 @@ def breakdown_section(bd: dict) -> list[str]:
     return out
 
 
+# (key, what), in the order one library knock runs them (``bench/clientbench.py``).
+CLIENT_STEPS = (
+    ("lock", "take and drop the client lock (`flock`)"),
+    ("key_parse", "read the key file, parse the key (base64, AES-GCM-SIV object)"),
+    ("counter", "the counter: read the file and `counter.next`, hand out a reserved value"),
+    ("build", "plaintext + AES-GCM-SIV seal"),
+    ("sendto", "UDP socket, bind, connect, send, close"),
+    ("counter_fsync_each", "for comparison: the fsync'd counter write every knock paid before"),
+)
+
+
+def client_library_section(lib: dict) -> list[str]:
+    """The library knock's steps (``bench/clientbench.py``); empty when the stage did not run."""
+    bd = lib.get("breakdown", {})
+    rows = [(key, what, bd[key]) for key, what in CLIENT_STEPS if bd.get(key, {}).get("n")]
+    if not rows:
+        return []
+    inp, fk = lib.get("in_process", {}), lib.get("forked", {})
+    return [
+        "",
+        "## The client library's knock (each step alone, `bench/clientbench.py`)",
+        "",
+        f"Whole `send`: p50 {_num(inp.get('p50_us'))} µs, p99 {_num(inp.get('p99_us'))} µs,"
+        f" max {_num(inp.get('max_us'))} µs over {inp.get('n', NA)} knocks; counter values"
+        f" reserved but unused at the end: {inp.get('unused_at_end', NA)}. One knock per forked"
+        f" child: `send` p50 {_num(fk.get('send_in_child', {}).get('p50_us'))} µs, fork to exit"
+        f" p50 {_num(fk.get('fork_to_exit', {}).get('p50_us'))} µs"
+        f" ({fk.get('send_in_child', {}).get('n', NA)} children); {fk.get('counter_writes', NA)}"
+        f" of {fk.get('send_in_child', {}).get('n', NA)} children wrote the counter file, the"
+        " others took a value of the shared range (`counter.next`).",
+        "",
+        "| step | covers | p50 | p99 | unit |",
+        "| --- | --- | --- | --- | --- |",
+        *(
+            f"| {key} | {what} | {_num(r.get('p50_us'))} | {_num(r.get('p99_us'))} | µs |"
+            for key, what, r in rows
+        ),
+    ]
+
+
 def observations(results: dict) -> list[str]:
     """Explanations that follow from the numbers; each appears only when its condition holds."""
     out = []
@@ -501,7 +671,19 @@ def observations(results: dict) -> list[str]:
             f"* Latency split: the commander alone takes {_num(c50, 2)} ms (p50) from request"
             f" to command start, so about {_num(max(0.0, p50 - c50), 2)} ms of the"
             f" {_num(p50, 2)} ms knock latency is spent in the server (receive, decrypt,"
-            " checks, fsync'd blocklist write, connect to the commander)."
+            " checks, durable replay-floor write, connect to the commander). At least: the"
+            " commander alone is fed back to back, its next request arriving before the last"
+            " command's `sh` has exited, so that figure includes waiting for it (the per-name"
+            " order)."
+        )
+    bd = results.get("breakdown", {})
+    warm50, cold50 = (bd.get(k, {}).get("p50_us") for k in STAGES_WARM_COLD)
+    if warm50 is not None and cold50 is not None:
+        out.append(
+            f"* Warm shells: the commander process takes {_num(warm50)} µs (p50) from request"
+            f" to the command's byte when it releases a waiting `sh`, {_num(cold50)} µs when"
+            " it spawns `sh` at the request (`warm_shells = false`): the start-up of `sh` is"
+            ' off the critical path (docs/performance.md, "Warm shells").'
         )
     t50 = results.get("tmpfs_latency", {}).get("p50_ms")
     if p50 is not None and t50 is not None:
@@ -536,7 +718,9 @@ def observations(results: dict) -> list[str]:
             f" (UDP InErrors minus RcvbufErrors), {_num(rk.get('rcvbuf_drops_per_s'))}"
             " datagrams/s were dropped for a full queue, and"
             f" {rk.get('legit_ran')} of {rk['legit_sent']} legitimate knocks ran. The price:"
-            " those datagrams are not logged, so fail2ban cannot see them; the default stays off."
+            " those datagrams are not logged, so fail2ban cannot see them; the server's own"
+            " default stays off, the `ruroco_server` role turns it on (the table's"
+            " default-deployment rows)."
         )
     r = results.get("flood_random_new", {})
     if r.get("absorbed_per_s") and r.get("sent_per_s") and r.get("rcvbuf_drops_per_s", 0) == 0:
@@ -550,7 +734,7 @@ def observations(results: dict) -> list[str]:
 METHOD = [
     "## How to reproduce",
     "",
-    "`make bench` (runs `bench/run.sh`: about 2½–4 minutes, hard limit 9 minutes; needs root",
+    "`make bench` (runs `bench/run.sh`: about 8–10 minutes, hard limit 15 minutes; needs root",
     "for the private network namespace; without it the ruroco stages run in the current",
     "namespace and the fwknop stage is skipped). `bench/run.sh --help` lists options that",
     "shorten the run for development; such runs write bench/out/RESULTS.partial.md and leave",
@@ -588,8 +772,9 @@ METHOD = [
     "  grant closed before every run (development venv's client: its editable install adds",
     "  ~17 ms per start).",
     "* Per-stage figures: `bench/breakdown.py` times each stage of the path on its own",
-    "  (median and p90 of 200), in-process with the real code, except `forward` and",
-    "  `commander_process`, which talk to a real commander process.",
+    "  (median and p90 of 200), in-process with the real code, except `forward`,",
+    "  `commander_process` and `commander_process_cold`, which talk to a real commander",
+    "  process (with its default warm shells, and with `warm_shells = false`).",
     "* Floods: one sender process with one UDP socket bound per source address 127.2.x.y",
     "  (1,000 sources), sending round-robin from a pool of 8,192 payloads drawn from the",
     "  kernel RNG up front. Random flood (all 94 bytes random, unlimited rate): the C sender",
@@ -607,11 +792,38 @@ METHOD = [
     "  InErrors delta minus the RcvbufErrors delta.",
     "  Peak RSS = VmHWM of the server process. One 20 s run per flood scenario (time",
     "  budget); every scenario gets a fresh server, commander and client counter.",
+    "* Floods against the default deployment (`bench/defaultflood.py`, stages",
+    "  `flood_default_<shape>`, 60 s each): config.toml and ruroco.socket are rendered by",
+    "  `ansible-playbook` from the `ruroco_server` role's own templates with its",
+    "  defaults/main.yml and vars/main.yml; only what names this host is overridden (`ips`",
+    "  127.0.0.1, the port, the directories, root as the account, and the commander's",
+    "  `allow_non_routable_ips`, without which a knock from 127.0.0.1 is refused). The server",
+    "  starts as systemd starts it: `bench/sdactivate.py` opens the socket the rendered unit",
+    "  describes (`ListenDatagram=[::]:PORT`, `ReceiveBuffer=` as systemd's `fd_set_rcvbuf`",
+    "  sets it, `SO_RCVBUFFORCE` past `net.core.rmem_max`) and execs the server with it as",
+    "  fd 3 (`LISTEN_FDS=1`). The C sender spoofs 16,000 sources 127.2.x.y with",
+    "  `IP_PKTINFO` on one socket (`sendmmsg`, 32 per call) and sends as fast as it can,",
+    "  except the known-key shape, which runs at 100,000/s: random 94 bytes; the real key id",
+    "  + 86 random bytes; 1,000–65,000 random bytes; 0–199 random bytes, never 94; the four",
+    "  in turn. One real `ruroco-client send` per second from 127.0.0.1 as above, the first",
+    "  0.5 s into the flood (60 knocks in 60 s). Dropped by",
+    "  the kernel filter = InErrors − RcvbufErrors; queue full = RcvbufErrors (/proc/net/snmp",
+    "  of the private namespace); the socket's own counter (/proc/net/udp6 `drops`, the",
+    "  server's `SO_MEMINFO`) counts both; the receive queue is sampled every 50 ms.",
     "* Client: wall time of `ruroco-client send` (fork to exit, measured in the bench),",
     "  median of 30 sequential runs after one untimed run (counter file created), from a",
     "  regular byte-compiled wheel install in a venv of the bench's own (what `pip install`",
     "  gives an operator); the development venv's editable install is shown beside it",
     "  (setuptools' editable import hook adds ~17 ms per start). hyperfine is not needed.",
+    "* Client library (`bench/clientbench.py`, stage `client_library`): `ruroco.client.sender",
+    "  .send` called in the bench process as `ruroco_send` calls it (log lines into a",
+    "  StringIO), one untimed knock first (imports, counter file), then `--knocks` timed ones",
+    "  to a loopback socket of the bench, each datagram read back and decrypted (untimed) to",
+    "  check its counter rises. Then one knock per `os.fork`ed child of that process, a tenth",
+    "  as many, as an Ansible worker runs `ruroco_send` (timed in the child from its `send`",
+    "  call, and in the parent from before the fork to the exit); the first `send` of a fresh",
+    "  `python -c` process, a fiftieth as many (the client's import untimed); and each step",
+    "  alone, with the real code (median and p99).",
     "* fwknop 2.6: fwknopd in UDP server mode (`ENABLE_UDP_SERVER`, `UDPSERV_PORT`), access",
     "  stanza with `CMD_CYCLE_OPEN /bin/sh knock.sh` (script = the same `printf x > FIFO`),",
     "  `CMD_CYCLE_CLOSE NONE`, keys from `fwknop --key-gen`, HMAC on. Client wall time is",

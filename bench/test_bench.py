@@ -326,6 +326,25 @@ def test_results_file_explains_where_the_time_goes(tmp_path: Path):
     assert "account for about 1.25 ms of the 3.00 ms on disk" in text
 
 
+def test_results_file_compares_warm_and_cold_commander(tmp_path: Path):
+    """docs/performance.md, "Warm shells": both commander stages and the line about them."""
+    results = {
+        "machine": {"nproc": 2},
+        "breakdown": {
+            "reps": 7,
+            "commander_process": {"n": 7, "p50_us": 250.0, "p90_us": 400.0},
+            "commander_process_cold": {"n": 7, "p50_us": 1100.0, "p90_us": 1300.0},
+            "release_to_fifo": {"n": 7, "p50_us": 90.0, "p90_us": 150.0},
+        },
+    }
+    out = tmp_path / "RESULTS.md"
+    write_results(results, out)
+    text = out.read_text()
+    assert "| commander_process_cold |" in text and "| release_to_fifo |" in text
+    assert "takes 250.0 µs (p50) from request to the command's byte" in text
+    assert "1,100 µs when it spawns `sh` at the request" in text
+
+
 def test_socket_filter_drops_are_counted_as_udp_inerrors_not_rcvbuf_errors():
     """What the kernel_filter flood row relies on: filtered = InErrors - RcvbufErrors."""
     from ruroco.server import kfilter
