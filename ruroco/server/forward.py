@@ -3,11 +3,18 @@
 The message is described in docs/protocol.md, "Commander message".
 
 A commander that stopped accepting (full listen backlog, SIGSTOP, a hung process) must not
-stall the server's receive loop, so the hand-off happens off it: the loop only appends to a
-bounded queue (``Forwarder.submit``, never blocks) and one forwarder thread delivers. Each
-delivery is bounded by one deadline shared by connect and write (docs/deviations.md #4). On
-Linux a non-blocking connect to a Unix socket with a full backlog fails with EAGAIN instead
-of waiting, so the connect is retried until the deadline in short steps.
+stall the server's receive loop, so the loop never waits for it: ``Forwarder.submit`` never
+blocks. When nothing is queued and the forwarder thread is not delivering, ``submit`` hands
+the request over itself, on the receive loop: one non-blocking connect (on Linux it fails at
+once with EAGAIN when the commander's backlog is full, and never waits) and one 24-byte send
+on the fresh socket, whose empty buffer takes it at once. That saves the thread's wake-up
+and a GIL hand-off per knock (docs/performance.md, The direct hand-off). Anything else - a
+request behind others, a would-block, any error - goes to a bounded queue that one
+forwarder thread drains, so requests still reach the commander in the order they were
+accepted. Each delivery of the thread is bounded by one deadline shared by connect and
+write (docs/deviations.md #4); its connect is retried on EAGAIN until the deadline in short
+steps. A request the direct attempt could not hand over is delivered (or logged as dropped)
+by the thread exactly as a queued one, so the log lines are the same either way.
 
 The server asks ``Forwarder.has_room`` *before* it persists a request's counter: the receive
 loop is the only producer and the thread only takes entries out, so room seen there is still
@@ -96,15 +103,34 @@ class HandoffStats(Protocol):
     """The counters the forwarder keeps (``Stats`` of the server)."""
 
     forwarded: int
+    forwarded_direct: int
     forward_failed: int
     forward_dropped: int
+
+
+def try_send_now(target: str, message: bytes) -> bool:
+    """Connect and send ``message`` without ever waiting; False if any step would block or
+    fails (nothing was delivered then, or at most a cut message the commander refuses)."""
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        sock.connect(target)  # EAGAIN (BlockingIOError) at once when the backlog is full
+        return sock.send(message, socket.MSG_NOSIGNAL) == len(message)
+    except OSError:
+        return False
+    finally:
+        sock.close()
 
 
 class Forwarder:
     """One thread delivering queued requests to the commander, each within ``timeout``.
 
-    Counting: ``forwarded`` and ``forward_failed`` are written by the thread only,
-    ``forward_dropped`` (never attempted: shutdown, or ``submit`` refused) by the caller only.
+    Counting: ``forwarded`` and ``forward_failed`` are written by the thread, and
+    ``forwarded`` and ``forwarded_direct`` by ``submit`` while the thread is idle (nothing
+    queued, nothing in delivery: it writes none then); ``forward_dropped`` (never attempted:
+    shutdown, or ``submit`` refused) by the caller only.
     """
 
     def __init__(
@@ -117,12 +143,17 @@ class Forwarder:
         if capacity < 1:
             raise ValueError("the hand-off queue needs room for at least one request")
         self.path = path
+        self._target = os.fspath(path)
         self.stats = stats
         self.timeout = timeout
         self.capacity = capacity
         self._queue: deque[tuple[bytes, str]] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._closing = False
+        # True from the moment the thread takes a request until its outcome is counted and
+        # logged; set before the queue shrinks, so "queue empty and not delivering" means
+        # every earlier request has reached the commander or failed.
+        self._delivering = False
         self._deadline = 0.0
         self._thread: threading.Thread | None = None
 
@@ -136,10 +167,35 @@ class Forwarder:
         return len(self._queue) < self.capacity and not self._closing
 
     def submit(self, message: bytes, label: str) -> bool:
-        """Queue ``message`` without blocking; False (nothing queued) when full or closing.
+        """Hand ``message`` over or queue it, without blocking; False (nothing taken) when
+        full or closing.
 
-        ``label`` names the request in log lines, e.g. ``key [FF, …] (IP 1.2.3.4)``.
+        Directly (``try_send_now``) only when nothing is queued or in delivery, so requests
+        keep their order; otherwise, or when that would block or fails, it is queued for the
+        thread. The one producer is the receive loop, so nothing can be queued between the
+        check and the send. ``label`` names the request in log lines, e.g.
+        ``key [FF, …] (IP 1.2.3.4)``.
         """
+        return self.hand_over_now(message) or self.enqueue(message, label)
+
+    def hand_over_now(self, message: bytes) -> bool:
+        """The direct part of ``submit``: True (counted and logged as delivered) if the
+        thread is idle and ``try_send_now`` succeeded; False and nothing done otherwise, and
+        the caller must ``enqueue`` the request (the server builds the label only then)."""
+        if (
+            not self._queue
+            and not self._delivering
+            and not self._closing
+            and try_send_now(self._target, message)
+        ):
+            self.stats.forwarded += 1
+            self.stats.forwarded_direct += 1
+            log.info("Successfully sent data to commander")
+            return True
+        return False
+
+    def enqueue(self, message: bytes, label: str) -> bool:
+        """The queue part of ``submit``: for the thread, False when full or closing."""
         with self._cond:
             if self._closing or len(self._queue) >= self.capacity:
                 return False
@@ -181,17 +237,22 @@ class Forwarder:
             while not self._queue and not self._closing:
                 self._cond.wait()
             if not self._closing:
+                self._delivering = True
                 message, label = self._queue.popleft()
                 return message, label, self.timeout
             remaining = self._deadline - time.monotonic()
             if not self._queue or remaining <= 0:
                 return None  # close() logs whatever is still queued
+            self._delivering = True
             message, label = self._queue.popleft()
             return message, label, min(self.timeout, remaining)
 
     def _run(self) -> None:
         while (item := self._next()) is not None:
-            self._deliver(*item)
+            try:
+                self._deliver(*item)
+            finally:
+                self._delivering = False
 
     def _deliver(self, message: bytes, label: str, timeout: float) -> None:
         try:

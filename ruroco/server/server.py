@@ -3,9 +3,10 @@
 The socket is non-blocking and drained in a tight loop; only when it is empty does the loop
 wait in ``poll`` (at most 1 s, and a signal wakes it at once through a wakeup pipe), so a
 flood costs one ``recvfrom_into`` into a preallocated buffer per datagram and SIGTERM or
-SIGINT still stop the server promptly. Accepted requests are only queued here; a forwarder
-thread hands them to the commander (``ruroco.server.forward``), so a hung commander never
-blocks receiving.
+SIGINT still stop the server promptly. An accepted request is handed to the commander
+right here when nothing is waiting before it and that cannot block, and queued for a
+forwarder thread otherwise (``ruroco.server.forward``), so a hung commander never blocks
+receiving.
 
 SIGHUP only sets a flag; the loop reloads between two drain batches (``Server.reload``,
 docs/files.md, Reload on SIGHUP), so a burst of signals is one or two reloads, the socket
@@ -85,6 +86,8 @@ class Stats:
     # SIGHUP: configurations swapped in, and reloads that kept the running one
     reloads: int = 0
     reloads_failed: int = 0
+    # of ``forwarded``: handed over on the receive loop, without the forwarder thread
+    forwarded_direct: int = 0
 
     def summary(self) -> str:
         """One ``key=value`` line; the benchmarks parse it (new fields go at the end)."""
@@ -101,6 +104,7 @@ class Stats:
         parts += [f"forward_busy={self.forward_busy}", f"forward_dropped={self.forward_dropped}"]
         parts += [f"reloads={self.reloads}", f"reloads_failed={self.reloads_failed}"]
         parts.append(f"accepted_protocol_0={self.pipeline.get(ACCEPTED_V0, 0)}")
+        parts.append(f"forwarded_direct={self.forwarded_direct}")
         return "Server statistics: " + " ".join(parts)
 
 
@@ -348,7 +352,8 @@ class Server:
         log.error(f"Reload failed, keeping the running configuration: {problem}")
 
     def _forward(self, result: Acceptance | Busy) -> None:
-        """Queue an accepted request for the forwarder thread; never waits for the commander."""
+        """Hand an accepted request over, or queue it for the forwarder thread; never waits
+        for the commander."""
         if isinstance(result, Busy):
             self.stats.forward_busy += 1
             log.error(
@@ -358,8 +363,11 @@ class Server:
                 "the client can knock again"
             )
             return
+        forwarder = self.forwarder
+        if forwarder.hand_over_now(result.message):
+            return
         label = f"key {hex_list(result.key_id)} (IP {ip_text(result.ip)})"
-        if not self.forwarder.submit(result.message, label):  # only if nobody asked for room
+        if not forwarder.enqueue(result.message, label):  # only if nobody asked for room
             self.stats.forward_dropped += 1
             log.error(f"Dropped request for {label}: commander hand-off queue full")
 
