@@ -79,9 +79,16 @@ def send_to_commander(
                 sock.connect(target)
                 break
             except OSError as exc:
-                if exc.errno == errno.EAGAIN and deadline - time.monotonic() > 0:
-                    time.sleep(min(_RETRY_STEP, max(0.0, deadline - time.monotonic())))
-                    continue
+                if exc.errno == errno.EAGAIN:  # the backlog is full: wait for room, not past
+                    left = deadline - time.monotonic()
+                    if left > 0:
+                        time.sleep(min(_RETRY_STEP, left))
+                        continue
+                    # The try began before the deadline and met the full backlog after it:
+                    # this delivery timed out, whatever the last errno was.
+                    raise ForwardError(
+                        f"Could not connect to socket {qpath(target)}: timed out"
+                    ) from None
                 raise ForwardError(
                     f"Could not connect to socket {qpath(target)}: {_os_reason(exc)}"
                 ) from None

@@ -46,3 +46,16 @@ def test_hung_commander_is_bounded_by_the_timeout(tmp_path):
             send_to_commander(path, MESSAGE, timeout=0.3)
         elapsed = time.monotonic() - start
         assert 0.25 <= elapsed < 1.0
+
+
+@pytest.mark.parametrize("timeout", [0.0001, 0.001, 0.011])
+def test_a_full_backlog_at_the_deadline_is_a_timeout(tmp_path, timeout):
+    """The last connect can meet the full backlog (EAGAIN) after the deadline has passed: that
+    delivery timed out, and its log line must say so, not 'Resource temporarily unavailable'
+    (seen under load in the hand-off test). Tiny deadlines make the last try end past it."""
+    path = tmp_path / "ruroco.socket"
+    with hung_commander(path):
+        for _ in range(50):
+            with pytest.raises(ForwardError) as info:
+                send_to_commander(path, MESSAGE, timeout=timeout)
+            assert str(info.value) == f'Could not connect to socket "{path}": timed out'
