@@ -198,7 +198,7 @@ def plan_routes(
 
 class Knocker:
     """Sends one knock per route with fresh counters; holds the client lock only for the
-    counter update."""
+    counter update and the sends, never while waiting or relaying."""
 
     def __init__(
         self,
@@ -221,33 +221,37 @@ class Knocker:
         self.rounds = 0
         self.failed: list[str] = []
 
-    def reserve(self, n: int, lock_wait: float) -> int:
-        """The first of ``n`` fresh counter values, taken under the client lock."""
+    def knock(self, lock_wait: float) -> None:
+        """One knock per route with fresh counters. The datagrams go out while the client lock
+        is held (a sendto each, microseconds): parallel runs on one conf dir then reach a
+        server in counter order, so none is refused as older than a later one that overtook
+        it (docs/connect.md, "The client lock"). What to say is said after the release."""
+        said: list[str] = []
         with client_lock(self.conf_dir).acquire(max(lock_wait, MIN_LOCK_WAIT_S)):
             counter = Counter.create_and_init(counter_path(self.conf_dir), time.time_ns())
-            return counter.take(n)
-
-    def knock(self, lock_wait: float) -> None:
-        first = self.reserve(len(self.routes), lock_wait)
+            first = counter.take(len(self.routes))
+            for i, route in enumerate(self.routes):
+                said.append(self._send(route, first + i))
         self.rounds += 1
-        for i, route in enumerate(self.routes):
-            value = first + i
-            data = ClientData(
-                self.cmd_hash, value, not self.request.permissive, self.src_ip, route.knock.ip
-            )
-            try:
-                packet = build_packet(self.key, data, None, self.request.protocol)
-                local = send_datagram(route.knock, packet)
-            except RurocoError as exc:
-                reason = ": ".join(error_chain(exc))
-                self.failed.append(reason)
-                self.say(f"Could not knock over {family_name(route.knock)}: {reason}")
-                continue
-            self.sent += 1
-            self.say(
-                f"Knocked {self.request.command} over {family_name(route.knock)} with counter"
-                f" {value} from {local} to udp://{route.knock.text}, for {route.target.text}"
-            )
+        for line in said:
+            self.say(line)
+
+    def _send(self, route: Route, value: int) -> str:
+        data = ClientData(
+            self.cmd_hash, value, not self.request.permissive, self.src_ip, route.knock.ip
+        )
+        try:
+            packet = build_packet(self.key, data, None, self.request.protocol)
+            local = send_datagram(route.knock, packet)
+        except RurocoError as exc:
+            reason = ": ".join(error_chain(exc))
+            self.failed.append(reason)
+            return f"Could not knock over {family_name(route.knock)}: {reason}"
+        self.sent += 1
+        return (
+            f"Knocked {self.request.command} over {family_name(route.knock)} with counter"
+            f" {value} from {local} to udp://{route.knock.text}, for {route.target.text}"
+        )
 
 
 class Attempt:
