@@ -101,6 +101,11 @@ class CommanderStandIn:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if accept:
+            self.start()
+
+    def start(self) -> None:
+        """Begin accepting (with ``accept=False``, after a small backlog has been filled)."""
+        if self._thread is None:
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
 
@@ -125,7 +130,7 @@ class CommanderStandIn:
                     pass
                 self.messages.append(data)
 
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[bytes]:
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[bytes]:
         deadline = time.monotonic() + timeout
         while len(self.messages) < count and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -8,10 +8,7 @@ UDP knocks through a real ``Server``; no mocks.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from pathlib import Path
 
 from server_helpers import CommanderStandIn, hung_commander, packet
 from test_server_handoff import error_lines, harness, wait_until
@@ -26,51 +23,6 @@ HASH = command_hash("default")
 
 def message(i: int) -> bytes:
     return encode_commander_data(HASH, parse_ip(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"))
-
-
-class Recorder:
-    """A commander-like listener that records messages in accept order; accepting starts
-    only with ``start``, so a small backlog can be filled first."""
-
-    def __init__(self, path: Path, backlog: int) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(backlog)
-        self.sock.settimeout(0.05)
-        self.messages: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(1)
-                data = b""
-                while len(data) < 24:
-                    chunk = conn.recv(64)
-                    if not chunk:
-                        break
-                    data += chunk
-                self.messages.append(data)
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[bytes]:
-        wait_until(lambda: len(self.messages) >= count, timeout)
-        return list(self.messages)
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(2)
-        self.sock.close()
 
 
 def test_try_send_now_never_waits_for_a_full_backlog(tmp_path):
@@ -114,7 +66,7 @@ def test_idle_forwarder_hands_over_on_the_calling_thread(tmp_path):
 def test_full_backlog_falls_back_to_the_queue_and_order_holds(tmp_path):
     stats = Stats()
     path = tmp_path / "ruroco.socket"
-    recorder = Recorder(path, backlog=2)
+    recorder = CommanderStandIn(path, accept=False, backlog=2)
     forwarder = Forwarder(path, stats, timeout=10.0, capacity=1000)
     forwarder.start()
     count = 300
@@ -161,7 +113,7 @@ def test_missing_socket_goes_to_the_thread_which_logs_it_once(tmp_path, capfd):
 def test_server_knocks_back_to_back_arrive_in_order_and_idle_ones_go_direct(tmp_path, capfd):
     count = 200
     with harness(tmp_path, forward_timeout=5.0, queue_length=1000) as h:
-        recorder = Recorder(h.socket_path, backlog=16)
+        recorder = CommanderStandIn(h.socket_path, accept=False, backlog=16)
         recorder.start()
         try:
             # spaced: each finds the thread idle and goes directly
