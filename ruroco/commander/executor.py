@@ -405,28 +405,30 @@ class Executor:
         return started
 
     def _spawn_warm(self, command: Command) -> _Warm:
-        """A warm shell for ``command``: spawned as ``_start`` spawns, plus its release pipe."""
+        """A warm shell for ``command``: spawned as ``_start`` spawns, plus its release pipe.
+
+        Where it may leave SCHED_IDLE again (``_idle_start``), it takes SCHED_IDLE before it
+        execs, so all of its start-up (exec, dynamic linking, sh's initialisation) runs only
+        on CPU time nothing else wants and never competes with a request. The release
+        restores ``self._sched``."""
         release_r, release_w = _pipe("release", nonblocking_read=False)
+        idle = self._idle_start
         try:
-            started = self._start_process(command.cmd, self._env, release_r)
+            started = self._start_process(command.cmd, self._env, release_r, idle)
         except BaseException:
             os.close(release_w)
             raise
         finally:
             os.close(release_r)  # only the shell holds the read end now
-        # It has exec'd (posix_spawn returns after that); the rest of its start-up (dynamic
-        # linking, sh's initialisation: most of it) runs only on CPU time nothing else wants,
-        # so it never competes with a request. The release restores ``self._sched``.
-        if self._idle_start:
-            try:
-                os.sched_setscheduler(started.child.pid, os.SCHED_IDLE, os.sched_param(0))
-            except OSError:  # e.g. a seccomp filter (EPERM): it starts at our priority
-                pass
-            else:
-                return _Warm(command.cmd, started, release_w, self._sched)
+        # ``idle_works`` turns False at the spawn whose child could not take the policy (a
+        # seccomp filter, say): that one and all later ones start at our priority.
+        if idle and self._spawner.idle_works:
+            return _Warm(command.cmd, started, release_w, self._sched)
         return _Warm(command.cmd, started, release_w)
 
-    def _start_process(self, cmd: str, env: dict[str, str], release: int = -1) -> _Started:
+    def _start_process(
+        self, cmd: str, env: dict[str, str], release: int = -1, idle: bool = False
+    ) -> _Started:
         """Output pipes and the spawn of ``sh`` for ``cmd`` (a warm shell when ``release`` is
         the read end of its release pipe)."""
         out_r, out_w = _pipe("stdout")
@@ -437,7 +439,7 @@ class Executor:
             os.close(out_w)
             raise
         try:
-            child = self._spawn(cmd, env, out_w, err_w, release)
+            child = self._spawn(cmd, env, out_w, err_w, release, idle)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
@@ -495,7 +497,13 @@ class Executor:
         return Outcome(status, child.returncode, stdout, stderr)
 
     def _spawn(
-        self, cmd: str, env: dict[str, str], out_w: int, err_w: int, release: int = -1
+        self,
+        cmd: str,
+        env: dict[str, str],
+        out_w: int,
+        err_w: int,
+        release: int = -1,
+        idle: bool = False,
     ) -> _Child:
         ns = self._ns
         if ns is not None:
@@ -505,7 +513,7 @@ class Executor:
                 log.error(f"Could not isolate {cmd} in a PID namespace ({exc.strerror})")
                 ns = None
         try:
-            pid = _spawn_sh(self._spawner, self._sh, cmd, env, out_w, err_w, release)
+            pid = _spawn_sh(self._spawner, self._sh, cmd, env, out_w, err_w, release, idle)
         except BaseException:
             if ns is not None:
                 ns.leave()  # always: this thread's next child must not land in that namespace
@@ -639,13 +647,20 @@ def _spawn_sh(
     out_w: int,
     err_w: int,
     release: int = -1,
+    idle: bool = False,
 ) -> int:
     """``sh -c cmd`` with stdin /dev/null and the output pipes, in a session of its own, no
     signal blocked and SIGPIPE/SIGXFSZ at their default; with ``release`` (>= 0) a warm shell
     instead: ``sh -c PREAMBLE+cmd`` with that pipe as fd 3 (``ruroco.commander.warm``)."""
     try:
         return spawner.spawn(
-            sh, ["sh", "-c", cmd if release < 0 else script(cmd)], env, out_w, err_w, release
+            sh,
+            ["sh", "-c", cmd if release < 0 else script(cmd)],
+            env,
+            out_w,
+            err_w,
+            release,
+            idle,
         )
     except OSError as exc:
         raise OSError(f"Could not spawn {cmd}: {exc.strerror}") from exc

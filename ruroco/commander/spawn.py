@@ -16,8 +16,10 @@ and the signals Python ignores reset to their default action.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import signal
+import threading
 from typing import Any
 
 from ruroco.commander.warm import RELEASE_FD
@@ -25,6 +27,7 @@ from ruroco.commander.warm import RELEASE_FD
 # glibc's <spawn.h> (musl uses the same values).
 _POSIX_SPAWN_SETSIGDEF = 0x04
 _POSIX_SPAWN_SETSIGMASK = 0x08
+_POSIX_SPAWN_SETSCHEDULER = 0x20
 _POSIX_SPAWN_SETSID = 0x80
 # Room for posix_spawnattr_t (336 bytes on x86-64 glibc), posix_spawn_file_actions_t (80) and
 # sigset_t (128): generous, so no libc build can overrun them.
@@ -82,6 +85,22 @@ class Spawner:
             "posix_spawnattr_setsigdefault",
         )
         _check(libc.posix_spawnattr_setflags(self._attr, ctypes.c_short(flags)), "setflags")
+        # The same attributes plus SCHED_IDLE, taken by the child before it execs: a warm shell
+        # spends all of its start-up (exec included) on CPU time nothing else wants.
+        self._idle_attr = ctypes.create_string_buffer(_OPAQUE)
+        _check(libc.posix_spawnattr_init(self._idle_attr), "posix_spawnattr_init")
+        _check(libc.posix_spawnattr_setsigmask(self._idle_attr, mask), "setsigmask")
+        _check(libc.posix_spawnattr_setsigdefault(self._idle_attr, defaults), "setsigdefault")
+        idle_flags = ctypes.c_short(flags | _POSIX_SPAWN_SETSCHEDULER)
+        _check(libc.posix_spawnattr_setflags(self._idle_attr, idle_flags), "setflags")
+        # False when the attributes cannot carry SCHED_IDLE, or once a child could not take it
+        # (a seccomp filter, say): ``idle`` spawns then start at the caller's policy.
+        self.idle_works = _set_idle_policy(libc, self._idle_attr)
+        # The last environment encoded and its C array: executors pass the same dict for every
+        # warm shell (their environment is fixed at start), so it is encoded once.
+        self._env_lock = threading.Lock()
+        self._env_items: tuple[tuple[str, str], ...] = ()
+        self._env_array: _CharArray = None
 
     def spawn(
         self,
@@ -91,10 +110,31 @@ class Spawner:
         out_w: int,
         err_w: int,
         release: int = -1,
+        idle: bool = False,
     ) -> int:
         """Spawn ``argv`` (``sh`` by absolute path, or searched on PATH when None) with stdin
         /dev/null, stdout ``out_w``, stderr ``err_w`` and, if given, ``release`` as fd 3;
-        returns the pid. ``OSError`` with the errno of a failed spawn (e.g. ENOENT)."""
+        returns the pid. ``idle``: the child takes SCHED_IDLE before it execs. ``OSError``
+        with the errno of a failed spawn (e.g. ENOENT, or EPERM for a refused policy)."""
+        if idle and self.idle_works:
+            try:
+                return self._spawn_with(self._idle_attr, sh, argv, env, out_w, err_w, release)
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EINVAL, errno.ENOSYS):
+                    raise
+                self.idle_works = False  # the policy was refused: never ask again
+        return self._spawn_with(self._attr, sh, argv, env, out_w, err_w, release)
+
+    def _spawn_with(
+        self,
+        attr: Any,
+        sh: str | None,
+        argv: list[str],
+        env: dict[str, str],
+        out_w: int,
+        err_w: int,
+        release: int,
+    ) -> int:
         fa = ctypes.create_string_buffer(_OPAQUE)
         _check(self._fa_init(fa), "posix_spawn_file_actions_init")
         try:
@@ -110,15 +150,63 @@ class Spawner:
                 ctypes.byref(pid),
                 os.fsencode(sh or "sh"),
                 fa,
-                self._attr,
+                attr,
                 _strings([os.fsencode(a) for a in argv]),
-                _strings([os.fsencode(f"{k}={v}") for k, v in env.items()]),
+                self._environment(env),
             )
         finally:
             self._fa_destroy(fa)
         if err:
             raise OSError(err, os.strerror(err))
         return pid.value
+
+    def _environment(self, env: dict[str, str]) -> _CharArray:
+        """``env`` as a C ``KEY=VALUE`` array; the last one is reused while ``env`` holds the
+        same items (compared by value, so a changed dict is never served a stale array)."""
+        items = tuple(env.items())
+        with self._env_lock:
+            if items == self._env_items and self._env_array is not None:
+                return self._env_array
+        array = _strings([os.fsencode(f"{k}={v}") for k, v in items])
+        with self._env_lock:
+            self._env_items, self._env_array = items, array
+        return array
+
+
+class _GlibcSpawnAttr(ctypes.Structure):
+    """The start of glibc's ``posix_spawnattr_t`` (<spawn.h>; musl's has the same offsets)."""
+
+    _fields_ = [
+        ("flags", ctypes.c_short),
+        ("pgrp", ctypes.c_int),
+        ("sd", ctypes.c_ubyte * 128),
+        ("ss", ctypes.c_ubyte * 128),
+        ("priority", ctypes.c_int),
+        ("policy", ctypes.c_int),
+    ]
+
+
+def _set_idle_policy(libc: Any, attr: Any) -> bool:
+    """Make ``attr`` ask for SCHED_IDLE (priority 0); False when it cannot be done.
+
+    ``posix_spawnattr_setschedpolicy`` refuses SCHED_IDLE (glibc accepts only SCHED_OTHER,
+    SCHED_FIFO and SCHED_RR, with EINVAL), but the child passes the stored policy to
+    ``sched_setscheduler`` as it is. So the policy is stored directly, at the field's offset in
+    the structure, and only where that offset is proven first: the field must follow two
+    policies set through the API, and the API must read SCHED_IDLE back afterwards.
+    """
+    view = _GlibcSpawnAttr.from_buffer(attr)
+    for policy in (os.SCHED_FIFO, os.SCHED_OTHER):
+        if libc.posix_spawnattr_setschedpolicy(attr, policy) != 0 or view.policy != policy:
+            return False
+    param = ctypes.c_int(0)  # struct sched_param: the priority, 0 for SCHED_IDLE
+    if libc.posix_spawnattr_setschedparam(attr, ctypes.byref(param)) != 0:
+        return False
+    view.policy = os.SCHED_IDLE
+    stored = ctypes.c_int(-1)
+    if libc.posix_spawnattr_getschedpolicy(attr, ctypes.byref(stored)) != 0:
+        return False
+    return stored.value == os.SCHED_IDLE
 
 
 def _strings(items: list[bytes]) -> _CharArray:
