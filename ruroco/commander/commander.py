@@ -40,6 +40,7 @@ import shutil
 import signal
 import socket
 import stat
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,11 @@ READ_TIMEOUT_SEC = 1.0
 # Connections being read at once; beyond this new ones wait in the kernel backlog.
 MAX_OPEN_CONNECTIONS = 64
 LISTEN_BACKLOG = 128
+# The accepting thread shares the GIL with workers and the warm thread. When one of them runs
+# Python at the moment a request arrives, the accepting thread waits for the GIL up to the
+# switch interval (5 ms by default) or until that thread blocks; 100 µs bounds that wait at
+# a few of a request's own steps (docs/performance.md, "The commander's path").
+GIL_SWITCH_INTERVAL_SEC = 0.0001
 
 
 @dataclass
@@ -574,6 +580,7 @@ def run(
     """The daemon: start, serve until SIGTERM/SIGINT, reload on SIGHUP, shut down as
     documented above. ``config_path``/``commands_path`` are what a reload re-reads."""
     hangup.defer()  # the CLI did already; a library caller's SIGHUP during start is noted too
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SEC)
     commander = Commander(config, commands, config_path, commands_path)
     commander.start()
     signals = {"count": 0}

@@ -1,0 +1,51 @@
+"""The commander daemon shortens the GIL's switch interval (``GIL_SWITCH_INTERVAL_SEC``), so
+a worker running Python holds up the accepting thread for at most that long."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from commander_helpers import write_commands, write_config
+
+from ruroco.commander.commander import GIL_SWITCH_INTERVAL_SEC
+
+# ``run`` is the daemon (the CLI calls it after loading the files). A thread sends SIGTERM
+# once the socket exists; the interval is printed (stderr: the log is on stdout) before and
+# after ``run``.
+_RUN = """
+import os, signal, sys, threading, time
+from pathlib import Path
+from ruroco.commander.commander import run
+from ruroco.commander.commands import load_command_file
+from ruroco.commander.config import load_config
+directory = Path(sys.argv[1])
+print("interval", sys.getswitchinterval(), file=sys.stderr)
+def stop() -> None:
+    while not (directory / "ruroco.socket").exists():
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=stop, daemon=True).start()
+config = load_config(directory / "config.toml")
+run(config, load_command_file(directory / "commands.toml"))
+print("interval", sys.getswitchinterval(), file=sys.stderr)
+"""
+
+
+def test_the_daemon_runs_with_the_short_switch_interval(tmp_path: Path) -> None:
+    write_config(tmp_path, config_dir=str(tmp_path), socket_user="", socket_group="")
+    write_commands(tmp_path, {"t": "true"})
+    result = subprocess.run(
+        [sys.executable, "-c", _RUN, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    marked = [line.split()[1] for line in lines if line.startswith("interval ")]
+    before, after = map(float, marked)
+    assert before == 0.005  # CPython's default: the daemon changed it, not the interpreter
+    assert after == pytest.approx(GIL_SWITCH_INTERVAL_SEC) and after < before
