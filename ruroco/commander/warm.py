@@ -44,12 +44,14 @@ from ruroco.commander.commands import Command
 # (``cap``), so requests and running commands keep the other half.
 MAX_WARM_COMMANDS = 64
 FDS_PER_SHELL = 4
-# Warm shells per command name: the one a request releases, and a spare that is started when
-# the next request of the name comes right after (the replacement of a released shell is
-# spawned once its command has run, and ``sh`` needs ~0.6 ms to start, about a knock's round
-# trip back to back; with one shell per command, release -> byte was ~530 µs back to back
-# against ~220-290 µs with two: docs/performance.md, "Warm shells").
-SHELLS_PER_COMMAND = 2
+# Warm shells per command name: the one a request releases, and spares for the requests that
+# come right after it. A released shell's replacement is spawned once its command has run and
+# takes 0.5-1 ms to be handed over (glibc's posix_spawn returns after the child's exec, which
+# runs under SCHED_IDLE), about a knock's round trip back to back. With one shell per command
+# release -> byte was ~530 us back to back, against ~220-290 us with two; with two, 3-4 % of
+# back-to-back knocks still found none started and spawned cold (~1 ms more), with three
+# 0.4 % (docs/performance.md, "Warm shells").
+SHELLS_PER_COMMAND = 3
 # The descriptor the shell reads its release line from.
 RELEASE_FD = 3
 # Read the release line (or end of file: exit without running anything), close fd 3, export
