@@ -51,8 +51,8 @@ from ruroco import hangup, log, trust
 from ruroco.commander import nft
 from ruroco.commander.commands import Command, CommandFile, load_command_file
 from ruroco.commander.config import CommanderConfig, load_config
-from ruroco.commander.dispatch import Dispatcher
-from ruroco.commander.executor import Executor
+from ruroco.commander.dispatch import Dispatcher, Tail, Task
+from ruroco.commander.executor import Executor, Outcome
 from ruroco.commander.grants import Grant, GrantAction
 from ruroco.commander.guard import GrantKeeper
 from ruroco.commander.ipfilter import is_non_routable
@@ -441,9 +441,11 @@ class Commander:
             task: Callable[[], object]
             start: Callable[[], Callable[[], object]] | None = None
             if command is not None:
-                # Started at once on this thread when the name is idle (docs/performance.md)
-                name, task = command.name, partial(self.executor.run, command, ip)
-                start = partial(self.executor.start, command, ip)
+                # Started at once on this thread when the name is idle, and the name's turn
+                # ends once sh is reaped (docs/performance.md, "The commander's path")
+                parts = partial(self.executor.start_parts, command, ip)
+                name, task = command.name, partial(_whole_turn, parts)
+                start = partial(_started_turn, parts)
             else:
                 assert action is not None and self.keeper is not None  # actions need grants
                 name, task = action.name, partial(self.keeper.act, action, ip)
@@ -555,6 +557,21 @@ class Commander:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _started_turn(parts: Callable[[], Callable[[], Callable[[], Outcome]]]) -> Task:
+    """A dispatcher ``start`` for ``Executor.start_parts``: spawn now; the rest waits until
+    ``sh`` is reaped and hands the report (output, outcome line) back as the ``Tail``."""
+    return partial(_turn_tail, parts())
+
+
+def _turn_tail(wait: Callable[[], Callable[[], Outcome]]) -> Tail:
+    return Tail(wait())
+
+
+def _whole_turn(parts: Callable[[], Callable[[], Callable[[], Outcome]]]) -> Tail:
+    """The same as one task, for a request that waited in its name's queue."""
+    return _turn_tail(parts())
 
 
 def _remove_stale_table() -> None:

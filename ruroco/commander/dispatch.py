@@ -16,6 +16,13 @@ while a worker is free, may have its quick first part (``start``: spawning the c
 on the submitting thread, so the command starts without waiting for a worker to wake up; a
 worker then runs what ``start`` returned (waiting for the command). Both parts count as one
 running request of that name, so ordering, the bounds and ``max_workers`` hold as before.
+
+Ending a turn early: a task may return a ``Tail``. Its name's turn ends there (the next
+request of the name is let go, on another worker) and the tail's ``work`` runs afterwards on
+the same worker. The executor's tasks end their turn when ``sh`` has exited and is reaped;
+reading what is left of its output and logging the outcome are the tail, so a request that
+comes right after another of the same name does not wait for them (docs/performance.md, "The
+commander's path").
 """
 
 from __future__ import annotations
@@ -37,6 +44,16 @@ DEFAULT_MAX_PENDING = 64 * DEFAULT_MAX_PENDING_PER_NAME
 Task = Callable[[], object]
 # The first part of a task, run on the submitting thread; returns the rest, for a worker.
 Start = Callable[[], Task]
+
+
+class Tail:
+    """What a task returns to end its name's turn before all of its work is done: ``work``
+    runs on the same worker once the name's next request has been let go."""
+
+    __slots__ = ("work",)
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        self.work = work
 
 
 def _nothing() -> None:
@@ -73,6 +90,7 @@ class Dispatcher:
         self._cond = threading.Condition()
         self._lanes: dict[str, _Lane] = {}
         self._pending = 0
+        self._tails = 0  # tails running: work of requests whose turn has ended
         self._closed = False
         self.started_at_once = 0  # requests whose ``start`` ran on the submitting thread
 
@@ -84,9 +102,10 @@ class Dispatcher:
 
         ``start``, if given, must do what ``task`` does, split in two (``start()()`` is
         ``task()``). When ``name`` has nothing queued or running and fewer names than
-        ``max_workers`` have work, ``start`` runs now on this thread and a worker runs what
-        it returned. One thread submits (the commander's loop) and only ``submit`` adds
-        lanes, so the free worker is still free when the rest is handed over.
+        ``max_workers`` have work (a running tail counts as work), ``start`` runs now on this
+        thread and a worker runs what it returned. One thread submits (the commander's loop)
+        and only ``submit`` adds lanes, so the free worker is still free when the rest is
+        handed over.
         """
         with self._cond:
             if self._closed or self._pending >= self._max_pending:
@@ -98,7 +117,7 @@ class Dispatcher:
                 lane.queue.append(task)
                 lane.pending += 1
                 start = None
-            elif start is not None and len(self._lanes) < self._max_workers:
+            elif start is not None and len(self._lanes) + self._tails < self._max_workers:
                 self._lanes[name] = _Lane(None)  # running: later ones of name queue behind
                 self.started_at_once += 1
             else:
@@ -148,23 +167,38 @@ class Dispatcher:
                         del self._lanes[name]
                         return
                     task = lane.queue.popleft()
+            tail: Tail | None = None
             try:
-                task()
+                result = task()
+                if isinstance(result, Tail):
+                    tail = result
             except Exception as exc:  # a task must never kill the worker thread
                 log.error(f"Error running command {name}: {exc}")
             task = None
+            more = False
             with self._cond:
                 self._pending -= 1
                 lane.pending -= 1
-                self._cond.notify_all()
+                if tail is not None:
+                    self._tails += 1
                 if not lane.queue:
                     del self._lanes[name]
-                    return
+                else:
+                    try:
+                        self._pool.submit(self._drain_one, name)  # back of the line: fairness
+                    except RuntimeError:
+                        more = True  # no new thread available: keep draining here instead
+                self._cond.notify_all()
+            if tail is not None:
                 try:
-                    self._pool.submit(self._drain_one, name)  # back of the line: fairness
-                    return
-                except RuntimeError:
-                    pass  # no new thread available: keep draining here instead
+                    tail.work()
+                except Exception as exc:  # as for a task
+                    log.error(f"Error running command {name}: {exc}")
+                with self._cond:
+                    self._tails -= 1
+                    self._cond.notify_all()
+            if not more:
+                return
 
     def close(self) -> int:
         """Refuse new work and drop queued (not yet started) tasks; returns how many dropped."""
@@ -180,9 +214,10 @@ class Dispatcher:
             return dropped
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """True once no task is queued or running (False if ``timeout`` passed first)."""
+        """True once no task is queued or running, tails included (False if ``timeout``
+        passed first)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._pending == 0, timeout)
+            return self._cond.wait_for(lambda: self._pending == 0 == self._tails, timeout)
 
     def shutdown(self) -> None:
         """Close, then wait for the running tasks; call after ``wait_idle`` for a bound."""

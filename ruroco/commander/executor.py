@@ -349,11 +349,19 @@ class Executor:
         return self.start(command, ip)()
 
     def start(self, command: Command, ip: bytes) -> Callable[[], Outcome]:
-        """Spawn ``command`` now; the returned callable waits for it, logs, returns the outcome.
+        """Spawn ``command`` now; the returned callable waits for it, logs, returns the outcome
+        (``start_parts`` with its two parts joined). Never raises."""
+        return partial(_joined, self.start_parts(command, ip))
 
-        Nothing is logged before the spawn, so the command starts as early as possible; the
-        waiting part logs the ``Running command`` line (a failed spawn logs it here, with the
-        error). Never raises.
+    def start_parts(self, command: Command, ip: bytes) -> Callable[[], Callable[[], Outcome]]:
+        """Spawn ``command`` now; return ``wait``. ``wait()`` returns once ``sh`` has exited
+        and is reaped (killed at its timeout), and returns ``report``: ``report()`` reads what
+        is left of the output, logs the outcome and returns it.
+
+        The commander's dispatcher lets the next request of the name go between the two
+        (docs/performance.md, "The commander's path"). Nothing is logged before the spawn, so
+        the command starts as early as possible; the waiting part logs the ``Running
+        command`` line (a failed spawn logs it here, with the error). Never raises.
         """
         ip_str = ip_text(ip)
         try:
@@ -361,8 +369,8 @@ class Executor:
         except Exception as exc:  # never let one command take a worker (or the daemon) down
             _log_running(command, ip_str)
             log.error(f"Error executing {command.cmd} for {ip_str}: {exc}")
-            return _error_outcome
-        return partial(self._finish, command, ip_str, started)
+            return _error_parts
+        return partial(self._wait_exit, command, ip_str, started)
 
     def kill_all(self) -> int:
         """SIGKILL every running command with all it started; returns how many were signalled."""
@@ -449,8 +457,8 @@ class Executor:
             os.close(err_w)
         return _Started(child, (_Capture(out_r), _Capture(err_r)))
 
-    def _finish(self, command: Command, ip_str: str, started: _Started) -> Outcome:
-        """Wait for ``command``, log that it runs and its outcome; return the outcome.
+    def _wait_exit(self, command: Command, ip_str: str, started: _Started) -> Callable[[], Outcome]:
+        """Wait until ``command``'s ``sh`` is reaped; return the part that reports it.
 
         The ``Running command`` line waits until the command has had its first moments to
         itself (``ANNOUNCE_AFTER_SEC``, or sooner if it writes or exits): writing a log line,
@@ -466,35 +474,51 @@ class Executor:
                 self._warm.refill_later(command.name)  # spawned on the warm thread
                 _log_running(command, ip_str)
 
-        try:
-            outcome = self._collect(command, started, announce)
-        except Exception as exc:  # never let one command take a worker (or the daemon) down
-            announce()
-            log.error(f"Error executing {command.cmd} for {ip_str}: {exc}")
-            return Outcome(Status.ERROR)
-        announce()
-        _log_outcome(command, ip_str, outcome)
-        return outcome
-
-    def _collect(
-        self, command: Command, started: _Started, announce: Callable[[], None]
-    ) -> Outcome:
         child, captures = started.child, started.captures
         try:
             try:
                 timed_out = self._wait(child, command.timeout_sec, captures, announce)
-                _drain(captures, DRAIN_AFTER_EXIT_SEC)
             finally:
                 if child.pidfd >= 0:
                     os.close(child.pidfd)
-        finally:
+                    child.pidfd = -1
+        except Exception as exc:  # never let one command take a worker (or the daemon) down
             for capture in captures:
-                os.close(capture.fd)  # a writer left behind gets EPIPE from now on
-        stdout, stderr = captures[0].text(), captures[1].text()
+                os.close(capture.fd)
+            announce()
+            log.error(f"Error executing {command.cmd} for {ip_str}: {exc}")
+            return _error_outcome
+        return partial(self._report, command, ip_str, started, timed_out, announce)
+
+    def _report(
+        self,
+        command: Command,
+        ip_str: str,
+        started: _Started,
+        timed_out: bool,
+        announce: Callable[[], None],
+    ) -> Outcome:
+        """What is left of the output (``DRAIN_AFTER_EXIT_SEC`` at most), the outcome line."""
+        child, captures = started.child, started.captures
+        try:
+            try:
+                _drain(captures, DRAIN_AFTER_EXIT_SEC)
+            finally:
+                for capture in captures:
+                    os.close(capture.fd)  # a writer left behind gets EPIPE from now on
+            stdout, stderr = captures[0].text(), captures[1].text()
+        except Exception as exc:  # as in ``_wait_exit``
+            announce()
+            log.error(f"Error executing {command.cmd} for {ip_str}: {exc}")
+            return Outcome(Status.ERROR)
         if timed_out:
-            return Outcome(Status.TIMEOUT, child.returncode, stdout, stderr)
-        status = Status.SUCCESS if child.returncode == 0 else Status.FAILURE
-        return Outcome(status, child.returncode, stdout, stderr)
+            outcome = Outcome(Status.TIMEOUT, child.returncode, stdout, stderr)
+        else:
+            status = Status.SUCCESS if child.returncode == 0 else Status.FAILURE
+            outcome = Outcome(status, child.returncode, stdout, stderr)
+        announce()
+        _log_outcome(command, ip_str, outcome)
+        return outcome
 
     def _spawn(
         self,
@@ -765,6 +789,16 @@ def _stopped(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state in (b"T", b"t", b"Z", b"X")
+
+
+def _joined(wait: Callable[[], Callable[[], Outcome]]) -> Outcome:
+    """``start_parts``'s two parts one after the other."""
+    return wait()()
+
+
+def _error_parts() -> Callable[[], Outcome]:
+    """The waiting part of a request whose spawn failed (already logged)."""
+    return _error_outcome
 
 
 def _error_outcome() -> Outcome:

@@ -3,6 +3,7 @@ gives the outcome (docs/performance.md). ``run`` is ``start(...)()``; both isola
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,21 @@ def test_output_of_a_started_command_is_captured(executor: Executor) -> None:
     finish = executor.start(Command("t", "echo out; echo err >&2", 30), parse_ip("1.2.3.4"))
     outcome = finish()
     assert (outcome.status, outcome.stdout, outcome.stderr) == (Status.SUCCESS, "out", "err")
+
+
+def test_the_wait_ends_at_the_reap_and_the_report_reads_what_is_left_and_logs(
+    executor: Executor, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``start_parts``: the dispatcher lets the name's next request go between the two parts,
+    so ``wait`` must not include the drain of a background writer (1 s at most) or the outcome
+    line; ``report`` does both."""
+    command = Command("t", "sleep 3 & echo early", 30)
+    wait = executor.start_parts(command, parse_ip("1.2.3.4"))
+    t0 = time.monotonic()
+    report = wait()
+    waited = time.monotonic() - t0
+    assert waited < 2.5  # sh is gone; the background sleep (own process group mode) is not
+    assert "Execution was successful" not in capfd.readouterr().out
+    outcome = report()
+    assert (outcome.status, outcome.returncode, outcome.stdout) == (Status.SUCCESS, 0, "early")
+    assert "Execution was successful" in capfd.readouterr().out

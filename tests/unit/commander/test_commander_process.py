@@ -153,6 +153,22 @@ def test_same_name_runs_in_arrival_order(start_commander, tmp_path: Path) -> Non
     assert out.read_text().split() == ips
 
 
+def test_the_next_request_of_a_name_does_not_wait_for_a_background_writer(
+    start_commander, tmp_path: Path
+) -> None:
+    """A request's turn ends when its ``sh`` is reaped: what is left of its output (a
+    background process still holding the pipe, read for at most 1 s) is read while the next
+    request of the name already runs (docs/performance.md, "The commander's path")."""
+    out = tmp_path / "times"
+    cmd = f'case "$RUROCO_IP" in 1.0.0.1) sleep 3 & ;; esac; date +%s.%N >> {out}'
+    commander = start_commander({"seq": cmd}, allow_non_routable_ips=True, pid_namespace=False)
+    commander.send("seq", "1.0.0.1")
+    commander.send("seq", "1.0.0.2")
+    assert wait_for(lambda: out.exists() and len(out.read_text().split()) == 2, RUN_WAIT)
+    first, second = (float(t) for t in out.read_text().split())
+    assert 0 <= second - first < 0.8  # waiting for the drain took 1 s
+
+
 def test_stalled_connections_do_not_block_others(start_commander, tmp_path: Path) -> None:
     out = tmp_path / "ran"
     commander = start_commander({"default": f"touch {out}"}, allow_non_routable_ips=True)
