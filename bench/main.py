@@ -136,6 +136,9 @@ def main(
         # Knocks with idle time between them (not "latency_": the back-to-back median
         # takes every stage named so).
         _stage(results, "spaced_latency", run_latency_spaced, work / "latency_spaced", knocks)
+        # fwknopd right after, not minutes later behind the floods: on a shared VM the
+        # machine's speed drifts within minutes, and the targets compare the two.
+        _stage(results, "fwknop", run_fwknop, work / "fwknop", 200, client_runs)
         # Same path with the blocklist on tmpfs, then each stage alone: where the time goes.
         _stage(results, "tmpfs_latency", run_latency_tmpfs, work / "latency_tmpfs", knocks)
         _stage(results, "breakdown", run_breakdown, work / "breakdown")
@@ -176,7 +179,6 @@ def main(
                 duration=default_flood_seconds,
                 keep=True,
             )
-        _stage(results, "fwknop", run_fwknop, work / "fwknop", 200, client_runs)
         if os.environ.get("RUROCO_BENCH_NETNS") == "1":  # it changes nftables: own netns only
             _stage(results, "grants", run_grants, work / "grants", 100)
             _stage(results, "connect", run_connect, work / "connect", 256, 20)
