@@ -529,6 +529,23 @@ class Executor:
         release: int = -1,
         idle: bool = False,
     ) -> _Child:
+        try:
+            return self._spawn_once(cmd, env, out_w, err_w, release, idle)
+        except _IdleRefused:
+            # That child exited before its exec; with PID namespaces it was the init of the
+            # one entered for it, where no further child can be created (ENOMEM), so the
+            # normal spawn gets a namespace of its own again.
+            return self._spawn_once(cmd, env, out_w, err_w, release)
+
+    def _spawn_once(
+        self,
+        cmd: str,
+        env: dict[str, str],
+        out_w: int,
+        err_w: int,
+        release: int = -1,
+        idle: bool = False,
+    ) -> _Child:
         ns = self._ns
         if ns is not None:
             try:
@@ -675,7 +692,10 @@ def _spawn_sh(
 ) -> int:
     """``sh -c cmd`` with stdin /dev/null and the output pipes, in a session of its own, no
     signal blocked and SIGPIPE/SIGXFSZ at their default; with ``release`` (>= 0) a warm shell
-    instead: ``sh -c PREAMBLE+cmd`` with that pipe as fd 3 (``ruroco.commander.warm``)."""
+    instead: ``sh -c PREAMBLE+cmd`` with that pipe as fd 3 (``ruroco.commander.warm``).
+    ``idle``: under SCHED_IDLE while the spawner can; ``_IdleRefused`` if the child could not
+    take it."""
+    idle = idle and spawner.idle_works
     try:
         return spawner.spawn(
             sh,
@@ -687,6 +707,8 @@ def _spawn_sh(
             idle,
         )
     except OSError as exc:
+        if idle and spawner.refused_idle(exc):
+            raise _IdleRefused from exc
         raise OSError(f"Could not spawn {cmd}: {exc.strerror}") from exc
 
 
@@ -789,6 +811,10 @@ def _stopped(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state in (b"T", b"t", b"Z", b"X")
+
+
+class _IdleRefused(Exception):
+    """An ``idle`` spawn's child could not take SCHED_IDLE: spawn again without it."""
 
 
 def _joined(wait: Callable[[], Callable[[], Outcome]]) -> Outcome:

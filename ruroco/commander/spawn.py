@@ -114,16 +114,20 @@ class Spawner:
     ) -> int:
         """Spawn ``argv`` (``sh`` by absolute path, or searched on PATH when None) with stdin
         /dev/null, stdout ``out_w``, stderr ``err_w`` and, if given, ``release`` as fd 3;
-        returns the pid. ``idle``: the child takes SCHED_IDLE before it execs. ``OSError``
-        with the errno of a failed spawn (e.g. ENOENT, or EPERM for a refused policy)."""
-        if idle and self.idle_works:
-            try:
-                return self._spawn_with(self._idle_attr, sh, argv, env, out_w, err_w, release)
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.EINVAL, errno.ENOSYS):
-                    raise
-                self.idle_works = False  # the policy was refused: never ask again
-        return self._spawn_with(self._attr, sh, argv, env, out_w, err_w, release)
+        returns the pid. ``idle`` (while ``idle_works``): the child takes SCHED_IDLE before it
+        execs. ``OSError`` with the errno of a failed spawn (e.g. ENOENT, or EPERM for a
+        refused policy: ``refused_idle``)."""
+        attr = self._idle_attr if idle and self.idle_works else self._attr
+        return self._spawn_with(attr, sh, argv, env, out_w, err_w, release)
+
+    def refused_idle(self, exc: OSError) -> bool:
+        """Whether ``exc``, raised by an ``idle`` spawn while ``idle_works``, says the child
+        could not take SCHED_IDLE (EPERM, EINVAL or ENOSYS before its exec: a seccomp filter,
+        say); then no later spawn asks for it, and the caller spawns again without it."""
+        if exc.errno in (errno.EPERM, errno.EINVAL, errno.ENOSYS):
+            self.idle_works = False
+            return True
+        return False
 
     def _spawn_with(
         self,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import errno
 import os
 import select
-from typing import Any
+import subprocess
+import sys
 
 import pytest
 
@@ -46,30 +47,65 @@ def test_an_idle_spawn_runs_under_sched_idle_from_its_exec_on() -> None:
     assert run(spawner, POLICY_FROM_EXEC, env).strip() == str(os.sched_getscheduler(0))
 
 
-def test_a_refused_idle_policy_falls_back_to_a_normal_spawn_for_good(
-    monkeypatch: pytest.MonkeyPatch,
+# A seccomp filter that makes sched_setscheduler fail with EPERM (as the role's unit does with
+# ``SystemCallFilter=~@resources``), installed in a fresh interpreter before the executor is
+# made. Classic BPF over struct seccomp_data: the architecture at offset 4, the syscall
+# number at 0.
+_REFUSE_SCHED = """
+import ctypes, os, platform, struct
+ARCH = {"x86_64": (0xC000003E, 144), "aarch64": (0xC00000B7, 119)}
+audit_arch, nr = ARCH[platform.machine()]
+def op(code, jt, jf, k):
+    return struct.pack("HBBI", code, jt, jf, k)
+prog = b"".join([
+    op(0x20, 0, 0, 4), op(0x15, 0, 3, audit_arch),  # other architecture: allow
+    op(0x20, 0, 0, 0), op(0x15, 0, 1, nr),  # sched_setscheduler:
+    op(0x06, 0, 0, 0x00050000 | 1),  # fail with EPERM
+    op(0x06, 0, 0, 0x7FFF0000),  # everything else: allow
+])
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+code = ctypes.create_string_buffer(prog)
+fprog = SockFprog(len(prog) // 8, ctypes.addressof(code))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0  # PR_SET_SECCOMP, filter
+try:
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    raise SystemExit("the filter is not active")
+except PermissionError:
+    pass
+from ruroco.commander.commands import Command
+from ruroco.commander.executor import Executor
+executor = Executor(pid_namespace=PID_NAMESPACE)
+assert executor._idle_start and executor._spawner.idle_works
+for _ in range(2):
+    warm = executor._spawn_warm(Command("t", "exec cut -d' ' -f41 /proc/self/stat", 5))
+    print("spawned", warm.sched is None, os.sched_getscheduler(warm.started.child.pid))
+    warm.end()
+print("idle_works", executor._spawner.idle_works)
+executor.close()
+"""
+
+
+@pytest.mark.parametrize("pid_namespace", [True, False])
+def test_a_refused_idle_policy_gives_a_normal_warm_shell_at_once_and_from_then_on(
+    pid_namespace: bool,
 ) -> None:
-    """Where a seccomp filter refuses sched_setscheduler, the child of an idle spawn fails with
-    EPERM before its exec (as glibc reports it); the spawn is made again at the caller's
-    policy, and no later spawn asks for SCHED_IDLE."""
-    spawner = Spawner()
-    idle_attr = spawner._idle_attr
-    real = spawner._spawn_with
-    asked: list[bool] = []
-
-    def refusing(attr: Any, *args: Any) -> int:
-        asked.append(attr is idle_attr)
-        if attr is idle_attr:
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
-        return real(attr, *args)
-
-    monkeypatch.setattr(spawner, "_spawn_with", refusing)
-    env = dict(os.environ)
-    normal = str(os.sched_getscheduler(0))
-    assert run(spawner, POLICY_FROM_EXEC, env, idle=True).strip() == normal
-    assert not spawner.idle_works
-    assert run(spawner, POLICY_FROM_EXEC, env, idle=True).strip() == normal
-    assert asked == [True, False, False]
+    """The child of the idle spawn fails before its exec; with a PID namespace it was that
+    namespace's init, so the normal spawn needs a namespace of its own (into the old one the
+    kernel refuses with ENOMEM)."""
+    code = _REFUSE_SCHED.replace("PID_NAMESPACE", str(pid_namespace))
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    normal = os.sched_getscheduler(0)
+    assert result.stdout.splitlines() == [
+        f"spawned True {normal}",
+        f"spawned True {normal}",
+        "idle_works False",
+    ]
 
 
 def test_other_spawn_errors_are_not_taken_for_a_refused_policy() -> None:
