@@ -22,7 +22,9 @@ request of the name is let go, on another worker) and the tail's ``work`` runs a
 the same worker. The executor's tasks end their turn when ``sh`` has exited and is reaped;
 reading what is left of its output and logging the outcome are the tail, so a request that
 comes right after another of the same name does not wait for them (docs/performance.md, "The
-commander's path").
+commander's path"). A name has one such tail at most, and only while a worker is left for
+every name with work and one more is free; otherwise its tail runs within its turn, as
+before, so one name never holds more than two workers, nor the last free one.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class Dispatcher:
         self._lanes: dict[str, _Lane] = {}
         self._pending = 0
         self._tails = 0  # tails running: work of requests whose turn has ended
+        self._tail_names: set[str] = set()  # the names those tails belong to
         self._closed = False
         self.started_at_once = 0  # requests whose ``start`` ran on the submitting thread
 
@@ -175,12 +178,13 @@ class Dispatcher:
             except Exception as exc:  # a task must never kill the worker thread
                 log.error(f"Error running command {name}: {exc}")
             task = None
+            if tail is not None and not self._tail_apart(name, lane):
+                self._run_tail(name, tail)  # within the turn, as if it returned no tail
+                tail = None
             more = False
             with self._cond:
                 self._pending -= 1
                 lane.pending -= 1
-                if tail is not None:
-                    self._tails += 1
                 if not lane.queue:
                     del self._lanes[name]
                 else:
@@ -190,15 +194,37 @@ class Dispatcher:
                         more = True  # no new thread available: keep draining here instead
                 self._cond.notify_all()
             if tail is not None:
-                try:
-                    tail.work()
-                except Exception as exc:  # as for a task
-                    log.error(f"Error running command {name}: {exc}")
+                self._run_tail(name, tail)
                 with self._cond:
                     self._tails -= 1
+                    self._tail_names.discard(name)
                     self._cond.notify_all()
             if not more:
                 return
+
+    def _tail_apart(self, name: str, lane: _Lane) -> bool:
+        """Whether ``name``'s turn may end before its tail runs (counted as running if so).
+
+        Only one tail per name runs apart, and only while, besides a worker for every name with
+        work and for every tail (this one included), one more is free for a name that comes
+        next: a name whose tails wait long (a background process holding a command's output
+        for the whole second) holds two workers at most, and never the last free one.
+        """
+        with self._cond:
+            names_with_work = len(self._lanes) - (0 if lane.queue else 1)
+            busy = names_with_work + self._tails + 1  # + 1: this worker, busy with the tail
+            if name in self._tail_names or busy + 1 > self._max_workers:
+                return False
+            self._tail_names.add(name)
+            self._tails += 1
+            return True
+
+    @staticmethod
+    def _run_tail(name: str, tail: Tail) -> None:
+        try:
+            tail.work()
+        except Exception as exc:  # as for a task
+            log.error(f"Error running command {name}: {exc}")
 
     def close(self) -> int:
         """Refuse new work and drop queued (not yet started) tasks; returns how many dropped."""

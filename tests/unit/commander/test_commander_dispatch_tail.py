@@ -62,28 +62,75 @@ def test_without_a_tail_the_next_request_waits_for_the_whole_task() -> None:
 
 
 def test_a_running_tail_counts_against_starting_at_once() -> None:
-    """With one worker busy with a tail, a request of another name is not started on the
-    submitting thread (its rest would have no worker), but queued, and runs after the tail."""
-    dispatcher = Dispatcher(max_workers=1)
+    """Two workers: one runs "a"'s tail apart, the other "c"'s task whose tail had to stay
+    within its turn. A request of a third name is then not started on the submitting thread
+    (its rest would have no worker) but queued, and runs once a worker is free."""
+    dispatcher = Dispatcher(max_workers=2)
     events: list[str] = []
-    tail_may_end = threading.Event()
+    tails_may_end = threading.Event()
+    c_tail_runs = threading.Event()
 
-    def tail() -> None:
-        assert tail_may_end.wait(WAIT)
-        events.append("tail ends")
+    def tail_a() -> None:
+        assert tails_may_end.wait(WAIT)
 
-    def started() -> None:
-        events.append("started on the submitting thread")
+    def tail_c() -> None:
+        c_tail_runs.set()
+        assert tails_may_end.wait(WAIT)
 
-    assert dispatcher.submit("a", lambda: Tail(tail))
-    assert wait_for(lambda: dispatcher.pending() == 0, WAIT)  # turn over, tail running
-    assert dispatcher.submit("b", lambda: events.append("b ran"), lambda: started)
+    assert dispatcher.submit("a", lambda: Tail(tail_a))
+    assert wait_for(lambda: dispatcher._tails == 1 and dispatcher.pending() == 0, WAIT)
+    assert dispatcher.submit("c", lambda: Tail(tail_c))
+    assert c_tail_runs.wait(WAIT)
+    assert dispatcher._tails == 1 and dispatcher.pending("c") == 1  # c's tail: in its turn
+    assert dispatcher.submit("b", lambda: events.append("b ran"), lambda: lambda: None)
     assert dispatcher.started_at_once == 0
     assert not wait_for(lambda: "b ran" in events, 0.2)
-    tail_may_end.set()
+    tails_may_end.set()
     assert dispatcher.wait_idle(WAIT)
     dispatcher.shutdown()
-    assert events == ["tail ends", "b ran"]
+    assert events == ["b ran"]
+
+
+def test_a_name_never_holds_more_than_two_workers_or_the_last_free_one() -> None:
+    """A flood of one name whose tails wait long (a background process holding a command's
+    output): one of its tails runs apart, the next stay within their turns, so the name holds
+    two of four workers and another name is served at once."""
+    dispatcher = Dispatcher(max_workers=4)
+    release = threading.Event()
+    other = threading.Event()
+    try:
+        for _ in range(10):
+            assert dispatcher.submit("slow", lambda: Tail(lambda: release.wait(WAIT)))
+        assert wait_for(lambda: dispatcher._tails == 1, WAIT)
+        assert not wait_for(lambda: dispatcher._tails > 1, 0.2)
+        assert dispatcher.submit("other", other.set)
+        assert other.wait(2.0), "another name waited for the flooded name's tails"
+    finally:
+        release.set()
+    assert dispatcher.wait_idle(WAIT)
+    dispatcher.shutdown()
+
+
+def test_with_two_workers_no_tail_runs_apart() -> None:
+    """Running a tail apart would take the last free worker: the name's next request waits
+    for the whole task, as without tails."""
+    dispatcher = Dispatcher(max_workers=2)
+    events: list[str] = []
+    may_end = threading.Event()
+
+    def tail() -> None:
+        events.append("tail begins")
+        assert may_end.wait(WAIT)
+        events.append("tail ends")
+
+    assert dispatcher.submit("same", lambda: Tail(tail))
+    assert dispatcher.submit("same", lambda: events.append("second"))
+    assert wait_for(lambda: "tail begins" in events, WAIT)
+    assert not wait_for(lambda: "second" in events, 0.2)
+    may_end.set()
+    assert dispatcher.wait_idle(WAIT)
+    dispatcher.shutdown()
+    assert events == ["tail begins", "tail ends", "second"]
 
 
 def test_a_failing_tail_is_one_log_line_and_the_worker_goes_on(

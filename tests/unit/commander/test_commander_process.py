@@ -169,6 +169,28 @@ def test_the_next_request_of_a_name_does_not_wait_for_a_background_writer(
     assert 0 <= second - first < 0.8  # waiting for the drain took 1 s
 
 
+def test_a_name_whose_output_lingers_never_takes_the_last_free_worker(
+    start_commander, tmp_path: Path
+) -> None:
+    """Two workers, process-group mode: four requests of a name whose command leaves a
+    background process on its output (each report waits the whole second), then one of
+    another name, which must not wait for those reports."""
+    out = tmp_path / "quiet"
+    commander = start_commander(
+        {"bg": "sleep 2 & true", "quiet": f"date +%s.%N > {out}"},
+        allow_non_routable_ips=True,
+        pid_namespace=False,
+        max_concurrent_commands=2,
+    )
+    for _ in range(4):
+        commander.send("bg")
+    time.sleep(0.1)
+    sent = time.time()
+    commander.send("quiet")
+    assert wait_for(lambda: out.exists() and out.read_text().strip(), RUN_WAIT)
+    assert float(out.read_text()) - sent < 0.5  # a report takes the whole second
+
+
 def test_stalled_connections_do_not_block_others(start_commander, tmp_path: Path) -> None:
     out = tmp_path / "ran"
     commander = start_commander({"default": f"touch {out}"}, allow_non_routable_ips=True)
