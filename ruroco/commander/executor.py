@@ -447,7 +447,13 @@ class Executor:
             os.close(out_w)
             raise
         try:
-            child = self._spawn(cmd, env, out_w, err_w, release, idle)
+            try:
+                child = self._spawn(cmd, env, out_w, err_w, release, idle)
+            except _IdleRefused:
+                # That child exited before its exec; with PID namespaces it was the init of
+                # the one entered for it, where no further child can be created (ENOMEM), so
+                # the normal spawn enters a namespace of its own again.
+                child = self._spawn(cmd, env, out_w, err_w, release)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
@@ -521,23 +527,6 @@ class Executor:
         return outcome
 
     def _spawn(
-        self,
-        cmd: str,
-        env: dict[str, str],
-        out_w: int,
-        err_w: int,
-        release: int = -1,
-        idle: bool = False,
-    ) -> _Child:
-        try:
-            return self._spawn_once(cmd, env, out_w, err_w, release, idle)
-        except _IdleRefused:
-            # That child exited before its exec; with PID namespaces it was the init of the
-            # one entered for it, where no further child can be created (ENOMEM), so the
-            # normal spawn gets a namespace of its own again.
-            return self._spawn_once(cmd, env, out_w, err_w, release)
-
-    def _spawn_once(
         self,
         cmd: str,
         env: dict[str, str],
