@@ -22,9 +22,10 @@ request of the name is let go, on another worker) and the tail's ``work`` runs a
 the same worker. The executor's tasks end their turn when ``sh`` has exited and is reaped;
 reading what is left of its output and logging the outcome are the tail, so a request that
 comes right after another of the same name does not wait for them (docs/performance.md, "The
-commander's path"). A name has one such tail at most, and only while a worker is left for
-every name with work and one more is free; otherwise its tail runs within its turn, as
-before, so one name never holds more than two workers, nor the last free one.
+commander's path"). A name has one such tail at most, and only while, besides it, a worker
+is left for every other name's turn, for the name's own next turn, and one more is free;
+otherwise its tail runs within its turn, as before. So one name never holds more than two
+workers, nor the last free one.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ class Dispatcher:
             except Exception as exc:  # a task must never kill the worker thread
                 log.error(f"Error running command {name}: {exc}")
             task = None
-            if tail is not None and not self._tail_apart(name, lane):
+            if tail is not None and not self._tail_apart(name):
                 self._run_tail(name, tail)  # within the turn, as if it returned no tail
                 tail = None
             more = False
@@ -202,18 +203,18 @@ class Dispatcher:
             if not more:
                 return
 
-    def _tail_apart(self, name: str, lane: _Lane) -> bool:
+    def _tail_apart(self, name: str) -> bool:
         """Whether ``name``'s turn may end before its tail runs (counted as running if so).
 
-        Only one tail per name runs apart, and only while, besides a worker for every name with
-        work and for every tail (this one included), one more is free for a name that comes
-        next: a name whose tails wait long (a background process holding a command's output
-        for the whole second) holds two workers at most, and never the last free one.
+        Only one tail per name runs apart, and only if, with a worker for every other name's
+        turn and every tail, this tail and the name's own next turn (its next request may come
+        at any moment), one more worker is still free: a name whose tails wait long (a
+        background process holding a command's output for the whole second) holds two workers
+        at most, and never the last free one.
         """
         with self._cond:
-            names_with_work = len(self._lanes) - (0 if lane.queue else 1)
-            busy = names_with_work + self._tails + 1  # + 1: this worker, busy with the tail
-            if name in self._tail_names or busy + 1 > self._max_workers:
+            others = len(self._lanes) - 1  # this name's lane is there until its turn ends
+            if name in self._tail_names or others + self._tails + 3 > self._max_workers:
                 return False
             self._tail_names.add(name)
             self._tails += 1

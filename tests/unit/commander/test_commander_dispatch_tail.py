@@ -62,26 +62,28 @@ def test_without_a_tail_the_next_request_waits_for_the_whole_task() -> None:
 
 
 def test_a_running_tail_counts_against_starting_at_once() -> None:
-    """Two workers: one runs "a"'s tail apart, the other "c"'s task whose tail had to stay
-    within its turn. A request of a third name is then not started on the submitting thread
-    (its rest would have no worker) but queued, and runs once a worker is free."""
-    dispatcher = Dispatcher(max_workers=2)
+    """Three workers: one runs "a"'s tail apart, the others "c"'s and "d"'s tasks, whose tails
+    had to stay within their turns. A request of another name is then not started on the
+    submitting thread (its rest would have no worker) but queued, and runs once one is free."""
+    dispatcher = Dispatcher(max_workers=3)
     events: list[str] = []
     tails_may_end = threading.Event()
-    c_tail_runs = threading.Event()
+    in_turn = threading.Semaphore(0)
 
     def tail_a() -> None:
         assert tails_may_end.wait(WAIT)
 
-    def tail_c() -> None:
-        c_tail_runs.set()
+    def tail_in_turn() -> None:
+        in_turn.release()
         assert tails_may_end.wait(WAIT)
 
     assert dispatcher.submit("a", lambda: Tail(tail_a))
     assert wait_for(lambda: dispatcher._tails == 1 and dispatcher.pending() == 0, WAIT)
-    assert dispatcher.submit("c", lambda: Tail(tail_c))
-    assert c_tail_runs.wait(WAIT)
-    assert dispatcher._tails == 1 and dispatcher.pending("c") == 1  # c's tail: in its turn
+    for name in ("c", "d"):
+        assert dispatcher.submit(name, lambda: Tail(tail_in_turn))
+    for _ in range(2):
+        assert in_turn.acquire(timeout=WAIT)
+    assert dispatcher._tails == 1 and dispatcher.pending() == 2  # c's and d's: in their turns
     assert dispatcher.submit("b", lambda: events.append("b ran"), lambda: lambda: None)
     assert dispatcher.started_at_once == 0
     assert not wait_for(lambda: "b ran" in events, 0.2)
@@ -89,6 +91,28 @@ def test_a_running_tail_counts_against_starting_at_once() -> None:
     assert dispatcher.wait_idle(WAIT)
     dispatcher.shutdown()
     assert events == ["b ran"]
+
+
+def test_a_tail_runs_apart_only_with_a_worker_to_spare_after_the_names_next_turn() -> None:
+    """Three workers are needed: the tail, the name's own next turn (its next request may come
+    right after), and one free for any other name. With two, the tail stays in the turn even
+    when nothing is queued yet, and the name's later request waits for it."""
+    for workers, apart in ((2, False), (3, True)):
+        dispatcher = Dispatcher(max_workers=workers)
+        may_end = threading.Event()
+        began = threading.Event()
+
+        def tail(began: threading.Event = began, may_end: threading.Event = may_end) -> None:
+            began.set()
+            assert may_end.wait(WAIT)
+
+        assert dispatcher.submit("same", lambda tail=tail: Tail(tail))
+        assert began.wait(WAIT)
+        assert (dispatcher._tails == 1) is apart
+        assert (dispatcher.pending("same") == 0) is apart
+        may_end.set()
+        assert dispatcher.wait_idle(WAIT)
+        dispatcher.shutdown()
 
 
 def test_a_name_never_holds_more_than_two_workers_or_the_last_free_one() -> None:
