@@ -52,7 +52,7 @@ from ruroco.commander import nft
 from ruroco.commander.commands import Command, CommandFile, load_command_file
 from ruroco.commander.config import CommanderConfig, load_config
 from ruroco.commander.dispatch import Dispatcher, Tail, Task
-from ruroco.commander.executor import Executor, Outcome
+from ruroco.commander.executor import Executor, Wait
 from ruroco.commander.grants import Grant, GrantAction
 from ruroco.commander.guard import GrantKeeper
 from ruroco.commander.ipfilter import is_non_routable
@@ -559,17 +559,17 @@ class Commander:
             self._lock = None
 
 
-def _started_turn(parts: Callable[[], Callable[[], Callable[[], Outcome]]]) -> Task:
+def _started_turn(parts: Callable[[], Wait]) -> Task:
     """A dispatcher ``start`` for ``Executor.start_parts``: spawn now; the rest waits until
     ``sh`` is reaped and hands the report (output, outcome line) back as the ``Tail``."""
     return partial(_turn_tail, parts())
 
 
-def _turn_tail(wait: Callable[[], Callable[[], Outcome]]) -> Tail:
+def _turn_tail(wait: Wait) -> Tail:
     return Tail(wait())
 
 
-def _whole_turn(parts: Callable[[], Callable[[], Callable[[], Outcome]]]) -> Tail:
+def _whole_turn(parts: Callable[[], Wait]) -> Tail:
     """The same as one task, for a request that waited in its name's queue."""
     return _turn_tail(parts())
 

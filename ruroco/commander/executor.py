@@ -59,7 +59,7 @@ from typing import Any
 from ruroco import log
 from ruroco.cmdhash import command_hash
 from ruroco.commander.commands import Command
-from ruroco.commander.spawn import Spawner
+from ruroco.commander.spawn import IdleRefused, Spawner
 from ruroco.commander.warm import WarmShells, script
 from ruroco.ipaddr import ip_text
 
@@ -85,6 +85,11 @@ _MAX_POLL_SEC = 3600.0
 _STOP_WAIT_SEC = 0.5
 _CLONE_NEWPID = 0x20000000
 _CAP_SYS_NICE = 23
+
+
+# ``start_parts``: the wait until ``sh`` is reaped returns the report (output, outcome line).
+Report = Callable[[], "Outcome"]
+Wait = Callable[[], Report]
 
 
 class Status(enum.Enum):
@@ -353,7 +358,7 @@ class Executor:
         (``start_parts`` with its two parts joined). Never raises."""
         return partial(_joined, self.start_parts(command, ip))
 
-    def start_parts(self, command: Command, ip: bytes) -> Callable[[], Callable[[], Outcome]]:
+    def start_parts(self, command: Command, ip: bytes) -> Wait:
         """Spawn ``command`` now; return ``wait``. ``wait()`` returns once ``sh`` has exited
         and is reaped (killed at its timeout), and returns ``report``: ``report()`` reads what
         is left of the output, logs the outcome and returns it.
@@ -449,7 +454,7 @@ class Executor:
         try:
             try:
                 child = self._spawn(cmd, env, out_w, err_w, release, idle)
-            except _IdleRefused:
+            except IdleRefused:
                 # That child exited before its exec; with PID namespaces it was the init of
                 # the one entered for it, where no further child can be created (ENOMEM), so
                 # the normal spawn enters a namespace of its own again.
@@ -463,7 +468,7 @@ class Executor:
             os.close(err_w)
         return _Started(child, (_Capture(out_r), _Capture(err_r)))
 
-    def _wait_exit(self, command: Command, ip_str: str, started: _Started) -> Callable[[], Outcome]:
+    def _wait_exit(self, command: Command, ip_str: str, started: _Started) -> Report:
         """Wait until ``command``'s ``sh`` is reaped; return the part that reports it.
 
         The ``Running command`` line waits until the command has had its first moments to
@@ -535,6 +540,10 @@ class Executor:
         release: int = -1,
         idle: bool = False,
     ) -> _Child:
+        """``sh -c cmd`` with stdin /dev/null and the output pipes, in a session of its own, no
+        signal blocked and SIGPIPE/SIGXFSZ at their default, PID 1 of a new PID namespace where
+        there are namespaces; a warm shell with ``release`` (>= 0) as fd 3. ``idle``: under
+        SCHED_IDLE while the spawner can (``IdleRefused`` if the child could not take it)."""
         ns = self._ns
         if ns is not None:
             try:
@@ -542,8 +551,13 @@ class Executor:
             except OSError as exc:  # e.g. user.max_pid_namespaces reached: run it anyway
                 log.error(f"Could not isolate {cmd} in a PID namespace ({exc.strerror})")
                 ns = None
+        # ``sh -c cmd`` (a warm shell: ``sh -c PREAMBLE+cmd``, ``ruroco.commander.warm``)
+        argv = ["sh", "-c", cmd if release < 0 else script(cmd)]
         try:
-            pid = _spawn_sh(self._spawner, self._sh, cmd, env, out_w, err_w, release, idle)
+            try:
+                pid = self._spawner.spawn(self._sh, argv, env, out_w, err_w, release, idle)
+            except OSError as exc:
+                raise OSError(f"Could not spawn {cmd}: {exc.strerror}") from exc
         except BaseException:
             if ns is not None:
                 ns.leave()  # always: this thread's next child must not land in that namespace
@@ -669,38 +683,6 @@ def _find_sh(path: str) -> str | None:
     return None
 
 
-def _spawn_sh(
-    spawner: Spawner,
-    sh: str | None,
-    cmd: str,
-    env: dict[str, str],
-    out_w: int,
-    err_w: int,
-    release: int = -1,
-    idle: bool = False,
-) -> int:
-    """``sh -c cmd`` with stdin /dev/null and the output pipes, in a session of its own, no
-    signal blocked and SIGPIPE/SIGXFSZ at their default; with ``release`` (>= 0) a warm shell
-    instead: ``sh -c PREAMBLE+cmd`` with that pipe as fd 3 (``ruroco.commander.warm``).
-    ``idle``: under SCHED_IDLE while the spawner can; ``_IdleRefused`` if the child could not
-    take it."""
-    idle = idle and spawner.idle_works
-    try:
-        return spawner.spawn(
-            sh,
-            ["sh", "-c", cmd if release < 0 else script(cmd)],
-            env,
-            out_w,
-            err_w,
-            release,
-            idle,
-        )
-    except OSError as exc:
-        if idle and spawner.refused_idle(exc):
-            raise _IdleRefused from exc
-        raise OSError(f"Could not spawn {cmd}: {exc.strerror}") from exc
-
-
 def _pipe(which: str, nonblocking_read: bool = True) -> tuple[int, int]:
     """A close-on-exec pipe whose read end (ours) never blocks; the write end stays blocking.
 
@@ -802,16 +784,12 @@ def _stopped(pid: int) -> bool:
     return state in (b"T", b"t", b"Z", b"X")
 
 
-class _IdleRefused(Exception):
-    """An ``idle`` spawn's child could not take SCHED_IDLE: spawn again without it."""
-
-
-def _joined(wait: Callable[[], Callable[[], Outcome]]) -> Outcome:
+def _joined(wait: Wait) -> Outcome:
     """``start_parts``'s two parts one after the other."""
     return wait()()
 
 
-def _error_parts() -> Callable[[], Outcome]:
+def _error_parts() -> Report:
     """The waiting part of a request whose spawn failed (already logged)."""
     return _error_outcome
 

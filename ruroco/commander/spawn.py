@@ -40,6 +40,11 @@ DEFAULT_SIGNALS = tuple(
 _CharArray = Any  # a ctypes ``char *[]``
 
 
+class IdleRefused(Exception):
+    """An ``idle`` spawn's child could not take SCHED_IDLE and exited before its exec: spawn
+    again without it (``Spawner.idle_works`` is False from now on)."""
+
+
 class Spawner:
     """One set of spawn attributes for the executor's lifetime; ``spawn`` is thread-safe (the
     attributes are only read by libc)."""
@@ -77,22 +82,10 @@ class Spawner:
         for signum in DEFAULT_SIGNALS:
             _check(libc.sigaddset(defaults, int(signum)), "sigaddset")
         flags = _POSIX_SPAWN_SETSID | _POSIX_SPAWN_SETSIGMASK | _POSIX_SPAWN_SETSIGDEF
-        self._attr = ctypes.create_string_buffer(_OPAQUE)
-        _check(libc.posix_spawnattr_init(self._attr), "posix_spawnattr_init")
-        _check(libc.posix_spawnattr_setsigmask(self._attr, mask), "posix_spawnattr_setsigmask")
-        _check(
-            libc.posix_spawnattr_setsigdefault(self._attr, defaults),
-            "posix_spawnattr_setsigdefault",
-        )
-        _check(libc.posix_spawnattr_setflags(self._attr, ctypes.c_short(flags)), "setflags")
+        self._attr = _attributes(libc, mask, defaults, flags)
         # The same attributes plus SCHED_IDLE, taken by the child before it execs: a warm shell
         # spends all of its start-up (exec included) on CPU time nothing else wants.
-        self._idle_attr = ctypes.create_string_buffer(_OPAQUE)
-        _check(libc.posix_spawnattr_init(self._idle_attr), "posix_spawnattr_init")
-        _check(libc.posix_spawnattr_setsigmask(self._idle_attr, mask), "setsigmask")
-        _check(libc.posix_spawnattr_setsigdefault(self._idle_attr, defaults), "setsigdefault")
-        idle_flags = ctypes.c_short(flags | _POSIX_SPAWN_SETSCHEDULER)
-        _check(libc.posix_spawnattr_setflags(self._idle_attr, idle_flags), "setflags")
+        self._idle_attr = _attributes(libc, mask, defaults, flags | _POSIX_SPAWN_SETSCHEDULER)
         # False when the attributes cannot carry SCHED_IDLE, or once a child could not take it
         # (a seccomp filter, say): ``idle`` spawns then start at the caller's policy.
         self.idle_works = _set_idle_policy(libc, self._idle_attr)
@@ -115,19 +108,17 @@ class Spawner:
         """Spawn ``argv`` (``sh`` by absolute path, or searched on PATH when None) with stdin
         /dev/null, stdout ``out_w``, stderr ``err_w`` and, if given, ``release`` as fd 3;
         returns the pid. ``idle`` (while ``idle_works``): the child takes SCHED_IDLE before it
-        execs. ``OSError`` with the errno of a failed spawn (e.g. ENOENT, or EPERM for a
-        refused policy: ``refused_idle``)."""
-        attr = self._idle_attr if idle and self.idle_works else self._attr
-        return self._spawn_with(attr, sh, argv, env, out_w, err_w, release)
-
-    def refused_idle(self, exc: OSError) -> bool:
-        """Whether ``exc``, raised by an ``idle`` spawn while ``idle_works``, says the child
-        could not take SCHED_IDLE (EPERM, EINVAL or ENOSYS before its exec: a seccomp filter,
-        say); then no later spawn asks for it, and the caller spawns again without it."""
-        if exc.errno in (errno.EPERM, errno.EINVAL, errno.ENOSYS):
-            self.idle_works = False
-            return True
-        return False
+        execs. ``OSError`` with the errno of a failed spawn (e.g. ENOENT); ``IdleRefused`` when
+        the child could not take SCHED_IDLE (EPERM, EINVAL or ENOSYS before its exec)."""
+        if not (idle and self.idle_works):
+            return self._spawn_with(self._attr, sh, argv, env, out_w, err_w, release)
+        try:
+            return self._spawn_with(self._idle_attr, sh, argv, env, out_w, err_w, release)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EINVAL, errno.ENOSYS):
+                raise
+            self.idle_works = False  # a seccomp filter, say: no later spawn asks for it
+            raise IdleRefused from exc
 
     def _spawn_with(
         self,
@@ -175,6 +166,16 @@ class Spawner:
         with self._env_lock:
             self._env_items, self._env_array = items, array
         return array
+
+
+def _attributes(libc: Any, mask: Any, defaults: Any, flags: int) -> Any:
+    """A ``posix_spawnattr_t`` with that signal mask, those signals at their default, ``flags``."""
+    attr = ctypes.create_string_buffer(_OPAQUE)
+    _check(libc.posix_spawnattr_init(attr), "posix_spawnattr_init")
+    _check(libc.posix_spawnattr_setsigmask(attr, mask), "posix_spawnattr_setsigmask")
+    _check(libc.posix_spawnattr_setsigdefault(attr, defaults), "posix_spawnattr_setsigdefault")
+    _check(libc.posix_spawnattr_setflags(attr, ctypes.c_short(flags)), "setflags")
+    return attr
 
 
 class _GlibcSpawnAttr(ctypes.Structure):
