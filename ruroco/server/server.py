@@ -174,11 +174,13 @@ class Server:
         sock = self.sock
         sock.setblocking(False)
         _grow_receive_buffer(sock)
-        log.info(f"Running server on {_describe(sock)}")
-        self.forwarder.start()
         # Drops happen in the kernel, so the loop asks the socket's counter once per batch
         # or idle wake-up, and logs a line for an interval with any (ruroco.server.drops).
+        # Counted from before the line that says the server runs: whoever sees that line and
+        # then floods it finds every drop in the summary.
         drop_report = DropReport(sock, self.config.drop_report_seconds, time.monotonic())
+        log.info(f"Running server on {_describe(sock)}")
+        self.forwarder.start()
         self.drop_report = drop_report
         next_drop_check = drop_report.due
         poller = select.poll()

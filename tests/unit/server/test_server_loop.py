@@ -1,3 +1,4 @@
+import io
 import os
 import shutil
 import signal
@@ -201,3 +202,46 @@ def test_loop_rejections_of_size_and_unknown_key_log_as_the_pipeline_renders(tmp
     err = capfd.readouterr().err
     lines = [line.split("] ", 1)[1] for line in err.splitlines() if "Rejected datagram" in line]
     assert lines == expected
+
+
+class _SendsGarbageOnStart(io.StringIO):
+    """The server's output: when the server says it runs, datagrams arrive that its kernel
+    filter refuses, before the server writes anything else (loopback delivers in ``sendto``)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+        self.target: tuple[str, int] | None = None
+
+    def write(self, text: str) -> int:
+        if "Running server on" in text and self.target is not None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+                for _ in range(self.count):
+                    tx.sendto(os.urandom(94), self.target)
+        return super().write(text)
+
+
+def test_drops_from_the_running_line_on_are_all_reported(tmp_path, monkeypatch):
+    """Counting starts before the server says it runs: an operator (or a test, or systemd's
+    readiness) that sees the line and then meets a flood sees every dropped datagram in the
+    summary lines. The count used to start after the line, and drops in between were lost."""
+    out = _SendsGarbageOnStart(25)
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("sys.stderr", out)  # where the summary goes: it is an error line
+    config_path = write_setup(tmp_path, extra="kernel_filter = true\ndrop_report_seconds = 1\n")
+    server = create_server(config_path, address="127.0.0.1:0")
+    out.target = server.sock.getsockname()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while "Kernel dropped" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.request_stop()
+        thread.join(5)
+        server.close()
+    lines = [line for line in out.getvalue().splitlines() if "Kernel dropped" in line]
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        "Kernel dropped 25 datagrams in the last 1 s (receive queue full or kernel filter)"
+    ]
