@@ -139,8 +139,10 @@ class ActionModule(ActionBase):
             ip=args["ip"],
             ipv4=args["ipv4"],
             ipv6=args["ipv6"],
-            send_delay_ms=args["send_delay_ms"],
-            protocol=args["protocol"],
+            # Plain ints: ansible-core 2.19 tags values read from YAML (an int subclass), and
+            # the client takes exactly int for a protocol, as the original's CLI does.
+            send_delay_ms=int(args["send_delay_ms"]),
+            protocol=int(args["protocol"]),
         )
         conf_dir = Path(args["conf_dir"]) if args["conf_dir"] else None
         wait = args["wait_for"]

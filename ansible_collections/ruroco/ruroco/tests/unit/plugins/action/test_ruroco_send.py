@@ -139,6 +139,57 @@ def test_protocol_0_sends_the_93_byte_packet_of_ruroco_0_14_2(udp, key_file, tmp
     assert later.counter > data.counter
 
 
+PROTOCOL_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ruroco.ruroco.ruroco_send:
+        address: "127.0.0.1:{port}"
+        key_file: "{key_file}"
+        conf_dir: "{conf_dir}"
+        protocol: {protocol}
+"""
+
+
+@pytest.mark.parametrize("protocol_no", [0, 1])
+def test_protocol_set_in_a_real_playbook(udp, key_file, tmp_path, protocol_no):
+    """A playbook's ``protocol: 0`` reaches the client as the int it is: ansible-core 2.19 tags
+    values it reads from YAML (an int subclass), which the client's exact check refused with
+    "Unsupported protocol 0, expected 0 or 1"."""
+    play = tmp_path / "play.yml"
+    play.write_text(
+        PROTOCOL_PLAY.format(
+            port=udp.getsockname()[1],
+            key_file=key_file,
+            conf_dir=tmp_path / "c",
+            protocol=protocol_no,
+        )
+    )
+    collections_root = os.path.abspath(__file__).split(os.sep + "ansible_collections" + os.sep)[0]
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=collections_root,
+        ANSIBLE_HOME=str(tmp_path / "ansible"),
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "ansible.cli.playbook", "-i", "localhost,", str(play)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    packet, _peer = udp.recvfrom(4096)
+    size = (protocol.V0_MSG_SIZE, protocol.MSG_SIZE)[protocol_no]
+    assert len(packet) == size
+    data = protocol.ClientData.decode(KEY.decrypt(packet[8:], protocol_no), protocol_no)
+    assert data.cmd_hash == protocol.command_hash("default")
+
+
 def test_inline_key_never_shows_up(udp, tmp_path, capfd):
     """The key option works and appears neither in the result nor on stdout/stderr."""
     port = udp.getsockname()[1]
