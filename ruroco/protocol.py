@@ -68,6 +68,7 @@ V0_MSG_SIZE = MSG_SIZE - 1  # 93
 # The only thing that tells the two formats apart on the wire is the datagram's length.
 PROTOCOL_OF_SIZE = {MSG_SIZE: PROTOCOL_VERSION, V0_MSG_SIZE: PROTOCOL_0}
 _PLAINTEXT_SIZES = (V0_PLAINTEXT_SIZE, PLAINTEXT_SIZE)  # indexed by protocol
+_CIPHERS: tuple[type[AESGCM] | type[AESGCMSIV], ...] = (AESGCM, AESGCMSIV)
 _CIPHERTEXT_SIZES = (V0_CIPHERTEXT_SIZE, CIPHERTEXT_SIZE)
 
 
@@ -95,14 +96,26 @@ class Key:
 
     __slots__ = ("_aeads", "_secret", "key_id")
 
-    def __init__(self, key_id: bytes, secret: bytes) -> None:
+    def __init__(
+        self, key_id: bytes, secret: bytes, protocols: tuple[int, ...] = PROTOCOLS
+    ) -> None:
         if len(key_id) != KEY_ID_SIZE or len(secret) != AES_KEY_SIZE:
             raise ProtocolError("Key length must be 32 bytes")
         self.key_id = bytes(key_id)
         self._secret = bytearray(secret)
-        # Both ciphers up front (under 1 us each): a cipher made later, from ``_secret``, could
-        # meet a key that ``wipe`` already zeroed. Indexed by protocol.
-        self._aeads = (AESGCM(bytes(self._secret)), AESGCMSIV(bytes(self._secret)))
+        # The ciphers of ``protocols`` up front: one made later, from ``_secret``, could meet a
+        # key that ``wipe`` already zeroed. Indexed by protocol, None where not wanted: a
+        # knock needs one, and in a forked worker each costs ~60-170 us of copied pages
+        # (docs/performance.md, "The client").
+        self._aeads = tuple(
+            _CIPHERS[p](bytes(self._secret)) if p in protocols else None for p in PROTOCOLS
+        )
+
+    def _aead(self, protocol: int) -> AESGCM | AESGCMSIV:
+        aead = self._aeads[check_protocol(protocol)]
+        if aead is None:
+            raise ProtocolError(f"This key was not parsed for protocol {protocol}")
+        return aead
 
     def __repr__(self) -> str:
         return f"Key(id={hex_list(self.key_id)}, key=<redacted>)"
@@ -119,21 +132,23 @@ class Key:
     ) -> bytes:
         """The datagram for ``plaintext``: 94 bytes from 58 (protocol 1, AES-256-GCM-SIV) or
         93 from 57 (protocol 0, AES-256-GCM); a fresh random IV unless given."""
-        size = _PLAINTEXT_SIZES[check_protocol(protocol)]
+        aead = self._aead(protocol)
+        size = _PLAINTEXT_SIZES[protocol]
         if len(plaintext) != size:
             raise ProtocolError(f"Plaintext must be {size} bytes, got {len(plaintext)}")
         iv = os.urandom(IV_SIZE) if iv is None else iv
-        out = self._aeads[protocol].encrypt(iv, plaintext, None)  # ciphertext ‖ tag
+        out = aead.encrypt(iv, plaintext, None)  # ciphertext ‖ tag
         return self.key_id + iv + out[-TAG_SIZE:] + out[:-TAG_SIZE]
 
     def decrypt(self, blob: bytes, protocol: int = PROTOCOL_VERSION) -> bytes:
         """Decrypt what follows the key id (iv ‖ tag ‖ ciphertext): 86 bytes (protocol 1) or
         85 (protocol 0)."""
-        size = _CIPHERTEXT_SIZES[check_protocol(protocol)]
+        aead = self._aead(protocol)
+        size = _CIPHERTEXT_SIZES[protocol]
         if len(blob) != size:
             raise ProtocolError(f"Ciphertext must be {size} bytes, got {len(blob)}")
         try:
-            return self._aeads[protocol].decrypt(
+            return aead.decrypt(
                 blob[:IV_SIZE],
                 blob[IV_SIZE + TAG_SIZE :] + blob[IV_SIZE : IV_SIZE + TAG_SIZE],
                 None,
@@ -148,8 +163,9 @@ class Key:
             raise
 
 
-def parse_key(text: str) -> Key:
-    """Parse the textual key (base64 of id ‖ key) with the original's strict rules."""
+def parse_key(text: str, protocols: tuple[int, ...] = PROTOCOLS) -> Key:
+    """Parse the textual key (base64 of id ‖ key) with the original's strict rules; the key
+    serves ``protocols`` (both unless a caller knows the one it needs)."""
     stripped = text.strip(_WHITESPACE)
     try:
         raw = binascii.a2b_base64(stripped.encode("ascii"), strict_mode=True)
@@ -164,7 +180,7 @@ def parse_key(text: str) -> Key:
         raise ProtocolError("Key length must be 32 bytes")
     buf = bytearray(raw)
     try:
-        return Key(bytes(buf[:KEY_ID_SIZE]), bytes(buf[KEY_ID_SIZE:]))
+        return Key(bytes(buf[:KEY_ID_SIZE]), bytes(buf[KEY_ID_SIZE:]), protocols)
     finally:
         for i in range(len(buf)):
             buf[i] = 0
@@ -175,6 +191,26 @@ def generate_key() -> str:
     secret = os.urandom(AES_KEY_SIZE)
     key_id = os.urandom(KEY_ID_SIZE)
     return binascii.b2a_base64(key_id + secret, newline=False).decode("ascii")
+
+
+def warm_up() -> None:
+    """Build and use one cipher of each protocol, so the process's one-time OpenSSL set-up
+    happens now; best effort, it never raises.
+
+    The first cipher a process builds costs ~1 ms here (OpenSSL loads its provider and
+    fetches the algorithm); every later one costs microseconds. A process that imports the
+    client and then forks workers, as Ansible does for ``ruroco_send``, calls this once, so
+    no worker pays it inside its knock (docs/performance.md, "The client"). A cipher this
+    OpenSSL lacks (GCM-SIV before OpenSSL 3.2, or in FIPS mode) fails later, in the knock
+    that needs it, with the error it always had.
+    """
+    for cipher, size in zip(_CIPHERS, _PLAINTEXT_SIZES, strict=True):
+        # A full plaintext: OpenSSL before 3.5 refuses GCM-SIV on empty data. Any error is
+        # left to the knock (a speed-up only); contextlib would cost the cold start ~3 ms.
+        try:  # noqa: SIM105
+            cipher(bytes(AES_KEY_SIZE)).encrypt(bytes(IV_SIZE), bytes(size), None)
+        except Exception:
+            pass
 
 
 def key_id_of(text: str) -> bytes:

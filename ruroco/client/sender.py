@@ -18,7 +18,7 @@ import time
 from ruroco import log
 from ruroco.client.address import Destination, destinations, ensure_port
 from ruroco.client.confdir import ensure_conf_dir, resolve_conf_dir
-from ruroco.client.counter import Reserved, counter_path
+from ruroco.client.counter import Reserved, boot_id, counter_path
 from ruroco.client.counter import reseed as reseed_file
 from ruroco.client.request import SendRequest, SendResult
 from ruroco.errors import RurocoError, error_chain, qpath
@@ -33,12 +33,13 @@ from ruroco.protocol import (
     generate_key,
     parse_key,
 )
+from ruroco.protocol import warm_up as _warm_up_cipher
 
 TYPE_CHECKING = False  # typing itself would cost the cold start ~10 ms
 if TYPE_CHECKING:
     from typing import TextIO
 
-__all__ = ["PreparedRequest", "SendRequest", "SendResult", "gen", "reseed", "send"]
+__all__ = ["PreparedRequest", "SendRequest", "SendResult", "gen", "reseed", "send", "warm_up"]
 
 LOCK_FILE = "client.lock"
 MAX_KEY_FILE_SIZE = 64 * 1024
@@ -52,6 +53,15 @@ MAX_DELAY_MS = 2**31 * 1000
 def delay_seconds(delay_ms: int) -> float:
     """The pause between destinations, clamped to what ``time.sleep`` accepts."""
     return min(delay_ms, MAX_DELAY_MS) / 1000
+
+
+def warm_up() -> None:
+    """Do now what a process's first knock would do once: build OpenSSL's first cipher (~1 ms
+    here) and read the boot id. For a process that forks workers which knock, as Ansible's
+    controller does for ``ruroco_send``: each worker inherits both instead of paying them
+    inside its knock (docs/performance.md, "The client")."""
+    _warm_up_cipher()
+    boot_id()
 
 
 def _conf_dir(conf_dir: str | os.PathLike[str] | None) -> str:
@@ -102,7 +112,7 @@ class PreparedRequest:
         key_text = read_key_text(request)
         path = counter_path(conf_dir)
         log.info(f"Loading counter from {qpath(path)} ...")
-        self.key: Key = parse_key(key_text)
+        self.key: Key = parse_key(key_text, (request.protocol,))
         del key_text
         try:
             self.counter = Reserved(path, time.time_ns(), reserve_ahead)

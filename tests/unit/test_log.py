@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -38,6 +39,32 @@ def test_colourize() -> None:
 def test_timestamp_shape() -> None:
     ts = log.timestamp(1725821510_123_456_789)
     assert ts == "2024-09-08T18:51:50.123Z" and len(ts) == 24
+
+
+def test_a_string_buffer_gets_plain_lines_without_an_exception_per_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Ansible action plugin collects the client's lines in a StringIO: no colour, and no
+    exception raised and caught for every line, as asking it for a descriptor did (a forked
+    worker's knock paid for it)."""
+    buffer = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", buffer)
+    raised: list[type[BaseException]] = []
+
+    def trace(frame: object, event: str, arg: object) -> object:
+        if event == "exception":
+            raised.append(arg[0])  # type: ignore[index]
+        return trace
+
+    sys.settrace(trace)
+    try:
+        log.info("one")
+        log.info("two")
+    finally:
+        sys.settrace(None)
+    assert raised == []
+    lines = buffer.getvalue().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == ["INFO ] one", "INFO ] two"]
 
 
 def test_one_line_per_event_even_with_newlines() -> None:

@@ -272,6 +272,48 @@ def test_fresh_iv_per_packet_and_tamper_detection() -> None:
         parse_key(generate_key()).decrypt(p1[8:])
 
 
+@given(
+    st.sampled_from([(0,), (1,), (0, 1)]),
+    st.sampled_from([0, 1]),
+    st.integers(0, U128_MAX),
+)
+def test_a_key_serves_exactly_the_protocols_it_was_parsed_for(
+    protocols: tuple[int, ...], protocol_no: int, counter: int
+) -> None:
+    """A knock builds only the cipher it needs; the other protocol is refused with a clear
+    error instead of a cipher made later from a secret ``wipe`` may have zeroed."""
+    key = parse_key(FIXTURE_KEY, protocols)
+    full = parse_key(FIXTURE_KEY)
+    data = ClientData(command_hash("default"), counter, True, None, parse_ip("::1"))
+    if protocol_no in protocols:
+        packet = build_packet(key, data, None, protocol_no)
+        assert full.decrypt(packet[8:], protocol_no) == data.encode(protocol_no)
+        assert key.decrypt(build_packet(full, data, None, protocol_no)[8:], protocol_no)
+    else:
+        message = f"This key was not parsed for protocol {protocol_no}"
+        with pytest.raises(ProtocolError, match=message):
+            build_packet(key, data, None, protocol_no)
+        with pytest.raises(ProtocolError, match=message):
+            key.decrypt(build_packet(full, data, None, protocol_no)[8:], protocol_no)
+    key.wipe()
+    if protocol_no in protocols:  # a cipher built before the wipe keeps working
+        assert len(build_packet(key, data, None, protocol_no)) in (MSG_SIZE, MSG_SIZE - 1)
+
+
+class _MissingCipher:
+    """A cipher as an OpenSSL without it behaves: AES-GCM-SIV before 3.2 or in FIPS mode."""
+
+    def __init__(self, key: bytes) -> None:
+        raise ValueError("unsupported by this OpenSSL")
+
+
+def test_warm_up_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Ansible action plugin calls it at import, in the controller's main process: an
+    error there would end every playbook, where the knock would only have failed its task."""
+    monkeypatch.setattr(protocol, "_CIPHERS", (_MissingCipher, _MissingCipher))
+    protocol.warm_up()
+
+
 def test_hex_list() -> None:
     assert hex_list(bytes([0, 1, 0x7F, 0x80, 0xFF])) == "[0, 1, 7F, 80, FF]"
 

@@ -47,6 +47,19 @@ def test_dir_that_is_a_file_is_an_error(tmp_path: Path) -> None:
         ensure_conf_dir(tmp_path / "file")
 
 
+def test_link_to_a_directory_is_used_and_a_dangling_link_is_an_error(tmp_path: Path) -> None:
+    """An existing directory takes one ``stat``: through a link too, as ``makedirs`` would
+    accept it; a link to nothing is refused as before, and nothing is created for it."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert ensure_conf_dir(tmp_path / "link") == str(tmp_path / "link")
+    assert (tmp_path / "link").is_symlink()
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(RurocoError, match=r"^Could not create config dir"):
+        ensure_conf_dir(tmp_path / "dangling")
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_cli_uses_env_conf_dir(tmp_path: Path) -> None:
     conf = tmp_path / "x" / "conf"
     result = run_client("reseed", conf_dir=conf)

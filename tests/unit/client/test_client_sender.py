@@ -28,7 +28,7 @@ from ruroco.client.sender import (
 )
 from ruroco.errors import RurocoError, format_error
 from ruroco.limits import U128_MAX
-from ruroco.protocol import command_hash
+from ruroco.protocol import ClientData, command_hash
 
 
 def _req(address: str, key_file: Path | None, **kw: object) -> SendRequest:
@@ -372,3 +372,56 @@ def test_huge_send_delay_is_clamped_not_a_crash():
     assert delay_seconds(50) == 0.05
     assert delay_seconds(2**64 - 1) == MAX_DELAY_MS / 1000
     assert delay_seconds(2**64 - 1) < 2**62 / 1e9  # within what time.sleep accepts
+
+
+_WARM_UP_THEN_FORK = """
+import os, sys
+from ruroco.client import counter, sender
+assert counter._boot_id is counter._NOT_READ
+sender.warm_up()
+with open(counter.BOOT_ID_FILE, "rb") as fh:
+    assert counter._boot_id == fh.read().strip()
+request = sender.SendRequest(sys.argv[1], key_file=sys.argv[2])
+pid = os.fork()
+if pid == 0:  # a worker forked after the warm-up, as Ansible forks one per host and task
+    code = 1
+    try:
+        sender.send(request, sys.argv[3])
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_warm_up_then_a_forked_worker_knocks(
+    conf_dir: Path, key_file: Path, receiver_v4: Receiver
+) -> None:
+    """``warm_up`` (what the Ansible action plugin calls at import) reads the boot id once and
+    builds the first cipher; a worker forked afterwards knocks with both inherited."""
+    args = [receiver_v4.address, str(key_file), str(conf_dir)]
+    done = subprocess.run(
+        [sys.executable, "-c", _WARM_UP_THEN_FORK, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = done.stdout.splitlines()  # the worker's log lines, then its exit status
+    assert lines[-1] == "0" and "INFO ] Sent command default" in lines[-2], done
+    data = receiver_v4.receive_data()
+    assert data.cmd_hash == command_hash("default")
+    assert data.counter == read_counter_file(conf_dir)
+
+
+@pytest.mark.parametrize("protocol_no", [0, 1])
+def test_a_knock_parses_its_key_for_its_protocol_only(
+    conf_dir: Path, key_file: Path, protocol_no: int
+) -> None:
+    prepared = PreparedRequest(_req("127.0.0.1:9", key_file, protocol=protocol_no), str(conf_dir))
+    data = ClientData(command_hash("default"), 1, True, None, ip16("127.0.0.1"))
+    other = 1 - protocol_no
+    assert len(prepared.key.encrypt(data.encode(protocol_no), None, protocol_no)) > 0
+    with pytest.raises(RurocoError, match=f"not parsed for protocol {other}"):
+        prepared.key.encrypt(data.encode(other), None, other)

@@ -23,12 +23,18 @@ from ansible.utils.display import Display
 
 try:
     from ruroco.client.address import DEFAULT_PORT, ensure_port
+    from ruroco.client import sender as _sender
     from ruroco.client.sender import SendRequest, send
     from ruroco.errors import RurocoError, error_chain
 except ImportError as exc:
     RUROCO_IMPORT_ERROR: ImportError | None = exc
 else:
     RUROCO_IMPORT_ERROR = None
+    # Ansible's strategy imports this module in the controller's main process before it forks
+    # a worker per host and task: a knock's one-time set-up (OpenSSL's first cipher, ~1 ms)
+    # happens here, once, and every worker inherits it instead of paying it inside its knock.
+    # An older installed package without it still knocks, only slower.
+    getattr(_sender, "warm_up", lambda: None)()
 
 display = Display()
 

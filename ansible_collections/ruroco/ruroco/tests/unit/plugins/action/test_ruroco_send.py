@@ -483,6 +483,45 @@ def test_missing_package_names_the_bundled_wheel(tmp_path):
     assert f"{sys.executable} -m pip install {wheel}" in out.stdout, out.stdout + out.stderr
 
 
+IMPORT_COUNTING_WARM_UPS = """
+from ruroco.client import sender
+calls = []
+sender.warm_up = lambda: calls.append("warm_up")
+import ansible_collections.ruroco.ruroco.plugins.action.ruroco_send as plugin
+print(calls, plugin.RUROCO_IMPORT_ERROR)
+"""
+
+IMPORT_WITH_AN_OLDER_PACKAGE = """
+from ruroco.client import sender
+del sender.warm_up  # a package from before warm_up existed
+import ansible_collections.ruroco.ruroco.plugins.action.ruroco_send as plugin
+print(plugin.RUROCO_IMPORT_ERROR)
+"""
+
+
+def import_plugin(code):
+    collections_root = os.path.abspath(__file__).split(os.sep + "ansible_collections" + os.sep)[0]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([collections_root, *sys.path]))
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+
+
+def test_import_warms_up_the_client_once():
+    """Ansible's strategy imports the action plugin in the controller's main process and forks
+    a worker per host and task: the import does a knock's one-time set-up (OpenSSL's first
+    cipher, the boot id), so the workers inherit it instead of paying it in every knock."""
+    out = import_plugin(IMPORT_COUNTING_WARM_UPS)
+    assert out.stdout == "['warm_up'] None\n", out.stderr
+
+
+def test_an_older_package_without_warm_up_still_loads():
+    """The warm-up is a speed-up: a package from before it still knocks, it is not reported
+    as missing."""
+    out = import_plugin(IMPORT_WITH_AN_OLDER_PACKAGE)
+    assert out.stdout == "None\n", out.stderr
+
+
 @pytest.mark.parametrize(
     ("address", "port", "expected"),
     [
