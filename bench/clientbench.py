@@ -104,14 +104,14 @@ _PUBLIC_FIRST = "import cryptography.hazmat.primitives.ciphers.aead, hashlib; ha
 # --- the library path (``ruroco.client.sender.send`` in one process) -------------------------
 
 
-def _write_key(path: Path) -> Path:
+def write_key(path: Path) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(protocol.generate_key())
     return path
 
 
-def _summary_us(samples_ns: list[int]) -> dict:
+def summary_us(samples_ns: list[int]) -> dict:
     us = [s / 1000 for s in samples_ns]
     return {
         "n": len(us),
@@ -127,7 +127,7 @@ def _timed_us(fn, reps: int) -> dict:
         t0 = time.perf_counter_ns()
         fn()
         samples.append(time.perf_counter_ns() - t0)
-    return _summary_us(samples)
+    return summary_us(samples)
 
 
 def _library_knocks(conf: Path, key_file: Path, rx: socket.socket, knocks: int) -> dict:
@@ -142,25 +142,25 @@ def _library_knocks(conf: Path, key_file: Path, rx: socket.socket, knocks: int) 
     last = -1
     with contextlib.redirect_stdout(sink):
         sender.send(request, conf)
-        first = last = _received_counter(rx, key)
+        first = last = received_counter(rx, key)
         for _ in range(knocks):
             t0 = time.perf_counter_ns()
             [result] = sender.send(request, conf)
             samples.append(time.perf_counter_ns() - t0)
-            value = _received_counter(rx, key)
+            value = received_counter(rx, key)
             if value != result.counter or value <= last:
                 raise RuntimeError(f"counter {value} after {last} (send said {result.counter})")
             last = value
             sink.seek(0)
             sink.truncate()
     stored = counter.read_counter(counter.counter_path(conf))
-    out = _summary_us(samples)
+    out = summary_us(samples)
     # Values handed out but not sent: reserved ahead and still unused when the loop ended.
     out.update(first=first, last=last, file=stored, unused_at_end=(stored or 0) - last)
     return out
 
 
-def _received_counter(rx: socket.socket, key: protocol.Key) -> int:
+def received_counter(rx: socket.socket, key: protocol.Key) -> int:
     packet = rx.recv(4096)
     key_id, blob = protocol.split_packet(packet)
     if key_id != key.key_id:
@@ -209,13 +209,13 @@ def _forked_knocks(conf: Path, key_file: Path, rx: socket.socket, knocks: int) -
             raise RuntimeError("a forked knock failed")
         inside.append(int(reported))
         writes += _file_identity(path) != before
-        value = _received_counter(rx, key)
+        value = received_counter(rx, key)
         if value <= last:
             raise RuntimeError(f"counter {value} after {last}")
         last = value
     return {
-        "send_in_child": _summary_us(inside),
-        "fork_to_exit": _summary_us(whole),
+        "send_in_child": summary_us(inside),
+        "fork_to_exit": summary_us(whole),
         "counter_writes": writes,
     }
 
@@ -257,11 +257,11 @@ def _first_send_in_fresh_process(conf: Path, key_file: Path, rx: socket.socket, 
             check=True,
         )
         samples.append(int(done.stdout))
-        value = _received_counter(rx, key)
+        value = received_counter(rx, key)
         if value <= last:
             raise RuntimeError(f"counter {value} after {last}")
         last = value
-    return _summary_us(samples)
+    return summary_us(samples)
 
 
 def _library_breakdown(conf: Path, key_file: Path, port: int, reps: int) -> dict:
@@ -304,7 +304,7 @@ def run_client_library(root: Path, knocks: int = 1000) -> dict:
     the same knocks each from a forked child (an Ansible worker), and the per-step breakdown.
     The datagrams go to a loopback socket of the bench (the server never answers anyway)."""
     root.mkdir(parents=True, exist_ok=True)
-    key_file = _write_key(root / "library.key")
+    key_file = write_key(root / "library.key")
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         rx.bind(("127.0.0.1", 0))

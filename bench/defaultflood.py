@@ -18,8 +18,6 @@ flood (``bench.floodbench.knock_flood``).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -83,20 +81,7 @@ def render_role(out: Path, variables: dict[str, Any]) -> dict[str, Path]:
     play.write_text(_PLAY.format(role=ROLE))
     extra = out / "render-vars.json"
     extra.write_text(json.dumps({**variables, "bench_out": str(out)}))
-    tmp = out / "ansible-tmp"
-    env = dict(
-        os.environ,
-        LC_ALL="C.UTF-8",
-        ANSIBLE_HOME=str(tmp),
-        ANSIBLE_LOCAL_TEMP=str(tmp),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-    )
-    playbook = proc.tool("ansible-playbook")
-    if shutil.which(playbook) is None:
-        raise RuntimeError("rendering the role needs ansible-playbook: `make devtools`")
+    playbook, env = proc.ansible_playbook(out / "ansible-tmp")
     done = subprocess.run(
         [playbook, "-i", "localhost,", "-e", f"@{extra}", str(play)],
         capture_output=True,

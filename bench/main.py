@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from bench import proc, stats
+from bench.ansiblesend import run_ansible_send
 from bench.breakdown import run_breakdown
 from bench.clientbench import run_client, run_client_library
 from bench.connect import run_connect
@@ -144,6 +145,7 @@ def main(
         _stage(results, "breakdown", run_breakdown, work / "breakdown")
         _stage(results, "client", run_client, work / "client", proc.free_udp_port(), client_runs)
         _stage(results, "client_library", run_client_library, work / "client_library", knocks)
+        _stage(results, "client_ansible", run_ansible_send, work / "client_ansible")
         for mode, rate in (("random", 0.0), ("known", known_rate)):
             for legacy in (False, True):
                 name = f"flood_{mode}_{'legacy' if legacy else 'new'}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,25 @@ def tool(name: str) -> str:
     """Path of a console script installed next to the running interpreter."""
     path = VENV_BIN / name
     return str(path) if path.exists() else name
+
+
+def ansible_playbook(home: Path) -> tuple[str, dict[str, str]]:
+    """``ansible-playbook`` of this venv and an environment that keeps its state under
+    ``home`` (nothing in ~/.ansible), without colours or warnings about localhost."""
+    playbook = tool("ansible-playbook")
+    if shutil.which(playbook) is None:
+        raise RuntimeError("this stage needs ansible-playbook: `make devtools`")
+    env = dict(
+        os.environ,
+        LC_ALL="C.UTF-8",
+        ANSIBLE_HOME=str(home),
+        ANSIBLE_LOCAL_TEMP=str(home),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+    )
+    return playbook, env
 
 
 def start(
