@@ -139,32 +139,20 @@ def test_protocol_0_sends_the_93_byte_packet_of_ruroco_0_14_2(udp, key_file, tmp
     assert later.counter > data.counter
 
 
-PROTOCOL_PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - ruroco.ruroco.ruroco_send:
-        address: "127.0.0.1:{port}"
-        key_file: "{key_file}"
-        conf_dir: "{conf_dir}"
-        protocol: {protocol}
-"""
-
-
 @pytest.mark.parametrize("protocol_no", [0, 1])
 def test_protocol_set_in_a_real_playbook(udp, key_file, tmp_path, protocol_no):
     """A playbook's ``protocol: 0`` reaches the client as the int it is: ansible-core 2.19 tags
     values it reads from YAML (an int subclass), which the client's exact check refused with
     "Unsupported protocol 0, expected 0 or 1"."""
-    play = tmp_path / "play.yml"
-    play.write_text(
-        PROTOCOL_PLAY.format(
-            port=udp.getsockname()[1],
-            key_file=key_file,
-            conf_dir=tmp_path / "c",
-            protocol=protocol_no,
-        )
+    knock = dict(
+        address=f"127.0.0.1:{udp.getsockname()[1]}",
+        key_file=key_file,
+        conf_dir=str(tmp_path / "c"),
+        protocol=protocol_no,
     )
+    play = tmp_path / "play.yml"  # JSON is YAML: what the parser reads, tags and all
+    tasks = [{"ruroco.ruroco.ruroco_send": knock}]
+    play.write_text(json.dumps([dict(hosts="localhost", gather_facts=False, tasks=tasks)]))
     collections_root = os.path.abspath(__file__).split(os.sep + "ansible_collections" + os.sep)[0]
     env = dict(
         os.environ,
