@@ -39,7 +39,16 @@ TYPE_CHECKING = False  # typing itself would cost the cold start ~10 ms
 if TYPE_CHECKING:
     from typing import TextIO
 
-__all__ = ["PreparedRequest", "SendRequest", "SendResult", "gen", "reseed", "send", "warm_up"]
+__all__ = [
+    "PreparedRequest",
+    "SendRequest",
+    "SendResult",
+    "check",
+    "gen",
+    "reseed",
+    "send",
+    "warm_up",
+]
 
 LOCK_FILE = "client.lock"
 MAX_KEY_FILE_SIZE = 64 * 1024
@@ -90,6 +99,28 @@ def read_key_text(request: SendRequest) -> str:
         raise RurocoError(f"Could not read key file {qpath(request.key_file)}") from exc
 
 
+def _address_and_claim(request: SendRequest) -> tuple[str, bytes | None]:
+    """The address with its port and the claimed source IP; the protocol checked too, so a
+    bad value uses up nothing."""
+    address = ensure_port(request.address)
+    src_ip: bytes | None = None
+    if request.ip is not None:
+        try:
+            src_ip = parse_ip(request.ip)
+        except ValueError as exc:
+            raise RurocoError(f"Invalid --ip value {qpath(request.ip)}") from exc
+    check_protocol(request.protocol)
+    return address, src_ip
+
+
+def check(request: SendRequest) -> list[str]:
+    """What ``send`` would refuse, with the same errors, without the lock or the counter: a
+    dry run (``ruroco_send`` in check mode). Returns the destinations it would send to."""
+    address, _ = _address_and_claim(request)
+    parse_key(read_key_text(request), (request.protocol,)).wipe()
+    return [d.text for d in destinations(address, request.ipv4, request.ipv6)]
+
+
 class PreparedRequest:
     """A validated request: address, source IP, key and loaded counter, checked in that order.
 
@@ -101,14 +132,7 @@ class PreparedRequest:
 
     def __init__(self, request: SendRequest, conf_dir: str, reserve_ahead: bool = True) -> None:
         self.request = request
-        self.address = ensure_port(request.address)
-        self.src_ip: bytes | None = None
-        if request.ip is not None:
-            try:
-                self.src_ip = parse_ip(request.ip)
-            except ValueError as exc:
-                raise RurocoError(f"Invalid --ip value {qpath(request.ip)}") from exc
-        check_protocol(request.protocol)  # before the counter: a bad value uses up nothing
+        self.address, self.src_ip = _address_and_claim(request)
         key_text = read_key_text(request)
         path = counter_path(conf_dir)
         log.info(f"Loading counter from {qpath(path)} ...")

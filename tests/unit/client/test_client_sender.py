@@ -20,6 +20,7 @@ from ruroco.client.sender import (
     PreparedRequest,
     SendRequest,
     SendResult,
+    check,
     client_lock,
     gen,
     reseed,
@@ -425,3 +426,36 @@ def test_a_knock_parses_its_key_for_its_protocol_only(
     assert len(prepared.key.encrypt(data.encode(protocol_no), None, protocol_no)) > 0
     with pytest.raises(RurocoError, match=f"not parsed for protocol {other}"):
         prepared.key.encrypt(data.encode(other), None, other)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"key": "DEADBEEF", "key_file": None}, "Key too short"),
+        ({"key_file": "/nonexistent/k"}, 'Could not read key file "/nonexistent/k"'),
+        ({"ip": "not-an-ip"}, 'Invalid --ip value "not-an-ip"'),
+        ({"address": "127.0.0.1:asd"}, 'Invalid port "asd"'),
+        ({"protocol": 2}, "Unsupported protocol 2"),
+    ],
+)
+def test_check_refuses_what_send_refuses_without_the_conf_dir(
+    conf_dir: Path, key_file: Path, changes: dict[str, object], message: str
+) -> None:
+    """``check`` (a dry run: ``ruroco_send`` in check mode) fails with ``send``'s message and
+    never touches a conf dir: no lock, no counter."""
+    request = _req("127.0.0.1:9", key_file).replace(**changes)
+    with pytest.raises(RurocoError) as sent:
+        send(request, conf_dir / "real")
+    with pytest.raises(RurocoError) as checked:
+        check(request)
+    assert message in format_error(checked.value)
+    assert format_error(checked.value) == format_error(sent.value)
+
+
+def test_check_gives_the_destinations_send_uses(
+    conf_dir: Path, key_file: Path, receiver_v4: Receiver
+) -> None:
+    request = _req(receiver_v4.address, key_file)
+    assert check(request) == [receiver_v4.address]
+    assert receiver_v4.nothing_pending()
+    assert [r.destination for r in send(request, conf_dir)] == check(request)

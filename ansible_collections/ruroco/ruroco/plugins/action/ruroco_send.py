@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.parsing.vault import is_encrypted_file
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -39,6 +40,11 @@ else:
 display = Display()
 
 POLL_PAUSE = 0.2  # seconds between TCP connect attempts while waiting for the port
+LAST_TRY = 0.2  # connect timeout of the one try a wait_for with no time left still makes
+# wait_for.interval: knocking more often only meets the server's per-source rate limit, whose
+# refusals are log lines that fail2ban counts (a loop of knocks could ban the operator).
+MIN_INTERVAL = 0.5
+MAX_SECONDS = 86_400.0  # as ruroco-client connect's --timeout and --interval
 
 ARGUMENT_SPEC = dict(
     command=dict(type="str", default="default"),
@@ -94,6 +100,21 @@ def host_of(target: str) -> str:
     return host[1:-1] if host.startswith("[") else host
 
 
+def wait_for_error(wait: dict) -> str | None:
+    """Why ``wait_for`` cannot be used as given, or None: checked before the first knock."""
+    if not 1 <= wait["port"] <= 65535:
+        return f"wait_for.port must be a TCP port, 1-65535, not {wait['port']}"
+    if not MIN_INTERVAL <= wait["interval"] <= MAX_SECONDS:
+        return (
+            f"wait_for.interval must be {MIN_INTERVAL:g}-{MAX_SECONDS:g} seconds, not "
+            f"{wait['interval']}: it is the time between knocks, and more than two a second "
+            "only meet the server's per-source rate limit (whose refusals fail2ban counts)"
+        )
+    if not 0 <= wait["timeout"] <= MAX_SECONDS:
+        return f"wait_for.timeout must be 0-{MAX_SECONDS:g} seconds, not {wait['timeout']}"
+    return None
+
+
 def port_open(host: str, port: int, timeout: float) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -128,18 +149,15 @@ class ActionModule(ActionBase):
             target = destination(address, args["port"])
         except RurocoError as exc:
             raise AnsibleActionFail(": ".join(error_chain(exc))) from None
-        result.update(command=args["command"], knocks=0, destinations=[])
-
-        if self._task.check_mode:
-            result.update(
-                changed=True, destinations=[dict(destination=target, counter=None, error=None)]
-            )
-            return result
-
+        wait = args["wait_for"]
+        problem = wait_for_error(wait) if wait else None
+        if problem:
+            raise AnsibleActionFail(problem)
+        key_file, key = self._key_source(args["key_file"], args["key"])
         request = SendRequest(
             target,
-            key_file=self._key_file(args["key_file"]),
-            key=args["key"],
+            key_file=key_file,
+            key=key,
             command=args["command"],
             permissive=args["permissive"],
             ip=args["ip"],
@@ -150,8 +168,16 @@ class ActionModule(ActionBase):
             send_delay_ms=int(args["send_delay_ms"]),
             protocol=int(args["protocol"]),
         )
+        result.update(command=args["command"], knocks=0, destinations=[])
+        if self._task.check_mode:
+            targets = self._check(request)
+            result.update(
+                changed=True,
+                destinations=[dict(destination=t, counter=None, error=None) for t in targets],
+            )
+            return result
+
         conf_dir = Path(args["conf_dir"]) if args["conf_dir"] else None
-        wait = args["wait_for"]
         deadline = time.monotonic() + (wait["timeout"] if wait else 0)
         while True:
             sent = self._knock(request, conf_dir, args["lock_timeout"], task_vars)
@@ -198,6 +224,41 @@ class ActionModule(ActionBase):
         except AnsibleError:
             return key_file
 
+    def _key_source(self, key_file: str | None, key: str | None) -> tuple[str | None, str | None]:
+        """``(key_file, key)`` for the sender: a key file encrypted with Ansible Vault is
+        decrypted as ``copy`` and the ``file`` lookup do, and its text passed as the key; any
+        other file is left to the sender, which reads it and reports what is wrong with it."""
+        path = self._key_file(key_file)
+        if path is None:
+            return None, key
+        try:
+            with open(path, "rb") as fh:
+                if not is_encrypted_file(fh):
+                    return path, None
+        except OSError:
+            return path, None
+        real = self._loader.get_real_file(path, decrypt=True)
+        try:
+            with open(real, "rb") as fh:
+                return None, fh.read().decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise AnsibleActionFail(f"Could not read the vault-encrypted key file {path}") from None
+        finally:
+            self._loader.cleanup_tmp_file(real)
+
+    @staticmethod
+    def _check(request) -> list[str]:
+        """Check mode: what the knock would refuse (key, claimed IP, protocol, address), and
+        where it would go, without the lock or the counter. An older package without
+        ``check`` only has the address checked."""
+        check = getattr(_sender, "check", None)
+        if check is None:
+            return [request.address]
+        try:
+            return check(request)
+        except RurocoError as exc:
+            raise AnsibleActionFail(": ".join(error_chain(exc))) from None
+
     @staticmethod
     def _knock(request, conf_dir: Path | None, lock_timeout: float, task_vars: dict) -> list[dict]:
         """One send; the client's own log lines go to verbose output, not into the play's."""
@@ -214,11 +275,12 @@ class ActionModule(ActionBase):
 
     @staticmethod
     def _poll(host: str, port: int, until: float) -> bool:
-        """Try to connect until ``until`` (monotonic); True as soon as the port accepts."""
+        """Try to connect until ``until`` (monotonic), at least once; True as soon as the port
+        accepts."""
         while True:
             left = until - time.monotonic()
-            if left <= 0:
-                return False
-            if port_open(host, port, min(left, 1.0)):
+            if port_open(host, port, min(max(left, LAST_TRY), 1.0)):
                 return True
+            if until - time.monotonic() <= 0:
+                return False
             time.sleep(min(POLL_PAUSE, max(until - time.monotonic(), 0)))

@@ -41,6 +41,8 @@ options:
     description:
       - File on the controller holding the key. A relative path is searched like other
         C(files) of the play or role.
+      - A file encrypted with Ansible Vault (C(ansible-vault encrypt)) is decrypted, as
+        M(ansible.builtin.copy) does.
       - Exactly one of O(key_file) and O(key) is required.
     type: path
   key:
@@ -59,17 +61,20 @@ options:
       - Source IP address to claim in the packet, for example the public address behind NAT.
     type: str
   ipv4:
-    description: Only send over IPv4.
+    description: Only send over IPv4. Setting both O(ipv4) and O(ipv6) is the same as
+      setting neither (IPv4 and IPv6, where the address has both).
     type: bool
     default: false
   ipv6:
-    description: Only send over IPv6.
+    description: Only send over IPv6. See O(ipv4).
     type: bool
     default: false
   conf_dir:
     description:
       - Client configuration directory on the controller (holds C(counter) and C(client.lock)).
-      - Defaults to E(RUROCO_CONF_DIR), else C(~/.config/ruroco), like C(ruroco-client).
+      - Defaults to E(RUROCO_CONF_DIR), else C(~/.config/ruroco), like C(ruroco-client). That
+        is the environment of the controller's C(ansible-playbook) process; a task's
+        C(environment) keyword does not reach it (it sets the managed host's environment).
     type: path
   send_delay_ms:
     description: Pause between the IPv4 and the IPv6 packet, in milliseconds.
@@ -100,18 +105,23 @@ options:
     type: dict
     suboptions:
       port:
-        description: TCP port that the knocked command opens.
+        description: TCP port that the knocked command opens, 1-65535.
         type: int
         required: true
       host:
         description: Host to connect to; defaults to the host part of O(address).
         type: str
       timeout:
-        description: Seconds to keep knocking and polling before failing.
+        description:
+          - Seconds to keep knocking and polling before failing, 0-86400.
+          - V(0) knocks once and tries the port once.
         type: float
         default: 30
       interval:
-        description: Seconds to poll after each knock before knocking again.
+        description:
+          - Seconds to poll after each knock before knocking again, 0.5-86400.
+          - Knocking more often than twice a second only meets the server's per-source rate
+            limit, whose refusals its fail2ban filter counts.
         type: float
         default: 2
 extends_documentation_fragment:
@@ -131,9 +141,10 @@ attributes:
   check_mode:
     support: full
     details: >-
-      Reports the destination and command that would be knocked; sends nothing and uses no
-      counter value. Like a real run it fails when the C(ruroco) package is missing on the
-      controller.
+      Reports the destinations and command that would be knocked; sends nothing, takes no
+      lock and uses no counter value. It fails where a real run would fail before sending:
+      the C(ruroco) package missing on the controller, an unreadable or invalid key, a bad
+      O(ip), an address that does not resolve, or a O(wait_for) that cannot work.
   connection:
     support: none
   delegation:
@@ -190,8 +201,8 @@ EXAMPLES = r"""
 RETURN = r"""
 destinations:
   description:
-    - One entry per packet sent, over all knocks, in order. In check mode, the single
-      destination that would be knocked, without counter.
+    - One entry per packet sent, over all knocks, in order. In check mode, the destinations
+      that would be knocked (the address resolved as for a real run), without counter.
   returned: always
   type: list
   elements: dict

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import multiprocessing
 import os
 import shutil
@@ -21,6 +22,7 @@ import threading
 import pytest
 from ansible.errors import AnsibleActionFail
 from ansible.parsing.dataloader import DataLoader
+from ansible.parsing.vault import VaultLib, VaultSecret
 from ansible.playbook.play_context import PlayContext
 from ansible.playbook.task import Task
 from ansible.plugins.loader import connection_loader
@@ -251,11 +253,13 @@ def test_check_mode_sends_nothing_and_keeps_the_counter(udp, key_file, tmp_path)
         (dict(key=FIXTURE, address="127.0.0.1:asd"), 'Invalid port "asd"'),
     ],
 )
-def test_bad_input_fails_with_the_clients_message(tmp_path, args, message):
-    """Bad input fails with the client's one-line reason and no packet or counter is used."""
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_bad_input_fails_with_the_clients_message(tmp_path, args, message, check_mode):
+    """Bad input fails with the client's one-line reason and no packet or counter is used; a
+    dry run fails where the real run would (it passed with a missing key file or a bad IP)."""
     conf = tmp_path / "conf"
     with pytest.raises(AnsibleActionFail) as info:
-        run_action(dict(dict(address="127.0.0.1", port=9, conf_dir=str(conf)), **args))
+        run_action(dict(dict(address="127.0.0.1", port=9, conf_dir=str(conf)), **args), check_mode)
     assert message in str(info.value)
     assert "DEADBEEF" not in str(info.value) and FIXTURE not in str(info.value)
     assert not (conf / "counter").exists()
@@ -329,6 +333,72 @@ def closed_tcp():
     sock.bind(("127.0.0.1", 0))
     yield sock
     sock.close()
+
+
+@pytest.mark.parametrize(
+    ("wait", "message"),
+    [
+        (dict(interval=0), "wait_for.interval must be 0.5-86400 seconds, not 0"),
+        (dict(interval=-1), "wait_for.interval must be"),
+        (dict(interval=0.1), "more than two a second only meet the server's per-source rate"),
+        (dict(interval=float("nan")), "wait_for.interval must be"),
+        (dict(port=0), "wait_for.port must be a TCP port, 1-65535, not 0"),
+        (dict(port=70000), "wait_for.port must be a TCP port, 1-65535, not 70000"),
+        (dict(timeout=-1), "wait_for.timeout must be 0-86400 seconds, not -1"),
+    ],
+)
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_wait_for_refuses_what_would_flood_or_cannot_work(udp, key_file, tmp_path, wait, message, check_mode):
+    """An interval of 0 knocked ~4,000 times a second until the timeout (the server's rate
+    limit refuses them and fail2ban counts the refusals); a port outside 1-65535 knocked and
+    then waited the whole timeout. Both fail before the first knock now."""
+    args = dict(
+        address="127.0.0.1",
+        port=udp.getsockname()[1],
+        key_file=key_file,
+        conf_dir=str(tmp_path),
+        wait_for=dict(dict(port=1, timeout=0.3), **wait),
+    )
+    with pytest.raises(AnsibleActionFail, match=re.escape(message)):
+        run_action(args, check_mode)
+    assert nothing_arrives(udp)
+
+
+def test_wait_for_with_no_time_still_tries_the_port_once(udp, key_file, tmp_path, closed_tcp):
+    """``timeout: 0`` knocks once and tries the port once (it failed without a try)."""
+    closed_tcp.listen(1)
+    result = run_action(
+        dict(
+            address="127.0.0.1",
+            port=udp.getsockname()[1],
+            key_file=key_file,
+            conf_dir=str(tmp_path),
+            wait_for=dict(port=closed_tcp.getsockname()[1], timeout=0),
+        )
+    )
+    assert not result.get("failed") and result["knocks"] == 1
+    receive(udp)
+
+
+def test_a_vault_encrypted_key_file_is_decrypted(udp, tmp_path):
+    """As ``copy`` and the ``file`` lookup do; it failed with "Could not decode base64 key"."""
+    secret = VaultSecret(b"correct horse")
+    path = tmp_path / "vaulted.key"
+    path.write_bytes(VaultLib([("default", secret)]).encrypt(FIXTURE))
+    task = Task()
+    task.args = dict(
+        address="127.0.0.1", port=udp.getsockname()[1], key_file=str(path), conf_dir=str(tmp_path)
+    )
+    loader = DataLoader()
+    loader.set_vault_secrets([("default", secret)])
+    play_context = PlayContext()
+    connection = connection_loader.get("local", play_context, os.devnull)
+    action = ActionModule(task, connection, play_context, loader, Templar(loader=loader), None)
+    result = action.run(task_vars={"inventory_hostname": "h1"})
+    assert result["destinations"][0]["error"] is None
+    assert receive(udp).cmd_hash == protocol.command_hash("default")
+    assert FIXTURE not in json.dumps(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["client.lock", "counter", "counter.next", "vaulted.key"]
 
 
 def test_wait_for_knocks_again_until_the_port_opens(udp, key_file, tmp_path, closed_tcp):
