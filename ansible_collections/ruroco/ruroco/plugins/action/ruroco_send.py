@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shlex
 import socket
 import sys
@@ -26,7 +27,7 @@ try:
     from ruroco.client.address import DEFAULT_PORT, ensure_port
     from ruroco.client import sender as _sender
     from ruroco.client.sender import SendRequest, send
-    from ruroco.errors import RurocoError, error_chain
+    from ruroco.errors import RurocoError, error_chain, qpath
 except ImportError as exc:
     RUROCO_IMPORT_ERROR: ImportError | None = exc
 else:
@@ -43,7 +44,9 @@ POLL_PAUSE = 0.2  # seconds between TCP connect attempts while waiting for the p
 LAST_TRY = 0.2  # connect timeout of the one try a wait_for with no time left still makes
 # wait_for.interval: knocking more often only meets the server's per-source rate limit, whose
 # refusals are log lines that fail2ban counts (a loop of knocks could ban the operator).
-MIN_INTERVAL = 0.5
+MIN_INTERVAL = 1.0
+# A vaulted 64 KiB key file (the client's limit for a key file) is about 2.3 times as large.
+MAX_VAULTED_KEY_FILE = 1 << 20
 MAX_SECONDS = 86_400.0  # as ruroco-client connect's --timeout and --interval
 
 ARGUMENT_SPEC = dict(
@@ -107,8 +110,9 @@ def wait_for_error(wait: dict) -> str | None:
     if not MIN_INTERVAL <= wait["interval"] <= MAX_SECONDS:
         return (
             f"wait_for.interval must be {MIN_INTERVAL:g}-{MAX_SECONDS:g} seconds, not "
-            f"{wait['interval']}: it is the time between knocks, and more than two a second "
-            "only meet the server's per-source rate limit (whose refusals fail2ban counts)"
+            f"{wait['interval']}: it is the time between knocks, and knocking more often only "
+            "meets the server's per-source rate limit (2 a second by default; fail2ban counts "
+            "its refusals)"
         )
     if not 0 <= wait["timeout"] <= MAX_SECONDS:
         return f"wait_for.timeout must be 0-{MAX_SECONDS:g} seconds, not {wait['timeout']}"
@@ -235,14 +239,35 @@ class ActionModule(ActionBase):
             with open(path, "rb") as fh:
                 if not is_encrypted_file(fh):
                     return path, None
+            path = os.path.abspath(path)  # the loader would look a relative one up elsewhere
+            if os.path.getsize(path) > MAX_VAULTED_KEY_FILE:
+                raise AnsibleActionFail(
+                    f"Could not read key file {qpath(path)}: larger than "
+                    f"{MAX_VAULTED_KEY_FILE} bytes, not a key file"
+                )
         except OSError:
             return path, None
+        try:
+            return None, self._decrypted_text(path)
+        except AnsibleActionFail:
+            raise
+        except AnsibleError as exc:  # wrong or missing vault password, a damaged file
+            reason = f"Could not decrypt key file {qpath(path)}: {exc.message}"
+            raise AnsibleActionFail(reason) from None
+        except UnicodeDecodeError:
+            reason = f"Could not read key file {qpath(path)}: not UTF-8 once decrypted"
+            raise AnsibleActionFail(reason) from None
+
+    def _decrypted_text(self, path: str) -> str:
+        """The decrypted text, in memory (ansible-core 2.19 and later); before 2.19 through the
+        loader's temporary file (mode 0600, removed at once), as ``copy`` does it."""
+        read = getattr(self._loader, "get_text_file_contents", None)
+        if read is not None:
+            return str(read(path))
         real = self._loader.get_real_file(path, decrypt=True)
         try:
             with open(real, "rb") as fh:
-                return None, fh.read().decode("utf-8")
-        except (OSError, UnicodeDecodeError):
-            raise AnsibleActionFail(f"Could not read the vault-encrypted key file {path}") from None
+                return fh.read().decode("utf-8")
         finally:
             self._loader.cleanup_tmp_file(real)
 

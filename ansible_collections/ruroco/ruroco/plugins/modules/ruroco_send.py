@@ -42,7 +42,7 @@ options:
       - File on the controller holding the key. A relative path is searched like other
         C(files) of the play or role.
       - A file encrypted with Ansible Vault (C(ansible-vault encrypt)) is decrypted, as
-        M(ansible.builtin.copy) does.
+        M(ansible.builtin.copy) does (in memory with ansible-core 2.19 and later).
       - Exactly one of O(key_file) and O(key) is required.
     type: path
   key:
@@ -119,9 +119,9 @@ options:
         default: 30
       interval:
         description:
-          - Seconds to poll after each knock before knocking again, 0.5-86400.
-          - Knocking more often than twice a second only meets the server's per-source rate
-            limit, whose refusals its fail2ban filter counts.
+          - Seconds to poll after each knock before knocking again, 1-86400.
+          - Knocking more often only meets the server's per-source rate limit (2 packets a
+            second by default), whose refusals its fail2ban filter counts.
         type: float
         default: 2
 extends_documentation_fragment:
@@ -142,9 +142,10 @@ attributes:
     support: full
     details: >-
       Reports the destinations and command that would be knocked; sends nothing, takes no
-      lock and uses no counter value. It fails where a real run would fail before sending:
-      the C(ruroco) package missing on the controller, an unreadable or invalid key, a bad
-      O(ip), an address that does not resolve, or a O(wait_for) that cannot work.
+      lock and uses no counter value. It fails where the task's options would make a real
+      run fail: the C(ruroco) package missing on the controller, an unreadable or invalid
+      key, a bad O(ip), an address that does not resolve, a O(wait_for) that cannot work.
+      Problems of the controller's O(conf_dir) or counter file show only in a real run.
   connection:
     support: none
   delegation:

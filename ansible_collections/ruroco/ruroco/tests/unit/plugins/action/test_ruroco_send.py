@@ -141,6 +141,33 @@ def test_protocol_0_sends_the_93_byte_packet_of_ruroco_0_14_2(udp, key_file, tmp
     assert later.counter > data.counter
 
 
+def run_playbook(cwd, knock, *options):
+    """``ansible-playbook`` with one ruroco_send task of the arguments ``knock``, started in
+    ``cwd`` with the playbook in ``cwd``/play (JSON is YAML: parsed and tagged as any)."""
+    (cwd / "play").mkdir(exist_ok=True)
+    play = cwd / "play" / "play.yml"
+    tasks = [{"ruroco.ruroco.ruroco_send": knock}]
+    play.write_text(json.dumps([dict(hosts="localhost", gather_facts=False, tasks=tasks)]))
+    collections_root = os.path.abspath(__file__).split(os.sep + "ansible_collections" + os.sep)[0]
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=collections_root,
+        ANSIBLE_HOME=str(cwd / "ansible"),
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "ansible.cli.playbook", "-i", "localhost,", *options, str(play)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+        cwd=cwd,
+    )
+
+
 @pytest.mark.parametrize("protocol_no", [0, 1])
 def test_protocol_set_in_a_real_playbook(udp, key_file, tmp_path, protocol_no):
     """A playbook's ``protocol: 0`` reaches the client as the int it is: ansible-core 2.19 tags
@@ -152,26 +179,7 @@ def test_protocol_set_in_a_real_playbook(udp, key_file, tmp_path, protocol_no):
         conf_dir=str(tmp_path / "c"),
         protocol=protocol_no,
     )
-    play = tmp_path / "play.yml"  # JSON is YAML: what the parser reads, tags and all
-    tasks = [{"ruroco.ruroco.ruroco_send": knock}]
-    play.write_text(json.dumps([dict(hosts="localhost", gather_facts=False, tasks=tasks)]))
-    collections_root = os.path.abspath(__file__).split(os.sep + "ansible_collections" + os.sep)[0]
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=collections_root,
-        ANSIBLE_HOME=str(tmp_path / "ansible"),
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-    )
-    out = subprocess.run(
-        [sys.executable, "-m", "ansible.cli.playbook", "-i", "localhost,", str(play)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
+    out = run_playbook(tmp_path, knock)
     assert out.returncode == 0, out.stdout + out.stderr
     packet, _peer = udp.recvfrom(4096)
     size = (protocol.V0_MSG_SIZE, protocol.MSG_SIZE)[protocol_no]
@@ -338,9 +346,9 @@ def closed_tcp():
 @pytest.mark.parametrize(
     ("wait", "message"),
     [
-        (dict(interval=0), "wait_for.interval must be 0.5-86400 seconds, not 0"),
+        (dict(interval=0), "wait_for.interval must be 1-86400 seconds, not 0"),
         (dict(interval=-1), "wait_for.interval must be"),
-        (dict(interval=0.1), "more than two a second only meet the server's per-source rate"),
+        (dict(interval=0.5), "knocking more often only meets the server's per-source rate"),
         (dict(interval=float("nan")), "wait_for.interval must be"),
         (dict(port=0), "wait_for.port must be a TCP port, 1-65535, not 0"),
         (dict(port=70000), "wait_for.port must be a TCP port, 1-65535, not 70000"),
@@ -385,20 +393,48 @@ def test_a_vault_encrypted_key_file_is_decrypted(udp, tmp_path):
     secret = VaultSecret(b"correct horse")
     path = tmp_path / "vaulted.key"
     path.write_bytes(VaultLib([("default", secret)]).encrypt(FIXTURE))
-    task = Task()
-    task.args = dict(
-        address="127.0.0.1", port=udp.getsockname()[1], key_file=str(path), conf_dir=str(tmp_path)
-    )
-    loader = DataLoader()
-    loader.set_vault_secrets([("default", secret)])
-    play_context = PlayContext()
-    connection = connection_loader.get("local", play_context, os.devnull)
-    action = ActionModule(task, connection, play_context, loader, Templar(loader=loader), None)
+    args = dict(address="127.0.0.1", port=udp.getsockname()[1], key_file=str(path))
+    action = vault_action(dict(args, conf_dir=str(tmp_path)), secret)
     result = action.run(task_vars={"inventory_hostname": "h1"})
     assert result["destinations"][0]["error"] is None
     assert receive(udp).cmd_hash == protocol.command_hash("default")
     assert FIXTURE not in json.dumps(result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["client.lock", "counter", "counter.next", "vaulted.key"]
+
+
+def vault_action(args, secret):
+    """An action whose loader knows the vault secret ``secret``."""
+    task = Task()
+    task.args = dict(args)
+    loader = DataLoader()
+    loader.set_vault_secrets([("default", secret)])
+    play_context = PlayContext()
+    connection = connection_loader.get("local", play_context, os.devnull)
+    return ActionModule(task, connection, play_context, loader, Templar(loader=loader), None)
+
+
+def test_a_relative_vaulted_key_file_is_read_where_the_plain_one_would_be(udp, tmp_path):
+    """A real playbook in another directory than the working one: a relative key file that is
+    not among the play's files is opened from the working directory, vaulted or not (the
+    loader looked the vaulted one up from the playbook's directory and failed)."""
+    (tmp_path / "pw").write_text("pw\n")
+    (tmp_path / "v.key").write_bytes(VaultLib([("default", VaultSecret(b"pw"))]).encrypt(FIXTURE))
+    knock = dict(address=f"127.0.0.1:{udp.getsockname()[1]}", key_file="v.key")
+    conf = str(tmp_path / "c")
+    out = run_playbook(tmp_path, dict(knock, conf_dir=conf), "--vault-password-file", "pw")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert receive(udp).cmd_hash == protocol.command_hash("default")
+
+
+def test_a_wrong_vault_password_is_one_clear_line(udp, tmp_path):
+    path = tmp_path / "v.key"
+    path.write_bytes(VaultLib([("default", VaultSecret(b"right"))]).encrypt(FIXTURE))
+    args = dict(address="127.0.0.1", port=udp.getsockname()[1], key_file=str(path))
+    action = vault_action(dict(args, conf_dir=str(tmp_path / "c")), VaultSecret(b"wrong"))
+    with pytest.raises(AnsibleActionFail) as info:
+        action.run(task_vars={"inventory_hostname": "h1"})
+    assert str(info.value).startswith(f'Could not decrypt key file "{path}": ')
+    assert nothing_arrives(udp)
 
 
 def test_wait_for_knocks_again_until_the_port_opens(udp, key_file, tmp_path, closed_tcp):
@@ -419,7 +455,7 @@ def test_wait_for_knocks_again_until_the_port_opens(udp, key_file, tmp_path, clo
             port=port,
             key_file=key_file,
             conf_dir=str(tmp_path),
-            wait_for=dict(port=closed_tcp.getsockname()[1], timeout=15, interval=0.5),
+            wait_for=dict(port=closed_tcp.getsockname()[1], timeout=15, interval=1),
         )
     )
     thread.join(10)
@@ -462,7 +498,7 @@ def test_wait_for_fails_with_a_clear_message(udp, key_file, tmp_path, closed_tcp
             port=port,
             key_file=key_file,
             conf_dir=str(tmp_path),
-            wait_for=dict(port=tcp_port, timeout=1.5, interval=0.5),
+            wait_for=dict(port=tcp_port, timeout=2.5, interval=1),
         )
     )
     assert result["failed"] is True
