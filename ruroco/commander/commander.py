@@ -599,7 +599,6 @@ def run(
     hangup.defer()  # the CLI did already; a library caller's SIGHUP during start is noted too
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SEC)
     commander = Commander(config, commands, config_path, commands_path)
-    commander.start()
     signals = {"count": 0}
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -612,10 +611,13 @@ def run(
             log.info(f"Received signal {signum}, stopping")
 
     with Wakeup() as wakeup:
+        # Before the start: a SIGTERM from the moment the socket exists stops the daemon in
+        # order (socket removed, shells ended), not by the signal's default action.
         wakeup.install(on_signal, (*STOP_SIGNALS, signal.SIGHUP))
-        if hangup.take():  # a SIGHUP during start: the files may have changed since
+        if hangup.take():  # a SIGHUP before this: the files may have changed since
             commander.request_reload()
         try:
+            commander.start()
             log.info(
                 f"Commander listening on {qpath(commander.socket_path)} with "
                 f"{len(commander.commands)} command(s)"

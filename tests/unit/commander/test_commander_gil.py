@@ -49,3 +49,37 @@ def test_the_daemon_runs_with_the_short_switch_interval(tmp_path: Path) -> None:
     before, after = map(float, marked)
     assert before == 0.005  # CPython's default: the daemon changed it, not the interpreter
     assert after == pytest.approx(GIL_SWITCH_INTERVAL_SEC) and after < before
+
+
+# ``start`` wrapped so that the process gets SIGTERM the moment the socket exists, the
+# earliest a supervisor or a test that waits for the socket can send it.
+_TERM_AT_START = """
+import os, signal, sys
+from pathlib import Path
+from ruroco.commander import commander as module
+from ruroco.commander.commands import load_command_file
+from ruroco.commander.config import load_config
+real_start = module.Commander.start
+def start(self):
+    real_start(self)
+    os.kill(os.getpid(), signal.SIGTERM)
+module.Commander.start = start
+directory = Path(sys.argv[1])
+module.run(load_config(directory / "config.toml"), load_command_file(directory / "commands.toml"))
+"""
+
+
+def test_a_sigterm_as_soon_as_the_socket_exists_stops_in_order(tmp_path: Path) -> None:
+    """The handlers are installed before the start: the daemon stops as on any SIGTERM (it
+    used to die by the signal's default action, leaving its socket behind)."""
+    write_config(tmp_path, config_dir=str(tmp_path), socket_user="", socket_group="")
+    write_commands(tmp_path, {"t": "true"})
+    result = subprocess.run(
+        [sys.executable, "-c", _TERM_AT_START, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Commander stopped" in result.stdout
+    assert not (tmp_path / "ruroco.socket").exists()
