@@ -34,15 +34,20 @@ print("interval", sys.getswitchinterval(), file=sys.stderr)
 """
 
 
-def test_the_daemon_runs_with_the_short_switch_interval(tmp_path: Path) -> None:
-    write_config(tmp_path, config_dir=str(tmp_path), socket_user="", socket_group="")
-    write_commands(tmp_path, {"t": "true"})
-    result = subprocess.run(
-        [sys.executable, "-c", _RUN, str(tmp_path)],
+def _run_daemon(directory: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in a Python of its own, given a commander set-up in ``directory``."""
+    write_config(directory, config_dir=str(directory), socket_user="", socket_group="")
+    write_commands(directory, {"t": "true"})
+    return subprocess.run(
+        [sys.executable, "-c", script, str(directory)],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_the_daemon_runs_with_the_short_switch_interval(tmp_path: Path) -> None:
+    result = _run_daemon(tmp_path, _RUN)
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     marked = [line.split()[1] for line in lines if line.startswith("interval ")]
@@ -72,14 +77,7 @@ module.run(load_config(directory / "config.toml"), load_command_file(directory /
 def test_a_sigterm_as_soon_as_the_socket_exists_stops_in_order(tmp_path: Path) -> None:
     """The handlers are installed before the start: the daemon stops as on any SIGTERM (it
     used to die by the signal's default action, leaving its socket behind)."""
-    write_config(tmp_path, config_dir=str(tmp_path), socket_user="", socket_group="")
-    write_commands(tmp_path, {"t": "true"})
-    result = subprocess.run(
-        [sys.executable, "-c", _TERM_AT_START, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run_daemon(tmp_path, _TERM_AT_START)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Commander stopped" in result.stdout
     assert not (tmp_path / "ruroco.socket").exists()
