@@ -7,6 +7,7 @@ import chain would cost the cold start several milliseconds.
 from __future__ import annotations
 
 import os
+import stat
 
 from ruroco.errors import RurocoError, qpath
 
@@ -32,7 +33,7 @@ def ensure_conf_dir(path: str | os.PathLike[str]) -> str:
         return text  # like Rust's create_dir_all(""): nothing to create, files land in the CWD
     try:  # the common case, a directory already there: one stat instead of makedirs, whose
         # mkdir fails with EEXIST (an exception costs a forked worker's knock ~40 us)
-        if os.stat(text).st_mode & 0o170000 == 0o040000:
+        if stat.S_ISDIR(os.stat(text).st_mode):
             return text
     except OSError:
         pass

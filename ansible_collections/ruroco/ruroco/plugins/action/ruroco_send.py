@@ -25,6 +25,7 @@ from ansible.utils.display import Display
 
 try:
     from ruroco.client.address import DEFAULT_PORT, ensure_port
+    from ruroco.client.options import MAX_SECONDS  # connect's --timeout and --interval
     from ruroco.client import sender as _sender
     from ruroco.client.sender import SendRequest, send
     from ruroco.errors import RurocoError, error_chain, qpath
@@ -47,7 +48,6 @@ LAST_TRY = 0.2  # connect timeout of the one try a wait_for with no time left st
 MIN_INTERVAL = 1.0
 # A vaulted 64 KiB key file (the client's limit for a key file) is about 2.3 times as large.
 MAX_VAULTED_KEY_FILE = 1 << 20
-MAX_SECONDS = 86_400.0  # as ruroco-client connect's --timeout and --interval
 
 ARGUMENT_SPEC = dict(
     command=dict(type="str", default="default"),
@@ -249,8 +249,6 @@ class ActionModule(ActionBase):
             return path, None
         try:
             return None, self._decrypted_text(path)
-        except AnsibleActionFail:
-            raise
         except AnsibleError as exc:  # wrong or missing vault password, a damaged file
             reason = f"Could not decrypt key file {qpath(path)}: {exc.message}"
             raise AnsibleActionFail(reason) from None
