@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import stats
+from bench import proc, stats
 from bench.flood import source_addresses
 from bench.rurocoenv import COMMAND, Counter, Deployment
 from ruroco.ipaddr import parse_ip
@@ -43,6 +43,24 @@ def run_latency_spaced(root: Path, knocks: int = 1000, time_limit: float = 90.0)
     return result
 
 
+# The diagnostic run without replacement shells: this many timed knocks (plus WARMUP), each
+# releasing a shell the commander started before the run (about 0.5 MB and 4 descriptors per
+# waiting shell, so not the thousand of the other runs).
+PRESPAWN_KNOCKS = 300
+PRESPAWN_WAIT_S = 60.0
+
+
+def run_latency_prespawned(
+    root: Path, knocks: int = PRESPAWN_KNOCKS, time_limit: float = 90.0
+) -> dict:
+    """``run_latency`` back to back, with a shell for every knock of the run spawned before it
+    and none replaced during it (``bench/hooks/prespawn``): what a knock costs without a
+    replacement shell starting beside it (docs/performance.md)."""
+    result = run_latency(root, knocks, time_limit, prespawned=knocks + WARMUP)
+    result["prespawned"] = knocks + WARMUP
+    return result
+
+
 def run_latency_tmpfs(root: Path, knocks: int = 1000, time_limit: float = 90.0) -> dict:
     """``run_latency`` with the blocklist in a fresh directory on /dev/shm (removed after)."""
     if not TMPFS.is_dir():
@@ -62,15 +80,29 @@ def run_latency(
     time_limit: float = 90.0,
     blocklist_dir: Path | None = None,
     gap_s: float = 0.0,
+    prespawned: int = 0,
 ) -> dict:
     """One server+commander, ``WARMUP`` untimed knocks, then ``knocks`` timed ones, each
-    sent ``gap_s`` after the previous command's byte arrived (0: back to back)."""
-    dep = Deployment(root, global_limit=GLOBAL_LIMIT, blocklist_dir=blocklist_dir)
+    sent ``gap_s`` after the previous command's byte arrived (0: back to back).
+    ``prespawned``: the commander's pool holds that many shells before the first knock and
+    spawns no replacement (``Deployment``); the result counts the shells before and after."""
+    dep = Deployment(
+        root, global_limit=GLOBAL_LIMIT, blocklist_dir=blocklist_dir, prespawned=prespawned
+    )
     socks: list[socket.socket] = []
     lat_ms: list[float] = []
     lost = 0
+    shells: dict = {}
     try:
         dep.start()
+        if prespawned:
+            proc.wait_for(
+                lambda: dep.shells() >= prespawned,
+                PRESPAWN_WAIT_S,
+                f"{prespawned} warm shells",
+                dep.commander,
+            )
+            shells["before"] = dep.shells()
         for addr in source_addresses(knocks + WARMUP, 3):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             socks.append(s)
@@ -95,7 +127,12 @@ def run_latency(
             else:
                 lat_ms.append((t1 - t0) / 1e6)
         dep.fifo.drain(0.5)
-        direct_ms = _commander_only(dep, min(200, knocks))
+        if prespawned:  # no refill: the commander alone would spawn cold
+            shells["after"] = dep.shells()
+            shells["sent"] = len(socks)
+            direct_ms: list[float] = []
+        else:
+            direct_ms = _commander_only(dep, min(200, knocks))
         crashed = dep.crashed()
     finally:
         for s in socks:
@@ -109,6 +146,7 @@ def run_latency(
         "global_limit": GLOBAL_LIMIT,
         "server_summary": stats.parse_summary(log),
         **({"error": crashed} if crashed else {}),
+        **({"shells": shells} if shells else {}),
     }
     if direct_ms:
         result.update(

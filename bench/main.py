@@ -28,7 +28,12 @@ from bench.defaultflood import run_default_flood
 from bench.floodbench import run_flood
 from bench.fwknopbench import run_fwknop
 from bench.grants import run_grants
-from bench.latency import run_latency, run_latency_spaced, run_latency_tmpfs
+from bench.latency import (
+    run_latency,
+    run_latency_prespawned,
+    run_latency_spaced,
+    run_latency_tmpfs,
+)
 from bench.report import write_results
 
 BENCH = Path(__file__).resolve().parent
@@ -142,6 +147,9 @@ def main(
         _stage(results, "fwknop", run_fwknop, work / "fwknop", 200, client_runs)
         # Same path with the blocklist on tmpfs, then each stage alone: where the time goes.
         _stage(results, "tmpfs_latency", run_latency_tmpfs, work / "latency_tmpfs", knocks)
+        # Back to back without a replacement shell starting beside each knock: what that
+        # start-up costs a back-to-back knock on this machine (docs/performance.md).
+        _stage(results, "prespawned_latency", run_latency_prespawned, work / "latency_prespawned")
         _stage(results, "breakdown", run_breakdown, work / "breakdown")
         _stage(results, "client", run_client, work / "client", proc.free_udp_port(), client_runs)
         _stage(results, "client_library", run_client_library, work / "client_library", knocks)

@@ -88,6 +88,7 @@ def table(results: dict) -> list[str]:
     ans = results.get("client_ansible", {})
     ans_send = ans.get("send_in_worker", {})
     tm = results.get("tmpfs_latency", {})
+    pre = results.get("prespawned_latency", {})
     sp, fws = results.get("spaced_latency", {}), fw.get("latency_spaced", {})
     p50, p99 = _latency(results, "p50_ms"), _latency(results, "p99_ms")
     rn, rl = results.get("flood_random_new", {}), results.get("flood_random_legacy", {})
@@ -150,6 +151,14 @@ def table(results: dict) -> list[str]:
             "Same, blocklist on tmpfs (no disk flush): p50 / p99",
             "—",
             f"{_num(tm.get('p50_ms'), 2)} / {_num(tm.get('p99_ms'), 2)}",
+            "—",
+            "ms",
+        ),
+        (
+            "Same, back to back, every shell started before the run (no replacement shell"
+            " starting beside a knock; diagnostic): p50 / p99",
+            "—",
+            f"{_num(pre.get('p50_ms'), 2)} / {_num(pre.get('p99_ms'), 2)}",
             "—",
             "ms",
         ),
@@ -486,6 +495,17 @@ def write_results(results: dict, path: Path, out: Path = OUT) -> None:
             f" p50 {_num(tm.get('p50_ms'), 2)} ms, p99 {_num(tm.get('p99_ms'), 2)} ms,"
             f" max {_num(tm.get('max_ms'), 2)} ms"
         )
+    pre = results.get("prespawned_latency", {})
+    if "measured" in pre:
+        sh = pre.get("shells") or {}
+        lines.append(
+            f"* back to back with {_num(pre.get('prespawned'))} shells started before the run"
+            f" (`bench/hooks/prespawn`): {pre.get('measured')} of {pre.get('knocks')} knocks"
+            f" measured, {pre.get('lost')} lost; p50 {_num(pre.get('p50_ms'), 2)} ms,"
+            f" p99 {_num(pre.get('p99_ms'), 2)} ms, max {_num(pre.get('max_ms'), 2)} ms;"
+            f" the commander's `sh` children: {_num(sh.get('before'))} before the"
+            f" {_num(sh.get('sent'))} knocks, {_num(sh.get('after'))} after"
+        )
     sp = results.get("spaced_latency", {})
     if "measured" in sp:
         lines.append(
@@ -695,6 +715,17 @@ def observations(results: dict) -> list[str]:
             " it spawns `sh` at the request (`warm_shells = false`): the start-up of `sh` is"
             ' off the critical path (docs/performance.md, "Warm shells").'
         )
+    pre50 = results.get("prespawned_latency", {}).get("p50_ms")
+    if p50 is not None and pre50 is not None:
+        out.append(
+            f"* Replacement shells: back to back, a knock takes {_num(p50, 2)} ms (p50) while"
+            " the shell its predecessor used is replaced beside it, and"
+            f" {_num(pre50, 2)} ms when every shell was started before the run; the"
+            f" difference, {_num(p50 - pre50, 2)} ms, is what starting one `sh` (exec, PID"
+            " namespace, the commander's spawn path) beside each knock costs on"
+            f" {_num(results.get('machine', {}).get('nproc'))} CPUs (docs/performance.md,"
+            ' "Back to back: the replacement shell").'
+        )
     t50 = results.get("tmpfs_latency", {}).get("p50_ms")
     if p50 is not None and t50 is not None:
         out.append(
@@ -764,7 +795,10 @@ METHOD = [
     "  `max_requests_per_second_global = 1000000` in that deployment's config (sequential",
     "  knocks arrive at several hundred per second). p50/p99 are nearest-rank percentiles per",
     "  run; the table shows the median over the runs. One more run of the same kind puts the",
-    "  server's blocklist on /dev/shm (tmpfs) to show what the disk flushes cost.",
+    "  server's blocklist on /dev/shm (tmpfs) to show what the disk flushes cost, and one of",
+    "  300 knocks in which the commander releases shells it started before the run and",
+    "  starts no replacement (`bench/hooks/prespawn` on its PYTHONPATH sets the pool's depth",
+    "  to 320 and stops its refills): a diagnostic, not a deployment anyone runs.",
     "* Grants (`bench/grants.py`, only in the private namespace: it changes nftables): a",
     "  server and commander with `[grants.bench]` on `tcp/2222`; 100 knocks for `open_bench`,",
     "  each from its own address 127.5.x.y; right after `sendto` the bench tries TCP connects",

@@ -18,6 +18,8 @@ from ruroco.ipaddr import parse_ip
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND = "bench"
+# Put first on the commander's PYTHONPATH by ``Deployment(prespawned=N)``.
+PRESPAWN_HOOK = Path(__file__).resolve().parent / "hooks" / "prespawn"
 
 
 def knock_packet(key: protocol.Key, counter: int) -> bytes:
@@ -45,10 +47,14 @@ class Deployment:
         blocklist_dir: Path | None = None,
         kernel_filter: bool = False,
         server_cmd: list[str] | None = None,
+        prespawned: int = 0,
     ) -> None:
         """``blocklist_dir`` defaults to ``root`` (on disk, as in production); the latency
-        bench also runs with it on tmpfs to show what the fsync'd write costs."""
+        bench also runs with it on tmpfs to show what the fsync'd write costs.
+        ``prespawned``: the commander keeps that many warm shells and replaces none once it
+        had them all (``bench/hooks/prespawn``)."""
         self.root = root
+        self.prespawned = prespawned
         self.blocklist_dir = blocklist_dir or root
         root.mkdir(parents=True, exist_ok=True)
         self.legacy = legacy
@@ -93,6 +99,14 @@ class Deployment:
 
     def start(self) -> None:
         env = dict(os.environ)
+        commander_env = env
+        if self.prespawned:
+            path = os.pathsep.join(filter(None, [str(PRESPAWN_HOOK), env.get("PYTHONPATH")]))
+            commander_env = {
+                **env,
+                "PYTHONPATH": path,
+                "RUROCO_BENCH_PRESPAWN": str(self.prespawned),
+            }
         self.commander = proc.start(
             [
                 proc.tool("ruroco-commander"),
@@ -102,7 +116,7 @@ class Deployment:
                 str(self.commands),
             ],
             self.commander_log,
-            env=env,
+            env=commander_env,
         )
         sock = self.root / "ruroco.socket"
         proc.wait_for(sock.exists, 20, "ruroco-commander socket", self.commander)
@@ -116,6 +130,25 @@ class Deployment:
         self.server = proc.start(argv, self.server_log, env=env, cwd=REPO)
         proc.wait_for(lambda: proc.udp_port_bound(self.port), 20, "ruroco-server", self.server)
         time.sleep(0.2)  # past the bind: the receive loop starts right after it
+
+    def shells(self) -> int:
+        """How many ``sh`` the commander has as children right now (waiting or running)."""
+        if self.commander is None:
+            return 0
+        parent = str(self.commander.pid)
+        count = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as fh:
+                    stat = fh.read()
+            except OSError:  # gone meanwhile
+                continue
+            name = stat[stat.find("(") + 1 : stat.rfind(")")]
+            if name == "sh" and stat[stat.rfind(")") + 2 :].split()[1] == parent:
+                count += 1
+        return count
 
     def crashed(self) -> str | None:
         """If a process died on its own: which one, its exit code and last log line."""

@@ -305,11 +305,27 @@ def test_tmpfs_latency_run_keeps_the_blocklist_off_the_deployment_dir(tmp_path: 
     assert set(Path("/dev/shm").glob("ruroco-bench-*")) <= before  # removed afterwards
 
 
+def test_prespawned_run_releases_only_shells_started_before_it(tmp_path: Path):
+    """The diagnostic run of docs/performance.md, "Back to back: the replacement shell": every
+    knock releases a shell from before the run, and the commander starts none during it."""
+    from bench.latency import WARMUP, run_latency_prespawned
+
+    result = run_latency_prespawned(tmp_path / "lat", knocks=5)
+    assert (result["measured"], result["lost"]) == (5, 0)
+    assert result["prespawned"] == 5 + WARMUP
+    shells = result["shells"]
+    assert shells["sent"] == 5 + WARMUP
+    assert shells["before"] == 5 + WARMUP
+    assert shells["after"] == 0  # each knock took one, none came back
+    assert "commander_only_p50_ms" not in result  # would spawn cold with the pool frozen
+
+
 def test_results_file_explains_where_the_time_goes(tmp_path: Path):
     results = {
         "machine": {"nproc": 2},
         "latency_1": {"p50_ms": 3.0, "p99_ms": 9.0, "commander_only_p50_ms": 1.0},
         "tmpfs_latency": {"p50_ms": 1.75, "p99_ms": 4.5, "knocks": 9, "measured": 9, "lost": 0},
+        "prespawned_latency": {"p50_ms": 2.25, "p99_ms": 5.0, "measured": 9, "knocks": 9},
         "breakdown": {
             "reps": 7,
             "write_atomic_disk": {"n": 7, "p50_us": 850.0, "p90_us": 990.0},
@@ -324,6 +340,8 @@ def test_results_file_explains_where_the_time_goes(tmp_path: Path):
     assert "| write_atomic_disk |" in text and "| 850.0 | 990.0 | µs |" in text
     assert "| spawn_to_fifo |" in text and "| 760.5 | 900.0 | µs |" in text
     assert "account for about 1.25 ms of the 3.00 ms on disk" in text
+    assert "every shell started before the run" in text and "| — | 2.25 / 5.00 |" in text
+    assert "the difference, 0.75 ms, is what starting one `sh`" in text
 
 
 def test_results_file_compares_warm_and_cold_commander(tmp_path: Path):
