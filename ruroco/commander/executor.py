@@ -421,9 +421,10 @@ class Executor:
         """A warm shell for ``command``: spawned as ``_start`` spawns, plus its release pipe.
 
         Where it may leave SCHED_IDLE again (``_idle_start``), it takes SCHED_IDLE before it
-        execs, so all of its start-up (exec, dynamic linking, sh's initialisation) runs only
-        on CPU time nothing else wants and never competes with a request. The release
-        restores ``self._sched``."""
+        execs. That ranks its start-up (exec, dynamic linking, sh's initialisation) only
+        against its own scheduling group: the commander's cgroup under systemd, its own
+        session outside it; never against the server (docs/performance.md, "Back to back:
+        the replacement shell"). The release restores ``self._sched``."""
         release_r, release_w = _pipe("release", nonblocking_read=False)
         idle = self._idle_start
         try:

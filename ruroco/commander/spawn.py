@@ -83,8 +83,9 @@ class Spawner:
             _check(libc.sigaddset(defaults, int(signum)), "sigaddset")
         flags = _POSIX_SPAWN_SETSID | _POSIX_SPAWN_SETSIGMASK | _POSIX_SPAWN_SETSIGDEF
         self._attr = _attributes(libc, mask, defaults, flags)
-        # The same attributes plus SCHED_IDLE, taken by the child before it execs: a warm shell
-        # spends all of its start-up (exec included) on CPU time nothing else wants.
+        # The same attributes plus SCHED_IDLE, taken by the child before it execs. It ranks a
+        # warm shell's start-up only against its own scheduling group (the commander's cgroup
+        # under systemd; its own session outside it): docs/performance.md, "Back to back".
         self._idle_attr = _attributes(libc, mask, defaults, flags | _POSIX_SPAWN_SETSCHEDULER)
         # False when the attributes cannot carry SCHED_IDLE, or once a child could not take it
         # (a seccomp filter, say): ``idle`` spawns then start at the caller's policy.
