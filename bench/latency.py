@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench import proc, stats
 from bench.flood import source_addresses
+from bench.hooks.prespawn import sitecustomize as prespawn
 from bench.rurocoenv import COMMAND, Counter, Deployment
 from ruroco.ipaddr import parse_ip
 from ruroco.protocol import command_hash, encode_commander_data
@@ -44,8 +45,8 @@ def run_latency_spaced(root: Path, knocks: int = 1000, time_limit: float = 90.0)
 
 
 # The diagnostic run without replacement shells: this many timed knocks (plus WARMUP), each
-# releasing a shell the commander started before the run (about 0.5 MB and 4 descriptors per
-# waiting shell, so not the thousand of the other runs).
+# releasing a shell the commander started before the run (~0.2 MB and 4 descriptors per
+# waiting shell: docs/performance.md, "Warm shells"; so not the thousand of the other runs).
 PRESPAWN_KNOCKS = 300
 PRESPAWN_WAIT_S = 60.0
 
@@ -96,10 +97,11 @@ def run_latency(
     try:
         dep.start()
         if prespawned:
+            full = prespawn.FULL_LINE.encode()
             proc.wait_for(
-                lambda: dep.shells() >= prespawned,
+                lambda: full in dep.commander_log.read_bytes(),
                 PRESPAWN_WAIT_S,
-                f"{prespawned} warm shells",
+                f"{prespawned} warm shells (no {prespawn.FULL_LINE!r} in {dep.commander_log})",
                 dep.commander,
             )
             shells["before"] = dep.shells()

@@ -504,7 +504,8 @@ def write_results(results: dict, path: Path, out: Path = OUT) -> None:
             f" measured, {pre.get('lost')} lost; p50 {_num(pre.get('p50_ms'), 2)} ms,"
             f" p99 {_num(pre.get('p99_ms'), 2)} ms, max {_num(pre.get('max_ms'), 2)} ms;"
             f" the commander's `sh` children: {_num(sh.get('before'))} before the"
-            f" {_num(sh.get('sent'))} knocks, {_num(sh.get('after'))} after"
+            f" {_num(sh.get('sent'))} knocks ({_num(pre.get('warmup'))} of them warm-up),"
+            f" {_num(sh.get('after'))} after"
         )
     sp = results.get("spaced_latency", {})
     if "measured" in sp:
@@ -715,16 +716,24 @@ def observations(results: dict) -> list[str]:
             " it spawns `sh` at the request (`warm_shells = false`): the start-up of `sh` is"
             ' off the critical path (docs/performance.md, "Warm shells").'
         )
-    pre50 = results.get("prespawned_latency", {}).get("p50_ms")
+    pre = results.get("prespawned_latency", {})
+    pre50, shells = pre.get("p50_ms"), pre.get("shells") or {}
     if p50 is not None and pre50 is not None:
+        # Comparable only if every knock released a shell from before the run.
+        clean = shells.get("before") == pre.get("prespawned") and shells.get("after") == 0
         out.append(
-            f"* Replacement shells: back to back, a knock takes {_num(p50, 2)} ms (p50) while"
-            " the shell its predecessor used is replaced beside it, and"
-            f" {_num(pre50, 2)} ms when every shell was started before the run; the"
-            f" difference, {_num(p50 - pre50, 2)} ms, is what starting one `sh` (exec, PID"
-            " namespace, the commander's spawn path) beside each knock costs on"
-            f" {_num(results.get('machine', {}).get('nproc'))} CPUs (docs/performance.md,"
-            ' "Back to back: the replacement shell").'
+            f"* Replacement shells: back to back, a knock takes {_num(p50, 2)} ms (p50, the"
+            " median of the latency runs) while the shell its predecessor used is replaced"
+            f" beside it, and {_num(pre50, 2)} ms (one run) when every shell was started"
+            + (
+                f" before the run; the difference, about {_num(max(0.0, p50 - pre50), 2)} ms,"
+                " is roughly what starting one `sh` (exec, PID namespace, the commander's spawn"
+                " path) beside each knock costs on"
+                f" {_num(results.get('machine', {}).get('nproc'))} CPUs"
+                if clean
+                else " before the run, but shells were replaced during that run: not comparable"
+            )
+            + ' (docs/performance.md, "Back to back: the replacement shell").'
         )
     t50 = results.get("tmpfs_latency", {}).get("p50_ms")
     if p50 is not None and t50 is not None:

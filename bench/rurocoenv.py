@@ -132,7 +132,8 @@ class Deployment:
         time.sleep(0.2)  # past the bind: the receive loop starts right after it
 
     def shells(self) -> int:
-        """How many ``sh`` the commander has as children right now (waiting or running)."""
+        """How many ``sh`` the commander has as children right now, waiting or running (not
+        exited and waiting to be reaped)."""
         if self.commander is None:
             return 0
         parent = str(self.commander.pid)
@@ -146,7 +147,8 @@ class Deployment:
             except OSError:  # gone meanwhile
                 continue
             name = stat[stat.find("(") + 1 : stat.rfind(")")]
-            if name == "sh" and stat[stat.rfind(")") + 2 :].split()[1] == parent:
+            state, ppid = stat[stat.rfind(")") + 2 :].split()[:2]
+            if name == "sh" and ppid == parent and state != "Z":  # a zombie has exited
                 count += 1
         return count
 

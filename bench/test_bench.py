@@ -325,7 +325,14 @@ def test_results_file_explains_where_the_time_goes(tmp_path: Path):
         "machine": {"nproc": 2},
         "latency_1": {"p50_ms": 3.0, "p99_ms": 9.0, "commander_only_p50_ms": 1.0},
         "tmpfs_latency": {"p50_ms": 1.75, "p99_ms": 4.5, "knocks": 9, "measured": 9, "lost": 0},
-        "prespawned_latency": {"p50_ms": 2.25, "p99_ms": 5.0, "measured": 9, "knocks": 9},
+        "prespawned_latency": {
+            "p50_ms": 2.25,
+            "p99_ms": 5.0,
+            "measured": 9,
+            "knocks": 9,
+            "prespawned": 29,
+            "shells": {"before": 29, "sent": 29, "after": 0},
+        },
         "breakdown": {
             "reps": 7,
             "write_atomic_disk": {"n": 7, "p50_us": 850.0, "p90_us": 990.0},
@@ -341,7 +348,10 @@ def test_results_file_explains_where_the_time_goes(tmp_path: Path):
     assert "| spawn_to_fifo |" in text and "| 760.5 | 900.0 | µs |" in text
     assert "account for about 1.25 ms of the 3.00 ms on disk" in text
     assert "every shell started before the run" in text and "| — | 2.25 / 5.00 |" in text
-    assert "the difference, 0.75 ms, is what starting one `sh`" in text
+    assert "the difference, about 0.75 ms, is roughly what starting one `sh`" in text
+    results["prespawned_latency"]["shells"]["after"] = 3  # refills happened after all
+    write_results(results, out)
+    assert "shells were replaced during that run: not comparable" in out.read_text()
 
 
 def test_results_file_compares_warm_and_cold_commander(tmp_path: Path):

@@ -421,10 +421,11 @@ class Executor:
         """A warm shell for ``command``: spawned as ``_start`` spawns, plus its release pipe.
 
         Where it may leave SCHED_IDLE again (``_idle_start``), it takes SCHED_IDLE before it
-        execs. That ranks its start-up (exec, dynamic linking, sh's initialisation) only
-        against its own scheduling group: the commander's cgroup under systemd, its own
-        session outside it; never against the server (docs/performance.md, "Back to back:
-        the replacement shell"). The release restores ``self._sched``."""
+        execs. On Linux 6.18 that orders its start-up (exec, dynamic linking, sh's
+        initialisation) only against its own scheduling group (its session's autogroup, or
+        the commander's cgroup where the cpu controller is on), not against the server
+        (docs/performance.md, "Back to back: the replacement shell"). The release restores
+        ``self._sched``."""
         release_r, release_w = _pipe("release", nonblocking_read=False)
         idle = self._idle_start
         try:

@@ -83,9 +83,10 @@ class Spawner:
             _check(libc.sigaddset(defaults, int(signum)), "sigaddset")
         flags = _POSIX_SPAWN_SETSID | _POSIX_SPAWN_SETSIGMASK | _POSIX_SPAWN_SETSIGDEF
         self._attr = _attributes(libc, mask, defaults, flags)
-        # The same attributes plus SCHED_IDLE, taken by the child before it execs. It ranks a
-        # warm shell's start-up only against its own scheduling group (the commander's cgroup
-        # under systemd; its own session outside it): docs/performance.md, "Back to back".
+        # The same attributes plus SCHED_IDLE, taken by the child before it execs. On Linux
+        # 6.18 that orders a warm shell's start-up only against its own scheduling group (its
+        # session's autogroup, or the commander's cgroup where the cpu controller is on), not
+        # against the server: docs/performance.md, "Back to back: the replacement shell".
         self._idle_attr = _attributes(libc, mask, defaults, flags | _POSIX_SPAWN_SETSCHEDULER)
         # False when the attributes cannot carry SCHED_IDLE, or once a child could not take it
         # (a seccomp filter, say): ``idle`` spawns then start at the caller's policy.

@@ -1,19 +1,24 @@
 """Bench only: the commander of ``bench/latency.py``'s prespawned run imports this at start
-(its directory is first on that process's PYTHONPATH; nothing else gets it).
+(its directory is first on that process's PYTHONPATH, which only the commander and, through
+its environment, the commands it runs get; the bench's command is a ``printf``).
 
 With ``RUROCO_BENCH_PRESPAWN=N`` the commander keeps N warm shells per command instead of
 ``warm.SHELLS_PER_COMMAND``, and once the pool has been full it spawns no replacement: every
 knock of the run releases a shell started before the run. The package is not changed; this
 only sets the pool's depth and stops its refills, so the run shows what a back-to-back knock
 costs without a replacement shell starting beside it (docs/performance.md, "Back to back:
-the replacement shell").
+the replacement shell"). When the pool is first full it writes ``FULL_LINE`` to stderr (the
+commander's log): the bench sends its first knock only after that line, so no refill can be
+under way or queued when the run starts.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import sys
 
+FULL_LINE = "bench prespawn: the warm shell pool is full"
 _DEPTH = int(os.environ.get("RUROCO_BENCH_PRESPAWN", "0") or 0)
 
 if _DEPTH > 0:
@@ -35,9 +40,12 @@ if _DEPTH > 0:
         self.bench_full = False
 
     def _refill_until_full(self, name):
+        if self.bench_full:  # a refill queued before the pool was full: nothing to do
+            return
         _refill(self, name)
         if self.waiting() >= self.depth:
             self.bench_full = True
+            print(f"{FULL_LINE} ({self.depth})", file=sys.stderr, flush=True)
 
     def _no_refill_once_full(self, name):
         if not self.bench_full:
