@@ -92,7 +92,7 @@ def run_latency(
     )
     socks: list[socket.socket] = []
     lat_ms: list[float] = []
-    lost = 0
+    lost = sent = 0
     shells: dict = {}
     try:
         dep.start()
@@ -118,6 +118,7 @@ def run_latency(
             t0 = time.perf_counter_ns()
             sock.sendto(pkt, dep.address)
             t1 = dep.fifo.wait_byte(WAIT_S)
+            sent += 1
             if t1 is None and dep.crashed():
                 break
             if gap_s:
@@ -131,7 +132,7 @@ def run_latency(
         dep.fifo.drain(0.5)
         if prespawned:  # no refill: the commander alone would spawn cold
             shells["after"] = dep.shells()
-            shells["sent"] = len(socks)
+            shells["sent"] = sent  # fewer than the sockets if the time limit cut the run
             direct_ms: list[float] = []
         else:
             direct_ms = _commander_only(dep, min(200, knocks))

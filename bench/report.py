@@ -719,8 +719,12 @@ def observations(results: dict) -> list[str]:
     pre = results.get("prespawned_latency", {})
     pre50, shells = pre.get("p50_ms"), pre.get("shells") or {}
     if p50 is not None and pre50 is not None:
-        # Comparable only if every knock released a shell from before the run.
-        clean = shells.get("before") == pre.get("prespawned") and shells.get("after") == 0
+        # Comparable only if every knock released a shell from before the run: one fewer
+        # per knock sent, none replaced.
+        before, after, sent = (shells.get(k) for k in ("before", "after", "sent"))
+        clean = (
+            before == pre.get("prespawned") and None not in (after, sent) and before - after == sent
+        )
         out.append(
             f"* Replacement shells: back to back, a knock takes {_num(p50, 2)} ms (p50, the"
             " median of the latency runs) while the shell its predecessor used is replaced"
