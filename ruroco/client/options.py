@@ -28,6 +28,10 @@ VERSION_FLAGS = ("-V", "--version")
 # ``--timeout`` and ``--interval`` of ``connect``: seconds as a decimal, above 0, at most a day
 # (a longer wait is a mistake, and ``time.sleep``/``poll`` take any value up to it).
 MAX_SECONDS = 86_400.0
+# The least ``--interval`` (and ``wait_for.interval`` of ``ruroco_send``): knocking more often
+# only meets the server's per-source rate limit (2 a second by default), whose refusals are log
+# lines that fail2ban counts, so a tight loop could ban the operator (docs/connect.md).
+MIN_INTERVAL = 1.0
 
 
 class Opt:
@@ -49,7 +53,9 @@ class Opt:
         self.short = short
         self.long = long
         self.dest = dest
-        self.kind = kind  # "str", "flag", "u64", "seconds" or "protocol" (0 or 1)
+        # "str", "flag", "u64", "seconds", "interval" (seconds, at least MIN_INTERVAL) or
+        # "protocol" (0 or 1)
+        self.kind = kind
         self.default = default
         self.help = help
         self.required = required
@@ -149,7 +155,7 @@ CONNECT_OPTIONS: tuple[Opt, ...] = (
         "",
         "--interval",
         "interval",
-        "seconds",
+        "interval",
         2.0,
         "Knock again, with a fresh counter, after this long without a connection",
     ),
@@ -346,13 +352,19 @@ def _values(command: Command, seen: list[tuple[str, Opt | None, str | None]]) ->
             if text not in ("0", "1"):
                 raise usage_error(command, f"Invalid value for {opt.hint}: {text!r} is not 0 or 1")
             values[dest] = int(text)
-        elif opt.kind == "seconds":
+        elif opt.kind in ("seconds", "interval"):
             seconds = parse_seconds(text or "")
             if seconds is None:
                 raise usage_error(
                     command,
                     f"Invalid value for {opt.hint}: {text!r} is not a number of seconds"
                     f" above 0 and at most {MAX_SECONDS:g}",
+                )
+            if opt.kind == "interval" and seconds < MIN_INTERVAL:
+                raise usage_error(
+                    command,
+                    f"Invalid value for {opt.hint}: {text!r} is less than {MIN_INTERVAL:g} second;"
+                    " knocking more often only meets the server's per-source rate limit",
                 )
             values[dest] = seconds
         else:
@@ -479,10 +491,13 @@ def help_text(command: Command | None, width: int | None = None) -> str:
     for opt in command.options if command else ():
         left = f"{opt.short}, {opt.long}" if opt.short else opt.long
         if opt.takes_value:
-            left += {"u64": " U64", "seconds": " SECONDS", "protocol": " [0|1]"}.get(
-                opt.kind, " TEXT"
-            )
-        shown = f"{opt.default:g}" if opt.kind == "seconds" else opt.default
+            left += {
+                "u64": " U64",
+                "seconds": " SECONDS",
+                "interval": " SECONDS",
+                "protocol": " [0|1]",
+            }.get(opt.kind, " TEXT")
+        shown = f"{opt.default:g}" if opt.kind in ("seconds", "interval") else opt.default
         extra = [f"default: {shown}"] if opt.takes_value and opt.default is not None else []
         extra += ["required"] if opt.required else []
         rows.append((left, f"{opt.help}  [{'; '.join(extra)}]" if extra else opt.help))

@@ -107,18 +107,18 @@ def test_connect_knocks_then_relays_an_echo_both_ways(net: Guarded) -> None:
 def test_with_the_commander_stopped_it_exits_1_within_the_timeout(net: Guarded) -> None:
     net.kill(net.commander)
     t0 = time.monotonic()
-    argv = net.argv("127.0.0.1", "-c", "open_ssh", "--timeout", "2", "--interval", "0.5")
+    argv = net.argv("127.0.0.1", "-c", "open_ssh", "--timeout", "3", "--interval", "1")
     rc, out, err = net.run(argv)
     elapsed = time.monotonic() - t0
     assert rc == 1 and out == b""
     assert err == (
-        "Error: No TCP connection to 127.0.0.1:2222 after 4 knocks over IPv4 in 2.0s"
-        " (--timeout 2, --interval 0.5; last try: no answer)"  # dropped, not refused
+        "Error: No TCP connection to 127.0.0.1:2222 after 3 knocks over IPv4 in 3.0s"
+        " (--timeout 3, --interval 1; last try: no answer)"  # dropped, not refused
         "; the server's log says whether it refused the knocks"
         " (`is on blocklist` there for a key new to it means: run `ruroco-client reseed`)\n"
     )
-    assert elapsed < 2 + 3  # the wait plus a generous start (nsenter, interpreter)
-    assert len(re.findall(r"Valid data", net.log.read_text())) == 4  # each knock got there
+    assert elapsed < 3 + 3  # the wait plus a generous start (nsenter, interpreter)
+    assert len(re.findall(r"Valid data", net.log.read_text())) == 3  # each knock got there
 
 
 def test_a_counter_older_than_the_key_at_the_server_is_named_and_reseed_cures_it(
@@ -130,7 +130,7 @@ def test_a_counter_older_than_the_key_at_the_server_is_named_and_reseed_cures_it
     same command gets through."""
     net.dep.client_dir.mkdir(parents=True, exist_ok=True)
     (net.dep.client_dir / "counter").write_bytes((10**18).to_bytes(16, "big"))  # 2001
-    argv = net.argv("127.0.0.1", "-c", "open_ssh", "--timeout", "1.5", "--interval", "0.5")
+    argv = net.argv("127.0.0.1", "-c", "open_ssh", "--timeout", "1.5", "--interval", "1")
     rc, out, err = net.run(argv)
     assert rc == 1 and out == b"", err
     assert "last try: no answer); the server's log says whether it refused" in err

@@ -116,7 +116,7 @@ def test_connect_defaults_and_arguments_anywhere() -> None:
     ):
         assert parse(argv) == ("connect", expected), argv
     everything = ["-a", "gw:8080", "-c", "open_ssh", "-e", "-i", "fd00::9", "-46"]
-    everything += ["--timeout=0.5", "--interval", "+.25", "--fdpass", "-v"]
+    everything += ["--timeout=0.5", "--interval", "+1.25", "--fdpass", "-v"]
     _, values = parse(["connect", "fd00::1", "2222", "-k", "k", *everything])
     assert values == {
         **DEFAULTS,
@@ -128,7 +128,7 @@ def test_connect_defaults_and_arguments_anywhere() -> None:
         "ipv4": True,
         "ipv6": True,
         "timeout": 0.5,
-        "interval": 0.25,
+        "interval": 1.25,
         "fdpass": True,
         "verbose": True,
         "host": "fd00::1",
@@ -160,6 +160,12 @@ def _usage_error(message: str) -> str:
         (["h", "22", "-k", "k", "--interval", "1e3"],
          "Invalid value for '--interval': '1e3' is not a number of seconds above 0 and at"
          " most 86400"),
+        (["h", "22", "-k", "k", "--interval", "0.5"],
+         "Invalid value for '--interval': '0.5' is less than 1 second; knocking more often only"
+         " meets the server's per-source rate limit"),
+        (["h", "22", "-k", "k", "--interval", "0.999"],
+         "Invalid value for '--interval': '0.999' is less than 1 second; knocking more often only"
+         " meets the server's per-source rate limit"),
         (["h", "22", "-k", "k", "--timeout"], "Option '--timeout' requires an argument."),
         (["h", "22", "-k", "k", "--fdpass=1"], "Option '--fdpass' does not take a value."),
         (["h", "22", "-k", "k", "-d", "5"], "No such option '-d'."),
@@ -214,8 +220,9 @@ def _connect_line(draw: st.DrawFn) -> tuple[list[str], dict[str, object]]:
         elif opt.kind == "protocol":
             items.append((opt, draw(st.sampled_from(["0", "1"]))))
             expected[opt.dest] = int(items[-1][1] or "")
-        elif opt.kind == "seconds":
-            number = draw(st.integers(1, 86_400_000)) / 1000
+        elif opt.kind in ("seconds", "interval"):
+            least = 1000 if opt.kind == "interval" else 1  # in ms: MIN_INTERVAL, or above 0
+            number = draw(st.integers(least, 86_400_000)) / 1000
             items.append((opt, draw(st.sampled_from([repr(number), f"+{number}"]))))
             expected[opt.dest] = number
         else:
@@ -436,10 +443,10 @@ def test_a_port_that_never_opens_exits_1_with_one_line(
     conf_dir: Path, key_file: Path, receiver_v4: Receiver
 ) -> None:
     port = _closed_port()
-    argv = connect_args(receiver_v4, key_file, "127.0.0.1", port, "--timeout", "1.2")
+    argv = connect_args(receiver_v4, key_file, "127.0.0.1", port, "--timeout", "2.2")
     t0 = time.monotonic()
     done = subprocess.run(
-        [*argv, "--interval", "0.5"],
+        [*argv, "--interval", "1"],
         capture_output=True,
         text=True,
         env=client_env(conf_dir),
@@ -450,12 +457,12 @@ def test_a_port_that_never_opens_exits_1_with_one_line(
     assert done.returncode == 1
     assert done.stdout == ""
     knocks = _received(receiver_v4)
-    assert len(knocks) == 3  # at 0, 0.5 and 1.0 s
+    assert len(knocks) == 3  # at 0, 1 and 2 s
     assert done.stderr == (
-        f"Error: No TCP connection to 127.0.0.1:{port} after 3 knocks over IPv4 in 1.2s"
-        " (--timeout 1.2, --interval 0.5; last try: connection refused)\n"
+        f"Error: No TCP connection to 127.0.0.1:{port} after 3 knocks over IPv4 in 2.2s"
+        " (--timeout 2.2, --interval 1; last try: connection refused)\n"
     )
-    assert elapsed < 1.2 + 2.0  # the wait itself plus a generous start-up
+    assert elapsed < 2.2 + 2.0  # the wait itself plus a generous start-up
     counters = [c for c, _, _ in knocks]
     assert counters == sorted(set(counters))  # fresh counter for every knock
 
