@@ -25,10 +25,11 @@ from ansible.utils.display import Display
 
 try:
     from ruroco.client.address import DEFAULT_PORT, ensure_port
-    from ruroco.client.options import MAX_SECONDS  # connect's --timeout and --interval
+    from ruroco.client.options import MAX_SECONDS, MIN_INTERVAL  # as connect's options
     from ruroco.client import sender as _sender
     from ruroco.client.sender import SendRequest, send
     from ruroco.errors import RurocoError, error_chain, qpath
+    from ruroco.ipaddr import parse_ip
 except ImportError as exc:
     RUROCO_IMPORT_ERROR: ImportError | None = exc
 else:
@@ -43,9 +44,6 @@ display = Display()
 
 POLL_PAUSE = 0.2  # seconds between TCP connect attempts while waiting for the port
 LAST_TRY = 0.2  # connect timeout of the one try a wait_for with no time left still makes
-# wait_for.interval: knocking more often only meets the server's per-source rate limit, whose
-# refusals are log lines that fail2ban counts (a loop of knocks could ban the operator).
-MIN_INTERVAL = 1.0
 # A vaulted 64 KiB key file (the client's limit for a key file) is about 2.3 times as large.
 MAX_VAULTED_KEY_FILE = 1 << 20
 
@@ -103,6 +101,24 @@ def host_of(target: str) -> str:
     return host[1:-1] if host.startswith("[") else host
 
 
+def options_error(args: dict) -> str | None:
+    """Why an option cannot be used as given, or None: in the module's own option names (the
+    client's messages name its CLI flags), and also for values the client would take silently
+    as something else (a negative pause as none). Checked before the first knock."""
+    if not 1 <= args["port"] <= 65535:
+        return f"port must be a UDP port, 1-65535, not {args['port']}"
+    if args["ip"] is not None:
+        try:
+            parse_ip(args["ip"])
+        except ValueError as exc:
+            return f"Invalid ip value {qpath(args['ip'])}: {exc}"
+    if args["send_delay_ms"] < 0:
+        return f"send_delay_ms must be 0 or more, not {args['send_delay_ms']}"
+    if args["lock_timeout"] < 0:
+        return f"lock_timeout must be 0 or more seconds, not {args['lock_timeout']:g}"
+    return None
+
+
 def wait_for_error(wait: dict) -> str | None:
     """Why ``wait_for`` cannot be used as given, or None: checked before the first knock."""
     if not 1 <= wait["port"] <= 65535:
@@ -148,6 +164,9 @@ class ActionModule(ActionBase):
                 "ruroco_send needs the 'ruroco' Python package on the controller, in the Python "
                 f"that runs Ansible: {install_hint()} (import failed: {RUROCO_IMPORT_ERROR})"
             ) from RUROCO_IMPORT_ERROR
+        problem = options_error(args)
+        if problem:
+            raise AnsibleActionFail(problem)
         address = args["address"] or self._inventory_address(task_vars)
         try:
             target = destination(address, args["port"])

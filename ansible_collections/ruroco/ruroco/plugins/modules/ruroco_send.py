@@ -34,7 +34,7 @@ options:
       - Defaults to the C(ansible_host) of the inventory host, else its C(inventory_hostname).
     type: str
   port:
-    description: UDP port of the ruroco server when O(address) has none.
+    description: UDP port of the ruroco server when O(address) has none, 1 to 65535.
     type: int
     default: 80
   key_file:
@@ -77,12 +77,13 @@ options:
         C(environment) keyword does not reach it (it sets the managed host's environment).
     type: path
   send_delay_ms:
-    description: Pause between the IPv4 and the IPv6 packet, in milliseconds.
+    description: Pause between the IPv4 and the IPv6 packet, in milliseconds (0 or more).
     type: int
     default: 50
   lock_timeout:
     description:
-      - Seconds to wait for the client lock held by other forks or a running C(ruroco-client).
+      - Seconds to wait for the client lock held by other forks or a running C(ruroco-client)
+        (0 or more; V(0) fails at once if it is held).
     type: float
     default: 30
   protocol:
@@ -92,7 +93,8 @@ options:
         this collection takes by default.
       - V(0) is the format of the released ruroco 0.14.2 (93 bytes, AES-256-GCM), for servers of
         that release. A server of this collection takes it only with
-        C(accept_protocol_0 = true) in its C(config.toml).
+        C(accept_protocol_0 = true) in its C(config.toml), which the C(ruroco.ruroco.ruroco_server)
+        role writes with C(ruroco_server_accept_protocol_0=true).
       - Both formats share the client's counter in O(conf_dir).
     type: int
     choices: [0, 1]

@@ -257,7 +257,6 @@ def test_check_mode_sends_nothing_and_keeps_the_counter(udp, key_file, tmp_path)
             dict(key_file="/nonexistent/ruroco.key"),
             'Could not read key file "/nonexistent/ruroco.key"',
         ),
-        (dict(key=FIXTURE, ip="not-an-ip"), 'Invalid --ip value "not-an-ip"'),
         (dict(key=FIXTURE, address="127.0.0.1:asd"), 'Invalid port "asd"'),
     ],
 )
@@ -288,6 +287,31 @@ def test_argument_errors(args, message):
         run_action(dict(address="127.0.0.1", **args), check_mode=True)
     assert message in str(info.value)
     assert FIXTURE not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (dict(ip="not-an-ip"), 'Invalid ip value "not-an-ip": invalid IP address syntax'),
+        (dict(ip="1.2.3.4/24"), 'Invalid ip value "1.2.3.4/24": invalid IP address syntax'),
+        (dict(port=70000), "port must be a UDP port, 1-65535, not 70000"),
+        (dict(port=0), "port must be a UDP port, 1-65535, not 0"),
+        (dict(send_delay_ms=-5), "send_delay_ms must be 0 or more, not -5"),
+        (dict(lock_timeout=-1), "lock_timeout must be 0 or more seconds, not -1"),
+    ],
+)
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_bad_options_fail_in_the_modules_own_words(tmp_path, udp, args, message, check_mode):
+    """An option the client would refuse, or would take silently as something else (a negative
+    pause as none), fails naming the module's option, not a CLI flag; nothing is sent and no
+    counter is used, and a dry run fails alike."""
+    conf = tmp_path / "conf"
+    base = dict(address="127.0.0.1", port=udp.getsockname()[1], key=FIXTURE, conf_dir=str(conf))
+    with pytest.raises(AnsibleActionFail) as info:
+        run_action(dict(base, **args), check_mode)
+    assert str(info.value) == message
+    assert nothing_arrives(udp)
+    assert not (conf / "counter").exists()
 
 
 def _knock_in_fork(args, queue):
