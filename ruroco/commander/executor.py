@@ -30,7 +30,7 @@ does; every descriptor Python opens is close-on-exec (PEP 446, and the pipes are
 O_CLOEXEC), so ``sh`` gets only 0, 1, 2 (a test checks this).
 
 Warm shells (``ruroco.commander.warm``; docs/performance.md, "Warm shells"). With
-``keep_warm``, each command name has ``sh`` spawned ahead (two) by the same code as a cold
+``keep_warm``, each command name has ``sh`` spawned ahead (three) by the same code as a cold
 spawn (``_start_process``), with fd 3 the read end of its release pipe; ``start`` releases one
 (writes the address) instead of spawning, and falls back to a cold spawn when there is none or
 it died. From the release on, a warm command is a started command like any other: the same
@@ -60,7 +60,9 @@ from ruroco import log
 from ruroco.cmdhash import command_hash
 from ruroco.commander.commands import Command
 from ruroco.commander.spawn import IdleRefused, Spawner
-from ruroco.commander.warm import WarmShells, script
+from ruroco.commander.warm import SCRIPT as WARM_SCRIPT
+from ruroco.commander.warm import WarmShells
+from ruroco.commander.warm import environment as warm_environment
 from ruroco.ipaddr import ip_text
 
 # Beyond this a deadline is meaningless (and float/int conversion could overflow): no deadline.
@@ -429,7 +431,8 @@ class Executor:
         release_r, release_w = _pipe("release", nonblocking_read=False)
         idle = self._idle_start
         try:
-            started = self._start_process(command.cmd, self._env, release_r, idle)
+            env = warm_environment(self._env, command.cmd)
+            started = self._start_process(command.cmd, env, release_r, idle)
         except BaseException:
             os.close(release_w)
             raise
@@ -553,8 +556,9 @@ class Executor:
             except OSError as exc:  # e.g. user.max_pid_namespaces reached: run it anyway
                 log.error(f"Could not isolate {cmd} in a PID namespace ({exc.strerror})")
                 ns = None
-        # ``sh -c cmd`` (a warm shell: ``sh -c PREAMBLE+cmd``, ``ruroco.commander.warm``)
-        argv = ["sh", "-c", cmd if release < 0 else script(cmd)]
+        # ``sh -c cmd`` (a warm shell: ``sh -c SCRIPT`` with cmd in its environment, so other
+        # users never see the text: ``ruroco.commander.warm``)
+        argv = ["sh", "-c", cmd if release < 0 else WARM_SCRIPT]
         try:
             try:
                 pid = self._spawner.spawn(self._sh, argv, env, out_w, err_w, release, idle)

@@ -6,10 +6,14 @@ fwknopd pays it too; it is the one cost that need not be on the critical path. S
 command name the executor keeps ``SHELLS_PER_COMMAND`` ``sh`` spawned exactly as it spawns a
 command (same environment, cwd, output pipes, PID namespace, signals, session), but with one
 more descriptor: fd 3, the read end of a pipe whose write end only the commander holds
-(close-on-exec). The shell's script is ``PREAMBLE`` followed by the configured command text:
-it blocks reading one line from fd 3, closes fd 3, exports what it read as ``RUROCO_IP`` and
-goes on with the command text exactly as ``sh -c CMD`` would (same ``$0``, ``$#`` = 0, no
-other variable set, the command on the script's first line so ``$LINENO`` matches).
+(close-on-exec). The shell's script is ``SCRIPT``, the same for every command: it blocks
+reading one line from fd 3, closes fd 3, exports what it read as ``RUROCO_IP`` and ``eval``s
+the command text, which it finds in the variable ``COMMAND_VARIABLE`` and unsets first (same
+``$0``, ``$#`` = 0, no other variable set).
+
+The text travels in the environment, not in argv, because a waiting shell may wait for days:
+every local user can read any process's argv (``ps``), while ``/proc/PID/environ`` is
+readable by root only, and ``commands.toml`` is root's (docs/security.md, "Commands").
 
 * **Release**: the commander writes the validated ``ip_text`` and a newline, and closes its end.
   Nothing else from a request reaches the shell; the command text comes from commands.toml.
@@ -54,11 +58,15 @@ FDS_PER_SHELL = 4
 SHELLS_PER_COMMAND = 3
 # The descriptor the shell reads its release line from.
 RELEASE_FD = 3
+# Where a warm shell finds its command text (in its environment, set only by the spawn).
+COMMAND_VARIABLE = "RUROCO_WARM_COMMAND"
 # Read the release line (or end of file: exit without running anything), close fd 3, export
-# the address; the command text follows on the same line. ``IFS=`` only applies to ``read``
-# (a regular builtin), so no variable but RUROCO_IP is left set.
-PREAMBLE = (
+# the address, run the command text. ``IFS=`` only applies to ``read`` (a regular builtin);
+# the argument of ``eval`` is expanded before it runs, so the text is still there when
+# ``unset`` removes the variable: no variable but RUROCO_IP is left set, none is passed on.
+SCRIPT = (
     f"IFS= read -r RUROCO_IP <&{RELEASE_FD} || exit 0; exec {RELEASE_FD}<&-; export RUROCO_IP; "
+    f'eval "unset {COMMAND_VARIABLE}; ${COMMAND_VARIABLE}"'
 )
 
 
@@ -71,9 +79,9 @@ def cap(depth: int) -> int:
     return max(0, min(MAX_WARM_COMMANDS, soft // 2 // (FDS_PER_SHELL * depth)))
 
 
-def script(cmd: str) -> str:
-    """The ``sh -c`` argument of a warm shell for the command text ``cmd``."""
-    return PREAMBLE + cmd
+def environment(env: dict[str, str], cmd: str) -> dict[str, str]:
+    """The environment of a warm shell for the command text ``cmd`` (``sh -c SCRIPT``)."""
+    return {**env, COMMAND_VARIABLE: cmd}
 
 
 class Shell(Protocol):

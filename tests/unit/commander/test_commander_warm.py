@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from commander_helpers import executor_for, wait_for
+from localuser import run_as
 from procfind import pid_gone
 from test_commander_capture import _pipes_and_pidfds
 
@@ -40,7 +42,8 @@ def plain(request: pytest.FixtureRequest):
 
 
 def warm_shells_of(text: str, parent: int | None = None) -> list[int]:
-    """Live ``sh -c`` processes whose script contains ``text`` (children of ``parent``)."""
+    """Live warm shells (``sh -c SCRIPT``) whose command text contains ``text`` (children of
+    ``parent``); the text is in their environment, which root can read."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -48,12 +51,15 @@ def warm_shells_of(text: str, parent: int | None = None) -> list[int]:
         try:
             argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
             stat = Path(f"/proc/{name}/stat").read_text()
+            environ = Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] in ("Z", "X") or len(argv) < 3 or argv[1] != b"-c":
+        if fields[0] in ("Z", "X") or argv[1:3] != [b"-c", warm.SCRIPT.encode()]:
             continue
-        if text.encode() in argv[2] and (parent is None or int(fields[1]) == parent):
+        prefix = f"{warm.COMMAND_VARIABLE}=".encode()
+        cmd = b"".join(v.removeprefix(prefix) for v in environ if v.startswith(prefix))
+        if text.encode() in cmd and (parent is None or int(fields[1]) == parent):
             found.append(int(name))
     return found
 
@@ -187,15 +193,49 @@ def test_a_dead_warm_shell_means_a_cold_spawn(plain: Executor, tmp_path: Path) -
     assert out.read_text() == "203.0.113.7" * 2
 
 
-def test_a_syntax_error_in_the_first_line_is_reported_as_cold(plain: Executor) -> None:
-    """``sh`` parses the command's first line with the preamble, so such a shell dies before
-    its release; the request then spawns cold and gets the same message."""
+def test_a_syntax_error_fails_as_cold_with_eval_in_the_message(plain: Executor) -> None:
+    """The text is parsed once released (by ``eval``): the same status and nothing run, the
+    same message but for the ``eval:`` that dash puts before it (docs/deviations.md #24)."""
     command = Command("t", "echo a; if", 10)
     cold = plain.run(command, IP)
     plain.keep_warm([command])
-    time.sleep(0.3)
+    assert ready(plain)
     again = plain.run(command, IP)
-    assert again == cold and again.returncode == 2 and "Syntax error" in again.stderr
+    assert plain.released_warm == 1
+    assert again.status == cold.status and again.returncode == cold.returncode == 2
+    assert again.stdout == cold.stdout == ""  # nothing ran: sh parses the whole line first
+    assert cold.stderr.endswith('Syntax error: end of file unexpected (expecting "then")')
+    assert again.stderr == cold.stderr.replace(": Syntax error", ": eval: Syntax error")
+
+
+def test_other_users_never_see_a_waiting_shells_command(
+    plain: Executor, attacker: pwd.struct_passwd
+) -> None:
+    """``commands.toml`` is root's; a warm shell waits for as long as the commander runs, so
+    its command text must not show in ``ps`` (argv, readable by every user) nor anywhere
+    else another user can read. The released command still runs as written."""
+    secret = f"TOKEN=s3cr3t-{os.urandom(6).hex()}"
+    command = Command("t", f"echo {secret} | wc -c", 10)
+    plain.keep_warm([command])
+    assert ready(plain)
+    shells = warm_shells_of(secret, os.getpid())
+    assert len(shells) == SHELLS_PER_COMMAND
+    listing = run_as(attacker, "ps", "-eww", "-o", "pid=,args=").stdout
+    assert all(f"{pid} sh -c " in listing.replace("  ", " ") for pid in shells), listing
+    assert secret not in listing
+    for pid in shells:
+        peek = subprocess.run(
+            ["cat", f"/proc/{pid}/environ", f"/proc/{pid}/cmdline"],
+            user=attacker.pw_uid,
+            group=attacker.pw_gid,
+            extra_groups=[],
+            capture_output=True,
+            timeout=30,
+        )
+        assert peek.returncode != 0 and secret.encode() not in peek.stdout
+    outcome = plain.run(command, IP)
+    assert plain.released_warm == 1
+    assert (outcome.status, outcome.stdout) == (Status.SUCCESS, str(len(secret) + 1))
 
 
 def test_changed_and_removed_commands_end_their_shells_unrun(
