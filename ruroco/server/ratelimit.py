@@ -55,11 +55,12 @@ class PerSourceLimit:
         return len(self.entries)
 
     def sweep(self, now: float) -> None:
+        """Drop the windows that expired: ``now - start >= WINDOW``, the same expression as
+        ``WindowLimit`` (``start > now - WINDOW`` rounds differently right at the edge)."""
         entries = self.entries
-        limit = now - WINDOW
         while entries:
             first = next(iter(entries.values()))
-            if first[0] > limit:
+            if now - first[0] < WINDOW:
                 return
             entries.popitem(last=False)
 
