@@ -75,22 +75,34 @@ def _fsync_dir(directory: str) -> None:
 
 
 def resolve_path(path: str | os.PathLike[str]) -> Path:
-    """Absolute paths stay as given; relative ones are joined to the CWD and canonicalized."""
+    """Absolute paths stay as given; relative ones are joined to the CWD and canonicalized
+    (the client's conf dir, as the original resolves it)."""
+    joined = daemon_path(path)
+    if os.path.isabs(path) or not joined.is_absolute():
+        return joined  # absolute already, or no working directory
+    try:
+        return joined.resolve(strict=True)
+    except OSError as exc:
+        log.error(f"Could not canonicalize {qpath(joined)}: {exc}")
+        return joined
+
+
+def daemon_path(path: str | os.PathLike[str]) -> Path:
+    """A daemon's directory setting as an absolute path: relative ones joined to the CWD, links
+    not resolved. The daemons check such a path with ``ruroco.trust``, which follows links
+    itself and refuses one planted by another user in a directory others can write;
+    resolving it here first (``resolve_path``) would follow that link before the check saw it
+    (docs/security.md, "Files and directories the daemons trust")."""
     from pathlib import Path
 
     p = Path(path)
     if p.is_absolute():
         return p
     try:
-        joined = Path.cwd() / p
+        return Path.cwd() / p
     except OSError as exc:
         log.error(f"Could not get current directory: {exc}")
         return p
-    try:
-        return joined.resolve(strict=True)
-    except OSError as exc:
-        log.error(f"Could not canonicalize {qpath(joined)}: {exc}")
-        return joined
 
 
 def lookup_ids(user: str, group: str) -> tuple[int, int]:

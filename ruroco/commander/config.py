@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ruroco import trust
-from ruroco.fs import resolve_path
+from ruroco.fs import daemon_path
 from ruroco.ipc import DEFAULT_CONFIG_DIR as DEFAULT_CONFIG_DIR
 from ruroco.ipc import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG_PATH
 from ruroco.ipc import SOCKET_NAME
@@ -44,7 +44,7 @@ class CommanderConfig:
 
     def socket_path(self) -> Path:
         """Resolved at use time, like the server does, so both sides agree on relative dirs."""
-        return resolve_path(self.socket_dir or self.config_dir) / SOCKET_NAME
+        return daemon_path(self.socket_dir or self.config_dir) / SOCKET_NAME
 
 
 def parse_config(data: dict[str, Any], path: str | os.PathLike[str]) -> CommanderConfig:

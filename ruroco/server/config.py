@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruroco import trust
-from ruroco.fs import resolve_path
+from ruroco.fs import daemon_path
 from ruroco.ipaddr import parse_ip
 from ruroco.ipc import DEFAULT_CONFIG_DIR as DEFAULT_CONFIG_DIR
 from ruroco.ipc import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG_PATH
@@ -61,7 +61,7 @@ class ServerConfig:
         return trust.Trust.of_process(self.socket_user)
 
     def key_dir(self) -> Path:
-        return resolve_path(self.config_dir)
+        return daemon_path(self.config_dir)
 
     def checked_key_dir(self, trusted: trust.Trust) -> str | Path:
         """The key directory, resolved and checked: whoever could add a ``*.key`` there could
@@ -89,10 +89,10 @@ class ServerConfig:
         return bind(self.key_rules, key_files, key_ids, where, WHAT, key_dir)
 
     def blocklist_path(self) -> Path:
-        return resolve_path(self.blocklist_dir or self.config_dir) / BLOCKLIST_FILE
+        return daemon_path(self.blocklist_dir or self.config_dir) / BLOCKLIST_FILE
 
     def socket_path(self) -> Path:
-        return resolve_path(self.socket_dir or self.config_dir) / SOCKET_NAME
+        return daemon_path(self.socket_dir or self.config_dir) / SOCKET_NAME
 
 
 def load_config(path: str | os.PathLike[str]) -> ServerConfig:

@@ -21,7 +21,9 @@ from localuser import run_as
 from ruroco.ipc import MAX_SOCKET_PATH
 
 
-def commander(config: Path, commands: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def commander(
+    config: Path, commands: Path, *extra: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the commander to completion (the refusals exit at once; a start would not)."""
     return subprocess.run(
         [
@@ -32,6 +34,7 @@ def commander(config: Path, commands: Path, *extra: str) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=30,
+        cwd=cwd,
     )
 
 
@@ -244,6 +247,26 @@ def test_socket_dir_link_planted_in_a_sticky_directory_is_refused(
     assert expected in one_error_line(commander(config, commands))
     check = commander(config, commands, "--check")
     assert check.returncode == 1 and expected in check.stderr
+    assert list(rootdir.iterdir()) == []
+
+
+def test_a_relative_socket_dir_through_a_link_planted_in_the_cwd_is_refused(
+    tmp_path: Path, shared_dir: Path, attacker: pwd.struct_passwd
+) -> None:
+    """A relative path is joined to the working directory, not resolved there first: resolving
+    followed the attacker's link before the check saw it (a hostile-user review: root
+    created its lock and socket in a directory the attacker chose, from a start in /tmp)."""
+    sticky = shared_dir / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    rootdir = shared_dir / "rootdir"
+    rootdir.mkdir(mode=0o755)
+    run_as(attacker, "ln", "-s", str(rootdir), str(sticky / "rel"))
+    config, commands = files(tmp_path, Path("rel"))
+    expected = f'link "{sticky}/rel" is owned by uid {attacker.pw_uid} in a directory others'
+    check = commander(config, commands, "--check", cwd=sticky)
+    assert check.returncode == 1 and expected in check.stderr
+    assert expected in one_error_line(commander(config, commands, cwd=sticky))
     assert list(rootdir.iterdir()) == []
 
 
