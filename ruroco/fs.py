@@ -8,6 +8,7 @@ writes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -85,6 +86,26 @@ def resolve_path(path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         log.error(f"Could not canonicalize {qpath(joined)}: {exc}")
         return joined
+
+
+def make_dirs_beneath(existing: str, names: list[str], mode: int) -> None:
+    """Create ``names`` one below the other under the directory ``existing``, never following a
+    link: each is made with ``mkdirat`` and opened with ``O_NOFOLLOW`` relative to its
+    parent's descriptor. A link planted after the trust check (in a sticky ``/tmp``, where
+    anyone may add entries) then fails the open (ELOOP or ENOTDIR) instead of taking root's
+    ``mkdir`` elsewhere, as ``Path.mkdir(parents=True)`` did. What already exists and is a
+    directory is kept; the caller checks the result's owner and mode (``ruroco.trust``)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    fd = os.open(existing, flags)
+    try:
+        for name in names:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, mode, dir_fd=fd)
+            below = os.open(name, flags | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = below
+    finally:
+        os.close(fd)
 
 
 def daemon_path(path: str | os.PathLike[str]) -> Path:

@@ -129,16 +129,21 @@ class Trust:
             raise TrustError(f"Refusing {what} {qpath(shown)}{where}: it {problem}")
         return real
 
-    def nearest_existing(self, path: str | os.PathLike[str], what: str) -> None:
-        """Check what already exists of a directory path that is still to be created."""
+    def nearest_existing(self, path: str | os.PathLike[str], what: str) -> tuple[str, list[str]]:
+        """Check what already exists of a directory path that is still to be created: the real
+        path of that part, and the names still to be created below it, in order (for
+        ``ruroco.fs.make_dirs_beneath``, which never follows a link planted meanwhile)."""
         shown = os.fspath(path)
         existing = os.path.abspath(shown)
+        missing: list[str] = []
         while not os.path.lexists(existing) and existing != "/":
-            existing = os.path.dirname(existing)
+            existing, name = os.path.split(existing)
+            missing.insert(0, name)
         real, st = self._resolve_or_refuse(existing, what, shown)
         if not stat.S_ISDIR(st.st_mode):
             raise TrustError(f"Refusing {what} {qpath(shown)}: {qpath(real)} is not a directory")
         self._on_the_way(real, st, what, shown)
+        return real, missing
 
     def check_file(self, st: os.stat_result, what: str, shown: str) -> None:
         """Refuse a non-regular file, or one whose owner or mode break the rule."""

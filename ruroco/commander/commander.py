@@ -65,7 +65,7 @@ from ruroco.commander.reload import (
     summary,
 )
 from ruroco.errors import RurocoError, qpath
-from ruroco.fs import lookup_ids
+from ruroco.fs import lookup_ids, make_dirs_beneath
 from ruroco.ipaddr import ip_text
 from ruroco.ipc import (
     COMMANDER_DATA_SIZE,
@@ -114,9 +114,9 @@ def prepare_socket_dir(socket_path: Path) -> str:
     check_socket_path(socket_path)
     directory = socket_dir_of(socket_path)
     trusted = trust.for_process()
-    trusted.nearest_existing(directory, "socket_dir")  # before root creates anything there
+    existing, missing = trusted.nearest_existing(directory, "socket_dir")  # before root creates
     try:
-        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        make_dirs_beneath(existing, missing, 0o755)
     except OSError as exc:
         raise RurocoError(f"Could not create parents for {qpath(directory)}") from exc
     return trusted.directory(directory, "socket_dir")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ruroco.errors import RurocoError
-from ruroco.fs import lookup_ids, resolve_path, write_atomic
+from ruroco.fs import lookup_ids, make_dirs_beneath, resolve_path, write_atomic
 
 
 def test_write_atomic_creates_overwrites_and_leaves_no_tmp(tmp_path: Path) -> None:
@@ -52,3 +52,27 @@ def test_lookup_ids() -> None:
         lookup_ids("no-such-user-xyz", "")
     with pytest.raises(RurocoError, match="Could not find group no-such-group-xyz"):
         lookup_ids("", "no-such-group-xyz")
+
+
+def test_make_dirs_beneath_creates_each_missing_directory_with_its_mode(tmp_path: Path) -> None:
+    make_dirs_beneath(str(tmp_path), ["a", "b", "c"], 0o750)
+    for path in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
+        st = os.lstat(path)
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o750
+    make_dirs_beneath(str(tmp_path), ["a", "b", "c"], 0o750)  # all there: nothing to do
+
+
+@pytest.mark.parametrize("at", [0, 1])
+def test_make_dirs_beneath_never_follows_a_link_in_the_way(tmp_path: Path, at: int) -> None:
+    """A link where a directory is to be made (planted after the trust check, in a sticky
+    directory) fails the walk; nothing is created where it points (a hostile-user review:
+    ``Path.mkdir(parents=True)`` made root's directory there)."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    base = tmp_path / "base"
+    (base / "a").mkdir(parents=True)
+    names = ["a", "link", "sub"] if at else ["link", "sub"]
+    (base / "a" if at else base).joinpath("link").symlink_to(victim)
+    with pytest.raises(OSError):
+        make_dirs_beneath(str(base), names, 0o755)
+    assert list(victim.iterdir()) == []
