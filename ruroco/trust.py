@@ -154,15 +154,28 @@ class Trust:
             raise TrustError(f"Refusing {what} {qpath(shown)}: it {problem}")
 
     def read_file(
-        self, path: str | os.PathLike[str], what: str, max_size: int = 16 << 20
+        self,
+        path: str | os.PathLike[str],
+        what: str,
+        max_size: int = 16 << 20,
+        link_ok: bool = True,
     ) -> tuple[bytes, os.stat_result]:
         """Content and ``fstat`` of ``path`` after checking the way to it and the open file.
 
         Errors that are not about trust (missing file, permission, a directory) raise
         ``OSError`` for the caller's usual message; more than ``max_size`` bytes is refused.
+        ``link_ok=False``: ``path`` itself must not be a link (a file the daemon writes by
+        rename, never a link, so a link there was planted: not followed, whether or not its
+        target exists, so the answer tells nothing about files the planter cannot see).
         """
         shown = os.fspath(path)
-        real, _ = self.resolve(shown, what)
+        if link_ok:
+            real, _ = self.resolve(shown, what)
+        else:
+            directory, name = os.path.split(os.path.abspath(shown))
+            real = os.path.join(self.resolve(directory, what)[0], name)
+            if stat.S_ISLNK(os.lstat(real).st_mode):  # the open below refuses a later one
+                raise TrustError(f"Refusing {what} {qpath(shown)}: it is a link")
         # O_NONBLOCK: a FIFO planted under the name must not hang the daemon before fstat.
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
         fd = os.open(real, flags)

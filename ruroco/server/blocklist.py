@@ -126,11 +126,13 @@ MAX_FILE_SIZE = 16 << 20
 def read_file(path: Path, trusted: Trust | None = None) -> dict[bytes, int]:
     """The entries stored at ``path``; a missing file is an empty blocklist.
 
-    Read through ``ruroco.trust``: a link to ``/dev/zero`` or a FIFO planted by whoever owns
-    the directory must not hang or exhaust ``--check``, which runs as root.
+    Read through ``ruroco.trust``: a link or a FIFO planted by whoever owns the directory must
+    not hang, exhaust or inform ``--check``, which runs as root. The server writes the file by
+    rename, so a link there is refused whatever it points to.
     """
+    trust = trusted or Trust.of_process()
     try:
-        data = (trusted or Trust.of_process()).read_file(path, "blocklist", MAX_FILE_SIZE)[0]
+        data = trust.read_file(path, "blocklist", MAX_FILE_SIZE, link_ok=False)[0]
     except FileNotFoundError:
         return {}
     except OSError as exc:

@@ -262,6 +262,26 @@ def test_check_as_root_does_not_hang_or_exhaust_on_a_planted_blocklist(
     assert "blocklist" in check.stderr
 
 
+@pytest.mark.parametrize("target", ["/root/.ruroco-test-exists", "/root/.ruroco-test-absent"])
+def test_a_blocklist_link_is_refused_whatever_it_points_to(tmp_path: Path, target: str) -> None:
+    """The blocklist directory's owner (the service account) can plant a link there; root's
+    ``--check`` (the role's validate step) must not follow it: before, a root-only file that
+    exists gave a decode error and one that does not gave OK, which told the planter what
+    exists where it cannot look (hostile-user review). Start refuses it alike."""
+    Path("/root/.ruroco-test-exists").write_bytes(b"\x81\xa1a\x01 not a blocklist")
+    try:
+        config = write_setup(tmp_path)
+        blocklist = tmp_path / "state" / "blocklist.msgpck"
+        blocklist.symlink_to(target)
+        expected = f'Error: Refusing blocklist "{blocklist}": it is a link'
+        check = cli("--check", "-c", str(config))
+        assert (check.returncode, check.stdout, check.stderr) == (1, "", expected + "\n")
+        assert one_error_line(cli("-c", str(config))) == expected
+        assert os.path.islink(blocklist)  # nothing written through it or over it
+    finally:
+        Path("/root/.ruroco-test-exists").unlink()
+
+
 def test_a_link_planted_in_a_sticky_directory_is_not_followed(
     tmp_path: Path, shared_dir: Path, attacker: pwd.struct_passwd
 ) -> None:
