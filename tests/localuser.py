@@ -11,7 +11,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -65,3 +65,33 @@ def attacker_dir(shared_dir: Path, attacker: pwd.struct_passwd) -> Path:
     path.mkdir(mode=0o755)
     os.chown(path, attacker.pw_uid, attacker.pw_gid)
     return path
+
+
+def in_fork_as(uid: int, gid: int, fn: Callable[[], object]) -> str:
+    """Run ``fn()`` in a forked child that dropped to ``uid``/``gid`` (no supplementary
+    groups); returns its report: ``ok <result>``, ``error <message>`` for a ``RurocoError``,
+    ``crash <repr>`` otherwise. In-process, so the code under test needs no interpreter that
+    the user could execute (a venv's python may live under root's 0700 home)."""
+    from ruroco.errors import RurocoError
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        os.close(read_fd)
+        try:
+            if os.getuid() == 0:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+            report = f"ok {fn()}"
+        except RurocoError as exc:
+            report = f"error {exc}"
+        except BaseException as exc:
+            report = f"crash {exc!r}"
+        os.write(write_fd, report.encode())
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        out = fh.read().decode()
+    os.waitpid(pid, 0)
+    return out

@@ -11,10 +11,11 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ruroco import trust
 from ruroco.errors import RurocoError, qpath
-from ruroco.ipc import check_socket_path
+from ruroco.ipc import SERVER_LOCK_NAME, check_socket_path
 from ruroco.policy import KeyRules
 from ruroco.server import blocklist as blocklist_file
 from ruroco.server.config import ServerConfig, load_config
@@ -72,7 +73,13 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
     if config.address is not None:
         address = config.address
         result.attempt(lambda: check_address(address))
-    result.attempt(lambda: check_socket_path(config.checked_socket_path(trusted)))
+    try:
+        socket_path = config.checked_socket_path(trusted)
+        check_socket_path(socket_path)
+        warning = _unreachable_socket(socket_path)
+        result.warnings += [warning] if warning else []
+    except RurocoError as exc:
+        result.problems.append(str(exc))
     entries = _check_blocklist(config, trusted, result)
 
     if not config.ips:
@@ -119,13 +126,56 @@ def _check_blocklist(
     if not os.path.lexists(blocklist_path.parent):
         return {}
     try:
-        trusted.directory(blocklist_path.parent, "blocklist_dir")
+        directory = trusted.directory(blocklist_path.parent, "blocklist_dir")
     except RurocoError as exc:
         result.problems.append(str(exc))
         return {}
+    problem = _unwritable(directory, qpath(blocklist_path.parent))
+    if problem:
+        result.problems.append(problem)
     try:
         return blocklist_file.read_file(blocklist_path, trusted)
     except RurocoError as exc:
         named = qpath(blocklist_path)
         result.problems.append(str(exc) if named in str(exc) else f"{exc} ({named})")
         return {}
+
+
+def _unwritable(directory: str, shown: str) -> str | None:
+    """Why the server, run as this user, could not start with ``directory`` as its
+    ``blocklist_dir``: it creates ``server.lock`` there and replaces the blocklist by
+    rename, so it needs to write the directory and the lock file. (As root, as the role's
+    ``validate`` runs it, everything is writable: the check is for a run as the service
+    account, where start failed on the lock while ``--check`` said OK.)"""
+    uid = os.geteuid()
+    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=_EFFECTIVE):
+        return f"Refusing blocklist_dir {shown}: this user (uid {uid}) cannot write there"
+    lock = os.path.join(directory, SERVER_LOCK_NAME)
+    if os.path.lexists(lock) and not os.access(lock, os.W_OK, effective_ids=_EFFECTIVE):
+        return f"Refusing blocklist_dir {shown}: this user (uid {uid}) cannot write {qpath(lock)}"
+    return None
+
+
+def _unreachable_socket(socket_path: Path) -> str | None:
+    """A warning when this user could not connect to the commander's socket as it is now:
+    every accepted knock would then be dropped with "Permission denied". Not a refusal: the
+    commander may not run yet, and creates its socket for ``socket_user`` when it starts."""
+    directory = str(socket_path.parent)
+    if os.path.isdir(directory) and not os.access(directory, os.X_OK, effective_ids=_EFFECTIVE):
+        return (
+            f"socket_dir {qpath(directory)} cannot be entered by this user (uid "
+            f"{os.geteuid()}): the server could hand over no request"
+        )
+    if os.path.exists(socket_path) and not os.access(
+        socket_path, os.W_OK, effective_ids=_EFFECTIVE
+    ):
+        return (
+            f"the commander's socket {qpath(socket_path)} does not let this user (uid "
+            f"{os.geteuid()}) connect: the server could hand over no request; is socket_user "
+            "the account the server runs as?"
+        )
+    return None
+
+
+# os.access decides by the effective ids where the platform can (the ids a daemon acts with).
+_EFFECTIVE = os.access in os.supports_effective_ids

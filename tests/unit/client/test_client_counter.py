@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from localuser import in_fork_as
 
 from ruroco.client.counter import (
     OVERFLOW_MESSAGE,
@@ -105,29 +107,9 @@ def test_directory_in_place_of_file_is_a_hard_error(tmp_path: Path) -> None:
     assert path.is_dir()
 
 
-def _as_nobody(fn: object) -> str:
+def _as_nobody(fn: Callable[[], object]) -> str:
     """Run ``fn()`` in a forked child that dropped to uid/gid 65534; returns its report line."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
-        os.close(read_fd)
-        try:
-            if os.getuid() == 0:
-                os.setgroups([])
-                os.setgid(65534)
-                os.setuid(65534)
-            report = f"ok {fn()}"  # type: ignore[operator]
-        except RurocoError as exc:
-            report = f"error {exc}"
-        except BaseException as exc:
-            report = f"crash {exc!r}"
-        os.write(write_fd, report.encode())
-        os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as fh:
-        out = fh.read().decode()
-    os.waitpid(pid, 0)
-    return out
+    return in_fork_as(65534, 65534, fn)
 
 
 def test_unreadable_file_non_root_is_a_hard_error_and_unchanged() -> None:

@@ -4,6 +4,7 @@ one blocklist per server, files others could change, stale temp files, NUL bytes
 
 from __future__ import annotations
 
+import ast
 import os
 import pwd
 import signal
@@ -11,12 +12,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from localuser import run_as
+from localuser import in_fork_as, run_as
 from server_helpers import write_setup
 from test_server_cli import BIN, clean_env, cli
 
 from ruroco.protocol import generate_key
 from ruroco.server.blocklist import read_file
+from ruroco.server.check import check as server_check
+from ruroco.server.server import serve
 
 
 def free_port() -> int:
@@ -301,3 +304,63 @@ def test_a_link_planted_in_a_sticky_directory_is_not_followed(
         f'link "{sticky}/sock" is owned by uid {attacker.pw_uid} in a directory others can write'
     )
     assert expected in one_error_line(cli("-c", str(config)))
+
+
+def _check_as(user: pwd.struct_passwd, config: Path) -> tuple[list[str], list[str]]:
+    """``ruroco-server --check``'s problems and warnings, run as ``user`` (in a fork)."""
+    report = in_fork_as(user.pw_uid, user.pw_gid, lambda: repr(_check(config)))
+    assert report.startswith("ok "), report
+    problems, warnings = ast.literal_eval(report[3:])
+    return problems, warnings
+
+
+def _check(config: Path) -> tuple[list[str], list[str]]:
+    result = server_check(config)
+    return result.problems, result.warnings
+
+
+def test_check_as_the_service_account_refuses_what_start_cannot_write(
+    shared_dir: Path, attacker: pwd.struct_passwd
+) -> None:
+    """Run as the account the server runs as, ``--check`` said OK for a blocklist_dir that
+    account cannot write, and start then failed on ``server.lock`` (found trying the docs as a
+    new operator). It now refuses what start refuses, and says why."""
+    config = write_setup(shared_dir / "s")
+    for path in (config.parent, *config.parent.iterdir()):
+        os.chown(path, attacker.pw_uid, attacker.pw_gid)
+    state = shared_dir / "s" / "state"  # root's, mode 0755: the account cannot write it
+    problems, _ = _check_as(attacker, config)
+    assert problems == [
+        f'Refusing blocklist_dir "{state}": this user (uid {attacker.pw_uid}) cannot write there'
+    ]
+
+    def start() -> None:
+        os.environ["RUROCO_LISTEN_ADDRESS"] = f"127.0.0.1:{free_port()}"
+        serve(config)
+
+    report = in_fork_as(attacker.pw_uid, attacker.pw_gid, start)
+    assert report.startswith("error Lock file unavailable") and "server.lock" in report, report
+    os.chown(state, attacker.pw_uid, attacker.pw_gid)
+    assert _check_as(attacker, config) == ([], [])
+
+
+def test_check_warns_when_this_account_could_not_reach_the_commanders_socket(
+    shared_dir: Path, attacker: pwd.struct_passwd
+) -> None:
+    """A socket_dir the server cannot enter passed every check, and then every accepted knock
+    was dropped with "Permission denied": a warning names it (not a refusal: the commander
+    may start later and fix its socket)."""
+    config = write_setup(shared_dir / "s")
+    for path in (config.parent, *config.parent.iterdir(), shared_dir / "s" / "state"):
+        os.chown(path, attacker.pw_uid, attacker.pw_gid)
+    run = shared_dir / "s" / "run"
+    run.chmod(0o700)  # root's
+    assert _check_as(attacker, config) == (
+        [],
+        [
+            f'socket_dir "{run}" cannot be entered by this user (uid {attacker.pw_uid}): '
+            "the server could hand over no request"
+        ],
+    )
+    run.chmod(0o755)
+    assert _check_as(attacker, config) == ([], [])
