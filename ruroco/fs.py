@@ -8,7 +8,6 @@ writes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -99,8 +98,10 @@ def make_dirs_beneath(existing: str, names: list[str], mode: int) -> None:
     fd = os.open(existing, flags)
     try:
         for name in names:
-            with contextlib.suppress(FileExistsError):
+            try:  # noqa: SIM105 (contextlib costs the client's cold start an import)
                 os.mkdir(name, mode, dir_fd=fd)
+            except FileExistsError:
+                pass
             below = os.open(name, flags | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = below
@@ -124,6 +125,46 @@ def daemon_path(path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         log.error(f"Could not get current directory: {exc}")
         return p
+
+
+def unreachable_for(directory: str, user: str) -> str | None:
+    """Why the account ``user`` could not reach ``directory`` (a real path: no links on the
+    way), judged by the mode bits of every directory from ``/``: the first one it may not
+    search, described, or None. Nothing for root or an unknown or empty name. A directory
+    carrying a POSIX ACL is passed over (its bits are not the whole answer), so this may
+    miss a refusal but never invents one."""
+    import pwd
+    import stat
+
+    try:
+        account = pwd.getpwnam(user.strip())
+    except (KeyError, ValueError):
+        return None
+    if account.pw_uid == 0:
+        return None
+    groups = set(os.getgrouplist(account.pw_name, account.pw_gid))
+    path = "/"
+    for name in [""] + [p for p in directory.split("/") if p]:
+        path = os.path.join(path, name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None  # gone meanwhile: the caller's own checks say so
+        try:
+            os.getxattr(path, "system.posix_acl_access")
+            continue  # an ACL decides, not the bits
+        except OSError:
+            pass  # no ACL (ENODATA), or no xattr support: the bits decide
+        if st.st_uid == account.pw_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            mode = stat.S_IMODE(st.st_mode)
+            return f"directory {qpath(path)} (mode {mode:04o}, uid {st.st_uid}, gid {st.st_gid})"
+    return None
 
 
 def lookup_ids(user: str, group: str) -> tuple[int, int]:

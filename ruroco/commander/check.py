@@ -17,23 +17,27 @@ from ruroco.commander.config import WHAT, load_config
 from ruroco.commander.nft import check_usable
 from ruroco.commander.warm import SHELLS_PER_COMMAND, cap
 from ruroco.errors import RurocoError, qpath
-from ruroco.fs import lookup_ids
+from ruroco.fs import lookup_ids, unreachable_for
 from ruroco.ipc import check_socket_path
 from ruroco.policy import parse_rules
 from ruroco.tomlconfig import read_toml
 
 
-def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[str], str]:
-    """``(problems, summary)``; every problem is one line naming its file, never its content."""
+def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[str], str, list[str]]:
+    """``(problems, summary, warnings)``; every problem is one line naming its file, never its
+    content; warnings are what start would log without refusing."""
     problems: list[str] = []
+    warnings: list[str] = []
     done: list[str] = []
     warm: bool | None = None  # the config's warm_shells, once the config passed
     if config_path is not None:
         try:
             config = load_config(config_path)
             lookup_ids(config.socket_user, config.socket_group)
-            check_socket_dir(config.socket_path())
+            directory = check_socket_dir(config.socket_path())
             warm = config.warm_shells
+            warning = socket_user_warning(directory, config.socket_user) if directory else None
+            warnings += [_with_file(warning, config_path)] if warning else []
         except RurocoError as exc:
             problems.append(_with_file(str(exc), config_path))
     commands = None
@@ -51,7 +55,7 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
         done.insert(0, f"config {config_path} ok ({warm_summary(warm, count)})")
     if config_path is not None and commands is not None and not problems:
         problems += ungranted(config_path, commands_path, set(commands))
-    return problems, "; ".join(done)
+    return problems, "; ".join(done), warnings
 
 
 def warm_summary(enabled: bool, commands: int | None = None) -> str:
@@ -84,15 +88,30 @@ def ungranted(config_path: Path, commands_path: Path | None, known: set[int]) ->
     ]
 
 
-def check_socket_dir(socket_path: Path) -> None:
-    """What ``prepare_socket_dir`` would refuse, without creating anything."""
+def check_socket_dir(socket_path: Path) -> str | None:
+    """What ``prepare_socket_dir`` would refuse, without creating anything; the directory's
+    real path if it exists."""
     check_socket_path(socket_path)
     directory = socket_path.parent
     trusted = trust.for_process()
     if os.path.lexists(directory):
-        trusted.directory(directory, "socket_dir")
-    else:
-        trusted.nearest_existing(directory, "socket_dir")
+        return trusted.directory(directory, "socket_dir")
+    trusted.nearest_existing(directory, "socket_dir")
+    return None
+
+
+def socket_user_warning(directory: str, user: str) -> str | None:
+    """Why ``socket_user`` could not reach the socket in ``directory``, or None. Not a
+    refusal: an ACL or a capability the mode bits do not show may still let it through; but
+    otherwise the commander would run and the server drop every request it hands over with
+    "Permission denied" (found trying the docs as a new operator)."""
+    blocked = unreachable_for(directory, user)
+    if blocked is None:
+        return None
+    return (
+        f"socket_user {qpath(user.strip())} cannot reach socket_dir {qpath(directory)}: "
+        f"{blocked} does not let it through, so the server could hand over no request"
+    )
 
 
 def _with_file(message: str, path: Path) -> str:

@@ -59,10 +59,12 @@ def main(
         given_config = ctx.get_parameter_source("config_path") != ParameterSource.DEFAULT
         given_commands = ctx.get_parameter_source("commands_path") != ParameterSource.DEFAULT
         both = given_config == given_commands
-        problems, summary = check(
+        problems, summary, warnings = check(
             config_path if both or given_config else None,
             commands_path if both or given_commands else None,
         )
+        for warning in warnings:
+            click.echo(f"Warning: {warning}", err=True)
         for problem in problems:
             click.echo(f"Error: {problem}", err=True)
         if problems:

@@ -49,6 +49,7 @@ from pathlib import Path
 
 from ruroco import hangup, log, trust
 from ruroco.commander import nft
+from ruroco.commander.check import socket_user_warning
 from ruroco.commander.commands import Command, CommandFile, load_command_file
 from ruroco.commander.config import CommanderConfig, load_config
 from ruroco.commander.dispatch import Dispatcher, Tail, Task
@@ -223,6 +224,9 @@ class Commander:
         """Parent dir (created, then checked: docs/security.md), lock, bind, chmod, chown."""
         directory = prepare_socket_dir(self.socket_path)
         self.socket_path = Path(directory) / self.socket_path.name
+        warning = socket_user_warning(directory, self.config.socket_user)
+        if warning:
+            log.error(f"Warning: {warning}")
         # The lock comes before the socket so a second instance fails loudly instead of
         # replacing the live socket.
         self._lock = InstanceLock(

@@ -299,3 +299,29 @@ def test_a_staging_directory_left_with_anything_inside_is_cleared(
         assert shared_dir.is_dir() and socket_dir.is_dir()  # the link was not followed
     finally:
         proc.kill()
+
+
+def test_a_socket_dir_socket_user_cannot_reach_is_named_by_check_and_start(
+    tmp_path: Path, shared_dir: Path, attacker: pwd.struct_passwd
+) -> None:
+    """Everything passed and every knock was then dropped by the server with "Permission
+    denied" (found trying the docs as a new operator): the commander knows socket_user, so it
+    says so, as a warning (an ACL or capability the mode bits do not show may let it in)."""
+    socket_dir = shared_dir / "run"
+    socket_dir.mkdir(mode=0o700)
+    config, commands = files(tmp_path, socket_dir, socket_user=attacker.pw_name)
+    message = (
+        f'socket_user "{attacker.pw_name}" cannot reach socket_dir "{socket_dir}": '
+        f'directory "{socket_dir}" (mode 0700, uid 0, gid 0) does not let it through, so the '
+        "server could hand over no request"
+    )
+    check = commander(config, commands, "--check")
+    assert (check.returncode, check.stderr) == (0, f"Warning: {config}: {message}\n")
+    proc = CommanderProcess(socket_dir, config, commands)
+    try:
+        proc.wait_ready()
+        assert f"Warning: {message}" in proc.stdout + proc.stderr
+    finally:
+        assert proc.stop() == 0
+    socket_dir.chmod(0o755)
+    assert commander(config, commands, "--check").stderr == ""
