@@ -12,10 +12,12 @@ from pathlib import Path
 
 from ruroco import trust
 from ruroco.cmdhash import command_hash
+from ruroco.commander.commands import WHAT as COMMANDS_WHAT
 from ruroco.commander.commands import load_command_file
 from ruroco.commander.config import WHAT, load_config
 from ruroco.commander.nft import check_usable
 from ruroco.commander.warm import SHELLS_PER_COMMAND, cap
+from ruroco.configkeys import command_warnings, config_warnings
 from ruroco.errors import RurocoError, qpath
 from ruroco.fs import lookup_ids, unreachable_for
 from ruroco.ipc import check_socket_path
@@ -25,7 +27,7 @@ from ruroco.tomlconfig import read_toml
 
 def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[str], str, list[str]]:
     """``(problems, summary, warnings)``; every problem is one line naming its file, never its
-    content; warnings are what start would log without refusing."""
+    content; warnings deserve a look but are not refused (start runs with them)."""
     problems: list[str] = []
     warnings: list[str] = []
     done: list[str] = []
@@ -38,6 +40,9 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
             warm = config.warm_shells
             warning = socket_user_warning(directory, config.socket_user) if directory else None
             warnings += [_with_file(warning, config_path)] if warning else []
+            warnings += config_warnings(
+                read_toml(config_path, WHAT, trust.for_process()), config_path
+            )
         except RurocoError as exc:
             problems.append(_with_file(str(exc), config_path))
     commands = None
@@ -45,6 +50,9 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
     if commands_path is not None:
         try:
             loaded = load_command_file(commands_path)
+            warnings += command_warnings(
+                read_toml(commands_path, COMMANDS_WHAT, trust.for_process()), commands_path
+            )
             check_usable(loaded.grants)  # grants: nft and the kernel take their table
             commands = loaded.known()
             count = len(loaded.commands)

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruroco import trust
+from ruroco.configkeys import config_warnings
 from ruroco.errors import RurocoError, qpath
 from ruroco.ipc import SERVER_LOCK_NAME, check_socket_path
 from ruroco.policy import KeyRules
 from ruroco.server import blocklist as blocklist_file
-from ruroco.server.config import ServerConfig, load_config
+from ruroco.server.config import WHAT, ServerConfig, load_config
 from ruroco.server.keys import find_key_files, scan_keys
 from ruroco.server.listen import check_address
+from ruroco.tomlconfig import read_toml
 
 
 @dataclass
@@ -49,6 +51,7 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
         result.problems.append(str(exc))
         return result
 
+    result.warnings += config_warnings(read_toml(config_path, WHAT, trust.ANY_OWNER), config_path)
     trusted = config.trusted()
     key_dir: str | os.PathLike[str] = config.key_dir()
     try:
