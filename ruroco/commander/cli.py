@@ -28,10 +28,21 @@ _PATH = click.Path(path_type=Path)
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "-c", "--config", "config_path", type=_PATH, default=DEFAULT_CONFIG_PATH, show_default=True
+    "-c",
+    "--config",
+    "config_path",
+    type=_PATH,
+    default=DEFAULT_CONFIG_PATH,
+    show_default=True,
+    help="Path to config.toml (shared with ruroco-server: socket_dir, socket_user, limits).",
 )
 @click.option(
-    "--commands", "commands_path", type=_PATH, default=DEFAULT_COMMANDS_PATH, show_default=True
+    "--commands",
+    "commands_path",
+    type=_PATH,
+    default=DEFAULT_COMMANDS_PATH,
+    show_default=True,
+    help="Path to commands.toml: the commands and grants, root's alone (mode 0600).",
 )
 @click.option(
     "--check",

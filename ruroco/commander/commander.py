@@ -433,7 +433,7 @@ class Commander:
             command = self.commands.get(cmd_hash)
             action = self.actions.get(cmd_hash) if command is None else None
             if command is None and action is None:
-                log.error(f"Unknown command name: {cmd_hash}")
+                log.error(f"Unknown command name: {cmd_hash} (for {ip_text(ip)})")
                 return
             if not self.config.allow_non_routable_ips and is_non_routable(ip):
                 log.error(

@@ -24,6 +24,7 @@ from commander_helpers import (
 )
 from procfind import marked_pids, marker, no_survivors, pid_gone
 
+from ruroco.cmdhash import command_hash
 from ruroco.commander.commander import socket_dir_of
 from ruroco.errors import RurocoError
 
@@ -232,7 +233,8 @@ def test_bad_input_never_stops_the_commander(start_commander, tmp_path: Path) ->
     assert wait_for(lambda: out.read_text() == "x\nx\n", RUN_WAIT)
     assert commander.proc.poll() is None
     err = commander.stderr
-    assert "Unknown command name: " in err
+    # The source, so a typo in a client's -c can be traced (found by a new operator's trial).
+    assert f"Unknown command name: {command_hash('unknown-name')} (for 1.2.3.4)" in err
     assert "connection closed after 5 of 24 bytes" in err
     assert "connection closed after 23 of 24 bytes" in err
     assert "Traceback" not in err
