@@ -137,8 +137,14 @@ def parse_socket_addr(text: str) -> Destination | None:
 
 
 def ensure_port(address: str) -> str:
-    """Normalize ``--address`` to ``host:port`` (default port 80) or raise ``AddressError``."""
-    if parse_socket_addr(address) is not None:
+    """Normalize ``--address`` to ``host:port`` (default port 80) or raise ``AddressError``.
+
+    Port 0 is refused (the original takes it): nothing can receive a packet sent there, and
+    the send used up a counter value for it."""
+    literal = parse_socket_addr(address)
+    if literal is not None:
+        if literal.port == 0:
+            raise _invalid_port(address.rpartition(":")[2], address)
         return address
     try:
         ip = parse_ip(address)
@@ -154,12 +160,14 @@ def ensure_port(address: str) -> str:
             return f"{address}:{DEFAULT_PORT}"
         raise _invalid_address(address)
     if host and ":" not in host:
-        if _u16(port_text) is None:
-            raise AddressError(
-                f"Invalid port {_debug_str(port_text)} in address {_debug_str(address)}"
-            )
+        if not _u16(port_text):  # None (not a port) or 0
+            raise _invalid_port(port_text, address)
         return address
     raise _invalid_address(address)
+
+
+def _invalid_port(port_text: str, address: str) -> AddressError:
+    return AddressError(f"Invalid port {_debug_str(port_text)} in address {_debug_str(address)}")
 
 
 def _not_resolved(address: str) -> AddressError:

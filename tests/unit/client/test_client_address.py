@@ -50,7 +50,18 @@ def test_ensure_port_table(given_address: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("bad", "port"),
-    [("127.0.0.1:asd", "asd"), ("x:65536", "65536"), ("x:", ""), ("x:-1", "-1"), ("x: 80", " 80")],
+    [
+        ("127.0.0.1:asd", "asd"),
+        ("x:65536", "65536"),
+        ("x:", ""),
+        ("x:-1", "-1"),
+        ("x: 80", " 80"),
+        # port 0: nothing receives there (the original took it and used up a counter value)
+        ("127.0.0.1:0", "0"),
+        ("[::1]:0", "0"),
+        ("x:0", "0"),
+        ("x:+000", "+000"),
+    ],
 )
 def test_invalid_port(bad: str, port: str) -> None:
     with pytest.raises(AddressError) as info:
@@ -99,7 +110,7 @@ def test_ensure_port_only_raises_ruroco_errors_address_like(text: str) -> None:
 
 
 @settings(deadline=None)
-@given(st.ip_addresses(), st.integers(min_value=0, max_value=65535))
+@given(st.ip_addresses(), st.integers(min_value=1, max_value=65535))
 def test_every_ip_with_port_is_kept_and_resolves_to_itself(ip: object, port: int) -> None:
     text = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"  # type: ignore[attr-defined]
     assert ensure_port(text) == text

@@ -176,6 +176,9 @@ def test_runtime_error_messages(conf_dir: Path, key_file: Path) -> None:
     assert _fails(conf_dir, "send", "-a", "127.0.0.1:asd", "-k", k) == (
         'Error: Invalid port "asd" in address "127.0.0.1:asd"\n'
     )
+    assert _fails(conf_dir, "send", "-a", "127.0.0.1:0", "-k", k) == (
+        'Error: Invalid port "0" in address "127.0.0.1:0"\n'
+    )
     assert _fails(conf_dir, "send", "-a", "[::1]", "-k", k).startswith(
         'Error: Invalid address "[::1]", expected'
     )
