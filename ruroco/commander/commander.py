@@ -74,6 +74,7 @@ from ruroco.ipc import (
     check_socket_path,
     decode_commander_data,
 )
+from ruroco.linebudget import LineBudget
 from ruroco.lock import InstanceLock
 from ruroco.wakeup import STOP_SIGNALS, Wakeup
 
@@ -83,6 +84,11 @@ PRIVATE_BIND_DIR = ".ruroco.d"
 READ_TIMEOUT_SEC = 1.0
 # Connections being read at once; beyond this new ones wait in the kernel backlog.
 MAX_OPEN_CONNECTIONS = 64
+# Error lines about requests (malformed, unknown, refused, or shed from a full queue): 100 at
+# once, then 10 a second; the rest are counted (ruroco/linebudget.py). Real traffic stays far
+# below: the server hands over at most max_requests_per_second_global (100) a second.
+NOISE_BURST = 100
+NOISE_RATE = 10.0
 LISTEN_BACKLOG = 128
 # The accepting thread shares the GIL with workers and the warm thread. When one of them runs
 # Python at the moment a request arrives, the accepting thread waits for the GIL up to the
@@ -217,6 +223,7 @@ class Commander:
         self._socket_ino: int | None = None
         self._stop = False
         self._reload = False
+        self._noise = LineBudget(NOISE_BURST, NOISE_RATE)
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -303,6 +310,7 @@ class Commander:
                         assert isinstance(key.fileobj, socket.socket)  # what _accept registers
                         self._read(sel, conns, key.fileobj)
                 self._expire(sel, conns)
+                self._report_suppressed()
                 if listening and len(conns) >= MAX_OPEN_CONNECTIONS:
                     sel.unregister(self._listener)
                     listening = False
@@ -335,7 +343,7 @@ class Commander:
                 chunk = None
             except OSError as exc:
                 sock.close()
-                log.error(f"Could not read command from Unix Stream: {exc}")
+                self._request_error(f"Could not read command from Unix Stream: {exc}")
                 continue
             if chunk is not None and len(chunk) == COMMANDER_DATA_SIZE:
                 self._read_older(sel, conns, None)  # sent before this one: handled before it
@@ -344,7 +352,7 @@ class Commander:
                 continue
             if chunk == b"":
                 sock.close()
-                log.error(
+                self._request_error(
                     "Could not read command from Unix Stream: connection closed after "
                     f"0 of {COMMANDER_DATA_SIZE} bytes"
                 )
@@ -413,18 +421,38 @@ class Commander:
                 f"with {len(conn.buf)} of {COMMANDER_DATA_SIZE} bytes",
             )
 
-    @staticmethod
     def _drop(
+        self,
         sel: selectors.BaseSelector,
         conns: dict[socket.socket, _Conn],
         conn: _Conn,
         problem: str | None,
     ) -> None:
         if problem:
-            log.error(problem)
+            self._request_error(problem)
         sel.unregister(conn.sock)
         del conns[conn.sock]
         conn.sock.close()
+
+    def _request_error(self, message: str) -> None:
+        """An error line about a request, within the budget (``NOISE_BURST``); over it, only a
+        debug line, counted for the next line let through."""
+        suppressed = self._noise.take(time.monotonic())
+        if suppressed is None:
+            log.debug(message)
+        elif suppressed:
+            log.error(f"{message} ({suppressed} more such lines suppressed before this one)")
+        else:
+            log.error(message)
+
+    def _report_suppressed(self) -> None:
+        flushed = self._noise.flush(time.monotonic())
+        if flushed is not None:
+            count, seconds = flushed
+            log.error(
+                f"Suppressed {count} error lines about requests in the last {seconds:.0f}s "
+                "(malformed, unknown, refused or shed; RUROCO_LOG=debug shows each)"
+            )
 
     def _handle(self, message: bytes) -> None:
         """Decide about one complete message; errors become one log line, never an exception."""
@@ -433,10 +461,10 @@ class Commander:
             command = self.commands.get(cmd_hash)
             action = self.actions.get(cmd_hash) if command is None else None
             if command is None and action is None:
-                log.error(f"Unknown command name: {cmd_hash} (for {ip_text(ip)})")
+                self._request_error(f"Unknown command name: {cmd_hash} (for {ip_text(ip)})")
                 return
             if not self.config.allow_non_routable_ips and is_non_routable(ip):
-                log.error(
+                self._request_error(
                     f"refusing to execute with non-routable IP: {ip_text(ip)} "
                     f"(command ({cmd_hash}))"
                 )
@@ -454,9 +482,11 @@ class Commander:
                 assert action is not None and self.keeper is not None  # actions need grants
                 name, task = action.name, partial(self.keeper.act, action, ip)
             if not self.dispatcher.submit(name, task, start):
-                log.error(f"Too many queued commands, dropping ({cmd_hash}) for {ip_text(ip)}")
+                self._request_error(
+                    f"Too many queued commands, dropping ({cmd_hash}) for {ip_text(ip)}"
+                )
         except Exception as exc:
-            log.error(f"Could not handle command message: {exc}")
+            self._request_error(f"Could not handle command message: {exc}")
 
     # -- reload ------------------------------------------------------------------------------
 

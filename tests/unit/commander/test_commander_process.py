@@ -22,6 +22,7 @@ from commander_helpers import (
     write_commands,
     write_config,
 )
+from loglines import shown_and_counted
 from procfind import marked_pids, marker, no_survivors, pid_gone
 
 from ruroco.cmdhash import command_hash
@@ -362,3 +363,34 @@ def test_module_entry_point_version() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("ruroco-commander, version ")
+
+
+def test_a_peer_cannot_flood_the_log_and_what_ran_is_still_logged(
+    start_commander, tmp_path: Path
+) -> None:
+    """The server's account could make the commander write an error line per message, as fast
+    as it sends: enough for journald's rate limit to drop the lines of commands that really
+    ran (hostile-user review: 129,295 lines in 5 s). Such lines now have a budget (100, then
+    10 a second); the rest are counted and the count is logged."""
+    out = tmp_path / "ran"
+    commander = start_commander({"default": f"echo x >> {out}"}, allow_non_routable_ips=True)
+    flood = 3000
+    for _ in range(flood):
+        while True:  # a full backlog refuses the connect for a moment: the server retries too
+            try:
+                commander.send("unknown-name")
+                break
+            except BlockingIOError:
+                time.sleep(0.001)
+    commander.send("default")
+    assert wait_for(lambda: out.exists(), RUN_WAIT)
+
+    def counted() -> tuple[int, int]:
+        return shown_and_counted(commander.stderr, "Unknown command name")
+
+    assert wait_for(lambda: sum(counted()) == flood, RUN_WAIT), counted()
+    shown, suppressed = counted()
+    assert shown < 100 + 10 * 20 and suppressed > 0  # the burst, and at most 20 s of the rate
+    assert f"Running command ({command_hash('default')}) echo x >> {out} for 1.2.3.4" in (
+        commander.stdout
+    )
