@@ -164,9 +164,10 @@ class Trust:
 
         Errors that are not about trust (missing file, permission, a directory) raise
         ``OSError`` for the caller's usual message; more than ``max_size`` bytes is refused.
-        ``link_ok=False``: ``path`` itself must not be a link (a file the daemon writes by
-        rename, never a link, so a link there was planted: not followed, whether or not its
-        target exists, so the answer tells nothing about files the planter cannot see).
+        ``link_ok=False``: ``path`` itself must not be a link, symbolic or hard (a file the
+        daemon writes by rename, never a link, so a link there was planted: not followed,
+        whether or not its target exists, so the answer tells nothing about files the
+        planter cannot see).
         """
         shown = os.fspath(path)
         if link_ok:
@@ -184,6 +185,11 @@ class Trust:
             if stat.S_ISDIR(st.st_mode):  # reported like any unreadable file
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
             self.check_file(st, what, shown)
+            if not link_ok and st.st_nlink != 1:  # a hard link is a link too
+                raise TrustError(
+                    f"Refusing {what} {qpath(shown)}: it has {st.st_nlink} links "
+                    "(a file written by rename has 1)"
+                )
             if st.st_size > max_size:
                 raise TrustError(f"Refusing {what} {qpath(shown)}: larger than {max_size} bytes")
             chunks = []

@@ -285,6 +285,28 @@ def test_a_blocklist_link_is_refused_whatever_it_points_to(tmp_path: Path, targe
         Path("/root/.ruroco-test-exists").unlink()
 
 
+def test_a_hard_link_in_the_blocklists_place_is_refused(tmp_path: Path) -> None:
+    """A hard link to a root-only file is no symbolic link, but the same oracle (review of
+    the fix above; needs fs.protected_hardlinks off for the service account to make one).
+    The server's own file has one link: it is written by rename."""
+    secret = Path("/root/.ruroco-test-hardlinked")
+    secret.write_bytes(b"\x81\xa1a\x01 not a blocklist")
+    secret.chmod(0o600)
+    try:
+        config = write_setup(tmp_path)
+        blocklist = tmp_path / "state" / "blocklist.msgpck"
+        os.link(secret, blocklist)
+        expected = (
+            f'Error: Refusing blocklist "{blocklist}": it has 2 links '
+            "(a file written by rename has 1)"
+        )
+        check = cli("--check", "-c", str(config))
+        assert (check.returncode, check.stderr) == (1, expected + "\n")
+        assert one_error_line(cli("-c", str(config))) == expected
+    finally:
+        secret.unlink()
+
+
 def test_a_link_planted_in_a_sticky_directory_is_not_followed(
     tmp_path: Path, shared_dir: Path, attacker: pwd.struct_passwd
 ) -> None:
