@@ -20,9 +20,11 @@ readable by root only, and ``commands.toml`` is root's (docs/security.md, "Comma
 * **End**: the commander closes its end without writing: ``read`` meets end of file and the
   shell exits without running anything. That is also what happens when the commander dies
   (``kill -9``): the kernel closes the write end, and no shell outlives it idle.
-* A shell that died before its release (killed, or a syntax error in the command's first line,
-  which ``sh`` parses with the preamble) is noticed at the release, which then falls back to a
-  cold spawn, so the fast path is never needed for correctness.
+* A shell that died before its release (killed) is noticed at the release, which then falls
+  back to a cold spawn, so the fast path is never needed for correctness. The text is parsed
+  only once released (by ``eval``), so a syntax error fails there, as it would cold.
+* A text that starts with ``-`` or ``+`` never gets a warm shell (``takes_warm``): ``sh -c``
+  reads it as options, ``eval`` would run it.
 
 This module keeps the pool (which names want a shell, which shell waits for which name) and is
 independent of how a shell is spawned, released or ended: ``ruroco.commander.executor`` does
@@ -79,6 +81,12 @@ def cap(depth: int) -> int:
     return max(0, min(MAX_WARM_COMMANDS, soft // 2 // (FDS_PER_SHELL * depth)))
 
 
+def takes_warm(cmd: str) -> bool:
+    """Whether a warm shell runs ``cmd`` as ``sh -c cmd`` would. Not a text that starts with
+    ``-`` or ``+``: ``sh -c -x`` reads it as options (and fails), ``eval`` would run it."""
+    return not cmd.startswith(("-", "+"))
+
+
 def environment(env: dict[str, str], cmd: str) -> dict[str, str]:
     """The environment of a warm shell for the command text ``cmd`` (``sh -c SCRIPT``)."""
     return {**env, COMMAND_VARIABLE: cmd}
@@ -128,6 +136,8 @@ class WarmShells(Generic[S]):
             for command in commands:
                 if len(wanted) >= limit:
                     break
+                if not takes_warm(command.cmd):
+                    continue
                 wanted[command.name] = command
         with self._cond:
             self._wanted = wanted

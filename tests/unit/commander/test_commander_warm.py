@@ -208,6 +208,23 @@ def test_a_syntax_error_fails_as_cold_with_eval_in_the_message(plain: Executor) 
     assert again.stderr == cold.stderr.replace(": Syntax error", ": eval: Syntax error")
 
 
+@pytest.mark.parametrize("text", ["-x", "-e echo hi", "+x", "-- echo hi"])
+def test_a_text_sh_would_take_for_options_runs_cold(plain: Executor, text: str) -> None:
+    """``sh -c -x`` reads ``-x`` as an option (and fails with a usage error) where ``eval``
+    would run it as a command: such a text gets no warm shell, so it fails as it always did
+    (a review of the warm shell's eval)."""
+    command = Command("t", text, 10)
+    cold = plain.run(command, IP)
+    assert plain.keep_warm([command]) == 0
+    again = plain.run(command, IP)
+    assert plain.released_warm == 0 and plain.warm_waiting() == 0
+    assert (again.status, again.returncode, again.stderr) == (
+        cold.status,
+        cold.returncode,
+        cold.stderr,
+    )
+
+
 def test_other_users_never_see_a_waiting_shells_command(
     plain: Executor, attacker: pwd.struct_passwd
 ) -> None:
