@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from ruroco.commander.config import parse_config
 from ruroco.configkeys import COMMAND_ENTRY, COMMANDER, SERVER
 from ruroco.errors import RurocoError
 from ruroco.server.config import load_config
+from ruroco.tomlconfig import Table
 
 # A value no setting takes (a TOML date-time): a key that is read fails on it, one that is
 # ignored does not.
@@ -45,6 +47,33 @@ def _commander_reads(key: str) -> bool:
 def test_each_daemon_reads_exactly_its_keys(key: str, tmp_path: Path) -> None:
     assert _server_reads(key, tmp_path) == (key in SERVER)
     assert _commander_reads(key) == (key in COMMANDER)
+
+
+def test_every_key_a_parser_reads_is_in_its_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The other direction: a key a parser reads but the sets miss would be warned about as a
+    typo in a correct file (review). Every top-level key the parsers ask for is recorded."""
+    asked: list[str] = []
+    for name in ("text", "flag", "integer", "str_list"):
+        original = getattr(Table, name)
+
+        def record(self: Table, key: str, *args: object, _original=original, **kw: object):
+            if self.data is top:
+                asked.append(key)
+            return _original(self, key, *args, **kw)
+
+        monkeypatch.setattr(Table, name, record)
+    config = tmp_path / "config.toml"
+    config.write_text('ips = ["127.0.0.1"]\n[keys.laptop]\ncommands = ["default"]\n')
+    top = tomllib.loads(config.read_text())
+    monkeypatch.setattr("ruroco.server.config.read_toml", lambda *a: top)
+    load_config(config)
+    assert set(asked) | {"keys"} == SERVER  # [keys.<stem>] is read as a table
+    asked.clear()
+    top = {}
+    parse_config(top, "config.toml")
+    assert set(asked) == COMMANDER
 
 
 @pytest.mark.parametrize("key", sorted(COMMAND_ENTRY))
