@@ -67,6 +67,19 @@ def attacker_dir(shared_dir: Path, attacker: pwd.struct_passwd) -> Path:
     return path
 
 
+def planted_link(shared: Path, user: pwd.struct_passwd, name: str) -> tuple[Path, Path]:
+    """A /tmp-like directory in ``shared`` (sticky, writable by all) where ``user`` planted
+    the link ``name`` to a root-owned 0755 directory: returns that directory and the
+    target, which a daemon that followed the link would use."""
+    sticky = shared / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    target = shared / "target"
+    target.mkdir(mode=0o755)
+    run_as(user, "ln", "-s", str(target), str(sticky / name))
+    return sticky, target
+
+
 def in_fork_as(uid: int, gid: int, fn: Callable[[], object]) -> str:
     """Run ``fn()`` in a forked child that dropped to ``uid``/``gid`` (no supplementary
     groups); returns its report: ``ok <result>``, ``error <message>`` for a ``RurocoError``,

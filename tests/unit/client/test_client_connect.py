@@ -160,9 +160,6 @@ def _usage_error(message: str) -> str:
         (["h", "22", "-k", "k", "--interval", "1e3"],
          "Invalid value for '--interval': '1e3' is not a number of seconds above 0 and at"
          " most 86400"),
-        (["h", "22", "-k", "k", "--interval", "0.5"],
-         "Invalid value for '--interval': '0.5' is less than 1 second; knocking more often only"
-         " meets the server's per-source rate limit"),
         (["h", "22", "-k", "k", "--interval", "0.999"],
          "Invalid value for '--interval': '0.999' is less than 1 second; knocking more often only"
          " meets the server's per-source rate limit"),

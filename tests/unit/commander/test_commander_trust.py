@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from commander_helpers import CommanderProcess, write_commands, write_config
-from localuser import run_as
+from localuser import planted_link, run_as
 
 from ruroco.ipc import MAX_SOCKET_PATH
 
@@ -236,12 +236,7 @@ def test_socket_dir_link_planted_in_a_sticky_directory_is_refused(
     tmp_path: Path, shared_dir: Path, attacker: pwd.struct_passwd
 ) -> None:
     """Resolving the path ourselves bypasses fs.protected_symlinks, so we apply its rule."""
-    sticky = shared_dir / "tmp"
-    sticky.mkdir()
-    sticky.chmod(0o1777)
-    rootdir = shared_dir / "rootdir"  # any root-owned 0755 directory the attacker likes
-    rootdir.mkdir(mode=0o755)
-    run_as(attacker, "ln", "-s", str(rootdir), str(sticky / "ruroco"))
+    sticky, rootdir = planted_link(shared_dir, attacker, "ruroco")
     config, commands = files(tmp_path, sticky / "ruroco")
     expected = f'link "{sticky}/ruroco" is owned by uid {attacker.pw_uid} in a directory others'
     assert expected in one_error_line(commander(config, commands))
@@ -256,12 +251,7 @@ def test_a_relative_socket_dir_through_a_link_planted_in_the_cwd_is_refused(
     """A relative path is joined to the working directory, not resolved there first: resolving
     followed the attacker's link before the check saw it (a hostile-user review: root
     created its lock and socket in a directory the attacker chose, from a start in /tmp)."""
-    sticky = shared_dir / "tmp"
-    sticky.mkdir()
-    sticky.chmod(0o1777)
-    rootdir = shared_dir / "rootdir"
-    rootdir.mkdir(mode=0o755)
-    run_as(attacker, "ln", "-s", str(rootdir), str(sticky / "rel"))
+    sticky, rootdir = planted_link(shared_dir, attacker, "rel")
     config, commands = files(tmp_path, Path("rel"))
     expected = f'link "{sticky}/rel" is owned by uid {attacker.pw_uid} in a directory others'
     check = commander(config, commands, "--check", cwd=sticky)

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from localuser import in_fork_as, run_as
+from localuser import in_fork_as, planted_link, run_as
 from server_helpers import write_setup
 from test_server_cli import BIN, clean_env, cli
 
@@ -311,12 +311,7 @@ def test_a_link_planted_in_a_sticky_directory_is_not_followed(
     tmp_path: Path, shared_dir: Path, attacker: pwd.struct_passwd
 ) -> None:
     """A link in /tmp-like directories redirects the server's socket only if we follow it."""
-    sticky = shared_dir / "sticky"
-    sticky.mkdir()
-    sticky.chmod(0o1777)
-    target = shared_dir / "run"
-    target.mkdir(mode=0o755)
-    run_as(attacker, "ln", "-s", str(target), str(sticky / "sock"))
+    sticky, _ = planted_link(shared_dir, attacker, "sock")
     config = write_setup(tmp_path)
     text = config.read_text().replace(
         f'socket_dir = "{tmp_path}/run"', f'socket_dir = "{sticky}/sock"'
