@@ -51,7 +51,12 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
         result.problems.append(str(exc))
         return result
 
-    result.warnings += config_warnings(read_toml(config_path, WHAT, trust.ANY_OWNER), config_path)
+    try:  # read again for the keys neither daemon knows (changed meanwhile: one error line)
+        result.warnings += config_warnings(
+            read_toml(config_path, WHAT, trust.ANY_OWNER), config_path
+        )
+    except RurocoError as exc:
+        result.problems.append(str(exc))
     trusted = config.trusted()
     key_dir: str | os.PathLike[str] = config.key_dir()
     try:
