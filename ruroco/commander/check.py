@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ruroco import trust
 from ruroco.cmdhash import command_hash
 from ruroco.commander.commands import WHAT as COMMANDS_WHAT
-from ruroco.commander.commands import load_command_file
-from ruroco.commander.config import WHAT, load_config
+from ruroco.commander.commands import parse_command_file
+from ruroco.commander.config import WHAT, parse_config
 from ruroco.commander.nft import check_usable
 from ruroco.commander.warm import SHELLS_PER_COMMAND, cap
 from ruroco.configkeys import command_warnings, config_warnings
@@ -32,27 +33,26 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
     warnings: list[str] = []
     done: list[str] = []
     warm: bool | None = None  # the config's warm_shells, once the config passed
+    config_data: dict[str, Any] | None = None  # each file is read once, as start reads it
     if config_path is not None:
         try:
-            config = load_config(config_path)
+            config_data = read_toml(config_path, WHAT, trust.for_process())
+            config = parse_config(config_data, config_path)
             lookup_ids(config.socket_user, config.socket_group)
             directory = check_socket_dir(config.socket_path())
             warm = config.warm_shells
             warning = socket_user_warning(directory, config.socket_user) if directory else None
             warnings += [_with_file(warning, config_path)] if warning else []
-            warnings += config_warnings(
-                read_toml(config_path, WHAT, trust.for_process()), config_path
-            )
+            warnings += config_warnings(config_data, config_path)
         except RurocoError as exc:
             problems.append(_with_file(str(exc), config_path))
     commands = None
     count = None
     if commands_path is not None:
         try:
-            loaded = load_command_file(commands_path)
-            warnings += command_warnings(
-                read_toml(commands_path, COMMANDS_WHAT, trust.for_process()), commands_path
-            )
+            commands_data = read_toml(commands_path, COMMANDS_WHAT, trust.for_process())
+            loaded = parse_command_file(commands_data, commands_path)
+            warnings += command_warnings(commands_data, commands_path)
             check_usable(loaded.grants)  # grants: nft and the kernel take their table
             commands = loaded.known()
             count = len(loaded.commands)
@@ -61,8 +61,8 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
             problems.append(_with_file(str(exc), commands_path))
     if warm is not None:
         done.insert(0, f"config {config_path} ok ({warm_summary(warm, count)})")
-    if config_path is not None and commands is not None and not problems:
-        problems += ungranted(config_path, commands_path, set(commands))
+    if config_path and config_data is not None and commands is not None and not problems:
+        problems += ungranted(config_data, config_path, commands_path, set(commands))
     return problems, "; ".join(done), warnings
 
 
@@ -79,12 +79,14 @@ def warm_summary(enabled: bool, commands: int | None = None) -> str:
     return f"warm shells: on, for the first {limit} of {commands} commands"
 
 
-def ungranted(config_path: Path, commands_path: Path | None, known: set[int]) -> list[str]:
+def ungranted(
+    config_data: dict[str, Any], config_path: Path, commands_path: Path | None, known: set[int]
+) -> list[str]:
     """Names a ``[keys.<stem>]`` table grants that ``commands.toml`` does not define: such a
     grant can never run (most likely a typo). The server's own ``--check`` reports a broken
     ``[keys]`` table; here it is only read (docs/files.md, ``[keys.<stem>]``)."""
     try:
-        rules = parse_rules(read_toml(config_path, WHAT, trust.for_process()), config_path, WHAT)
+        rules = parse_rules(config_data, config_path, WHAT)
     except RurocoError:
         return []
     return [

@@ -19,10 +19,13 @@ from ruroco.errors import RurocoError, qpath
 from ruroco.ipc import SERVER_LOCK_NAME, check_socket_path
 from ruroco.policy import KeyRules
 from ruroco.server import blocklist as blocklist_file
-from ruroco.server.config import WHAT, ServerConfig, load_config
+from ruroco.server.config import WHAT, ServerConfig, parse_config
 from ruroco.server.keys import find_key_files, scan_keys
 from ruroco.server.listen import check_address
 from ruroco.tomlconfig import read_toml
+
+# os.access decides by the effective ids where the platform can (the ids a daemon acts with).
+_EFFECTIVE = os.access in os.supports_effective_ids
 
 
 @dataclass
@@ -46,17 +49,12 @@ def check(config_path: str | os.PathLike[str]) -> CheckResult:
     """Everything start would refuse, found without writing or binding anything."""
     result = CheckResult()
     try:
-        config = load_config(config_path)
+        data = read_toml(config_path, WHAT, trust.ANY_OWNER)
+        config = parse_config(data, config_path)
     except RurocoError as exc:
         result.problems.append(str(exc))
         return result
-
-    try:  # read again for the keys neither daemon knows (changed meanwhile: one error line)
-        result.warnings += config_warnings(
-            read_toml(config_path, WHAT, trust.ANY_OWNER), config_path
-        )
-    except RurocoError as exc:
-        result.problems.append(str(exc))
+    result.warnings += config_warnings(data, config_path)
     trusted = config.trusted()
     key_dir: str | os.PathLike[str] = config.key_dir()
     try:
@@ -183,7 +181,3 @@ def _unreachable_socket(socket_path: Path) -> str | None:
             "the account the server runs as?"
         )
     return None
-
-
-# os.access decides by the effective ids where the platform can (the ids a daemon acts with).
-_EFFECTIVE = os.access in os.supports_effective_ids

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ruroco import trust
 from ruroco.fs import daemon_path
@@ -97,7 +98,11 @@ class ServerConfig:
 
 def load_config(path: str | os.PathLike[str]) -> ServerConfig:
     """Read and validate ``path``; errors name the file and key but never echo its content."""
-    data = read_toml(path, WHAT, trust.ANY_OWNER)
+    return parse_config(read_toml(path, WHAT, trust.ANY_OWNER), path)
+
+
+def parse_config(data: dict[str, Any], path: str | os.PathLike[str]) -> ServerConfig:
+    """Validate the content of ``path``, already read (``--check`` also looks at its keys)."""
     table = Table(data, path, WHAT)
     raw_ips = table.str_list("ips", required=True) or []
     ips: list[bytes] = []
