@@ -150,11 +150,8 @@ def unreachable_for(directory: str, user: str) -> str | None:
             st = os.stat(path)
         except OSError:
             return None  # gone meanwhile: the caller's own checks say so
-        try:
-            os.getxattr(path, "system.posix_acl_access")
+        if _has_acl(path):
             continue  # an ACL decides, not the bits
-        except OSError:
-            pass  # no ACL (ENODATA), or no xattr support: the bits decide
         if st.st_uid == account.pw_uid:
             bit = stat.S_IXUSR
         elif st.st_gid in groups:
@@ -165,6 +162,14 @@ def unreachable_for(directory: str, user: str) -> str | None:
             mode = stat.S_IMODE(st.st_mode)
             return f"directory {qpath(path)} (mode {mode:04o}, uid {st.st_uid}, gid {st.st_gid})"
     return None
+
+
+def _has_acl(path: str) -> bool:
+    """Whether ``path`` carries a POSIX access ACL (False without one, or without xattrs)."""
+    try:
+        return bool(os.getxattr(path, "system.posix_acl_access"))
+    except OSError:
+        return False
 
 
 def lookup_ids(user: str, group: str) -> tuple[int, int]:

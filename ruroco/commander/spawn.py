@@ -91,8 +91,9 @@ class Spawner:
         # False when the attributes cannot carry SCHED_IDLE, or once a child could not take it
         # (a seccomp filter, say): ``idle`` spawns then start at the caller's policy.
         self.idle_works = _set_idle_policy(libc, self._idle_attr)
-        # The last environment encoded and its C array: executors pass the same dict for every
-        # warm shell (their environment is fixed at start), so it is encoded once.
+        # The last environment encoded and its C array: warm shells of one command share an
+        # environment (the commander's, plus the command text), so a command's refills encode
+        # it once; other environments replace it.
         self._env_lock = threading.Lock()
         self._env_items: tuple[tuple[str, str], ...] = ()
         self._env_array: _CharArray = None
