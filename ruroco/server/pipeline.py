@@ -35,8 +35,12 @@ which is what it protects. The original order (both limits on every correctly si
 datagram, before the key lookup) lives only in the benchmarks (``bench/legacy.py``).
 
 The key policy (``ruroco.policy``; docs/security.md, Per-key policy) is asked only once the
-packet authenticated and passed every check a replay or a forgery would fail, and before the
-floor is raised: a refused packet never uses up its counter, and costs no global budget.
+packet authenticated and passed every check a replay or a forgery would fail. From there on
+the packet is used up whatever the answer: the floor is raised before the policy and the
+global limit are asked, so a packet they refuse can never run later (docs/security.md,
+"Refused packets are used up"). A refusal costs no global budget and no write of its own: the
+server writes such floors within two seconds, at most once a second, and before a reload
+(``Pipeline.save_refused_floors``).
 ``Decision.policy`` is an immutable ``Policy``; replacing the attribute swaps it whole.
 
 Protocol 0 (the released ruroco 0.14.2, docs/protocol.md, Protocol 0) differs from protocol 1
@@ -201,9 +205,9 @@ Result = Rejection | Acceptance | Busy
 class Decision:
     """The sans-IO decision on one datagram; ``screen`` and ``decide`` never raise.
 
-    ``floors`` (key id -> highest accepted counter) is read and raised here; the server's
-    ``Blocklist`` holds the same dict and writes it. Nothing else is shared. ``policy`` is
-    read-only and may be replaced whole between two datagrams.
+    ``floors`` (key id -> highest counter of an authentic, fresh packet) is read and raised
+    here; the server's ``Blocklist`` holds the same dict and writes it. Nothing else is shared.
+    ``policy`` is read-only and may be replaced whole between two datagrams.
     """
 
     def __init__(
@@ -214,6 +218,9 @@ class Decision:
         policy: Policy = EMPTY,
     ):
         self.floors = floors
+        # A refusal raised a floor that no write has persisted yet (the server writes it
+        # within two seconds, at most once a second, and before a reload: ``Pipeline``).
+        self.unsaved_floors = False
         self.per_source = PerSourceLimit(config.max_requests_per_second)
         self.global_limit = WindowLimit(config.max_requests_per_second_global)
         self.stats: dict[str, int] = dict.fromkeys((*REASONS, "accepted", ACCEPTED_V0), 0)
@@ -349,16 +356,21 @@ class Decision:
         if data.strict and data.src_ip is not None and data.src_ip != src:
             return self._reject(SOURCE, host, port, (key_id, ip_text(data.src_ip), ip_text(src)))
         ip = src if data.src_ip is None else data.src_ip
+        # Authentic and fresh: from here on the packet is used up whatever the answer, so one
+        # refused now can never run later, sent again from inside ``sources`` or after a
+        # reload widened the policy (docs/security.md, "Refused packets are used up").
+        self.floors[key_id] = counter
         rules = self.policy.rules.get(key_id)
         if rules is not None:
             refused = rules.refusal(data.cmd_hash, src, ip, now_ns)
             if refused is not None:
+                self.unsaved_floors = True
                 return self._reject(POLICY, host, port, (key_id, qpath(rules.file_name), refused))
         if not self.global_limit.allow(now_s):
+            self.unsaved_floors = True
             return self._reject(
                 RATE_GLOBAL, host, port, (self.config.max_requests_per_second_global,)
             )
-        self.floors[key_id] = counter
         message = encode_commander_data(data.cmd_hash, ip)
         return Acceptance(key_id, data, ip, message, host, port, floor, protocol)
 
@@ -430,7 +442,21 @@ class Pipeline:
             self.blocklist.save()
         except BlocklistError as exc:
             return decision.not_persisted(accepted, str(exc))
+        decision.unsaved_floors = False  # the write held every floor
         return decision.persisted(accepted)
+
+    def save_refused_floors(self) -> str | None:
+        """Write the floors that refusals raised (``Decision.unsaved_floors``); the error line
+        if that failed (they stay raised in memory, and the next write tries again)."""
+        decision = self.decision
+        if not decision.unsaved_floors:
+            return None
+        try:
+            self.blocklist.save()
+        except BlocklistError as exc:
+            return f"Could not persist the floors of refused packets: {exc}"
+        decision.unsaved_floors = False
+        return None
 
     def handle(
         self, packet: bytes | bytearray | memoryview, size: int, host: str, port: int

@@ -71,6 +71,9 @@ RECV_BUFFER = MSG_SIZE + 1
 DRAIN_BATCH = 512
 RECEIVE_QUEUE_BYTES = 4 << 20
 IDLE_POLL_MS = 1000
+# Floors that refusals raised are written at most this often (seconds), so packets refused
+# by the policy or the global limit cannot make the server write more (ruroco.server.pipeline).
+FLOOR_SAVE_INTERVAL = 1.0
 
 
 @dataclass
@@ -193,8 +196,10 @@ class Server:
         pipeline = self.pipeline
         # The decision is sans-IO: the loop reads the clocks and does the I/O (``settle``).
         # ``screen`` (size, key id) is all a random flood gets; ``decide`` runs the rest.
-        screen = pipeline.decision.screen
-        decide = pipeline.decision.decide_screened
+        decision = pipeline.decision
+        screen = decision.screen
+        decide = decision.decide_screened
+        next_floor_save = 0.0
         settle = pipeline.settle
         gate = self.throttle.gate
         stats = self.stats
@@ -246,6 +251,11 @@ class Server:
                     if dropped is not None:
                         log.error(dropped)
                     next_drop_check = drop_report.due
+                if decision.unsaved_floors and monotonic() >= next_floor_save:
+                    problem = pipeline.save_refused_floors()
+                    if problem is not None:
+                        log.error(problem)
+                    next_floor_save = monotonic() + FLOOR_SAVE_INTERVAL
                 if received < DRAIN_BATCH and not self._stop:
                     for fd, _ in poller.poll(IDLE_POLL_MS):
                         if fd == wake_fd:
@@ -253,6 +263,9 @@ class Server:
         finally:
             if self._stop:
                 log.info("Shutdown requested, stopping server loop")
+            problem = pipeline.save_refused_floors()
+            if problem is not None:
+                log.error(problem)
             self.forwarder.close()  # queued requests: one last chance of <= forward_timeout
             log.info(stats.summary())
         return stats
@@ -318,7 +331,9 @@ class Server:
         seeded = [key_id for key_id in keyset.keys if key_id not in blocklist.entries]
         for key_id in seeded:
             blocklist.entries[key_id] = now
-        if not seeded:
+        decision = self.pipeline.decision
+        # Floors that refusals raised go to disk before a new policy could allow those packets.
+        if not seeded and not decision.unsaved_floors:
             return seeded
         try:
             blocklist.save()
@@ -326,6 +341,7 @@ class Server:
             self._unseed(seeded)
             self._reload_failed(keyset, str(exc))
             return None
+        decision.unsaved_floors = False
         return seeded
 
     def _unseed(self, seeded: list[bytes]) -> None:

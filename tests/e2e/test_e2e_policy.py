@@ -1,8 +1,10 @@
 """Per-key policy with the real daemons: ``[keys.<stem>]`` narrows what a key may run, from
-where, for whom and until when; a refused packet runs nothing and uses up no counter."""
+where, for whom and until when; a refused packet runs nothing, now or later."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 
@@ -13,6 +15,7 @@ from e2e_harness import (
     DeploymentFactory,
     base_env,
     read_blocklist,
+    wait_for,
 )
 from tomltext import toml_str
 
@@ -49,7 +52,7 @@ def floor(dep: Deployment) -> int:
     return read_blocklist(dep)[dep.key.key_id]
 
 
-def test_a_key_limited_to_a_cannot_run_b_and_the_refusal_uses_no_counter(
+def test_a_key_limited_to_a_cannot_run_b_and_a_refused_packet_is_used_up(
     make_deployment: DeploymentFactory,
 ) -> None:
     dep = with_policy(
@@ -69,20 +72,26 @@ def test_a_key_limited_to_a_cannot_run_b_and_the_refusal_uses_no_counter(
     dep.knock("-c", "a")
     assert dep.wait_runs(1, "a") == ["127.0.0.1"]
 
-    # A refused packet with a higher counter leaves the floor alone: a lower one still runs.
-    before = floor(dep)
+    # A refused packet is used up: its floor reaches the disk with no accepted knock after it,
+    # a lower counter is a replay, and its bytes never run, not even once a reload allows b.
     now = time.time_ns()
+    refused = dep.packet(cmd="b", counter=now + 5 * SECOND)
     since = dep.server.mark()
-    _, port = dep.send_raw(dep.packet(cmd="b", counter=now + 5 * SECOND))
+    _, port = dep.send_raw(refused)
     dep.wait_rejection(since, "127.0.0.1", str(port), pattern="keys.test.commands")
-    assert floor(dep) == before
+    wait_for(lambda: floor(dep) == now + 5 * SECOND, 5, "the refused packet's floor on disk")
     dep.send_raw(dep.packet(cmd="a", counter=now))
-    assert dep.wait_runs(2, "a") == ["127.0.0.1", "127.0.0.1"]
-    assert floor(dep) == now
-
+    since = dep.server.mark()
+    dep.config.write_text(dep.config.read_text().replace('["a"]', '["a", "b"]'))
+    os.kill(dep.server.pid, signal.SIGHUP)
+    dep.server.wait_log(r"Reloaded ", since)
+    dep.send_raw(refused)
+    dep.send_raw(dep.packet(cmd="b", counter=now + 6 * SECOND))
+    assert dep.wait_runs(1, "b") == ["127.0.0.1"]
     time.sleep(0.3)
-    assert dep.runs("b") == []
-    assert not dep.server.find(f"trying cmd {b_hash} ")
+    assert dep.runs("b") == ["127.0.0.1"]  # the fresh packet ran, the refused one did not
+    assert dep.runs("a") == ["127.0.0.1"]  # and the lower counter did not either
+    assert floor(dep) == now + 6 * SECOND
 
 
 def test_a_packet_from_outside_sources_runs_nothing(make_deployment: DeploymentFactory) -> None:
@@ -95,7 +104,8 @@ def test_a_packet_from_outside_sources_runs_nothing(make_deployment: DeploymentF
     now = time.time_ns()
 
     since = dep.server.mark()
-    _, port = dep.send_raw(dep.packet(counter=now + 3), src_host="127.0.0.2")
+    outside = dep.packet(counter=now + 1)
+    _, port = dep.send_raw(outside, src_host="127.0.0.2")
     dep.wait_rejection(
         since,
         "Rejected datagram from 127.0.0.2 port",
@@ -106,12 +116,13 @@ def test_a_packet_from_outside_sources_runs_nothing(make_deployment: DeploymentF
     dep.send_raw(dep.packet(counter=now + 2, dst="::1"), src_host="::1")
     dep.wait_rejection(since, "from ::1 port", "source ::1 is outside keys.test.sources")
     since = dep.server.mark()
-    claim = dep.packet(counter=now + 1, strict=False, src="203.0.113.9")
+    claim = dep.packet(counter=now + 3, strict=False, src="203.0.113.9")
     dep.send_raw(claim, src_host="127.0.0.3")
     dep.wait_rejection(since, "from 127.0.0.3 port", "claimed IP 203.0.113.9 is outside")
 
-    dep.send_raw(dep.packet(counter=now), src_host="127.0.0.3")
-    dep.send_raw(dep.packet(counter=now + 4, strict=False, src="198.51.100.7"), "127.0.0.3")
+    dep.send_raw(outside, src_host="127.0.0.3")  # used up: sent from inside, it runs nothing
+    dep.send_raw(dep.packet(counter=now + 4), src_host="127.0.0.3")
+    dep.send_raw(dep.packet(counter=now + 5, strict=False, src="198.51.100.7"), "127.0.0.3")
     assert dep.wait_runs(2) == ["127.0.0.3", "198.51.100.7"]
     time.sleep(0.3)
     assert dep.runs() == ["127.0.0.3", "198.51.100.7"]

@@ -246,7 +246,8 @@ def test_each_rule_refuses_with_a_line_naming_the_key_file_and_the_rule():
         if host == "127.0.0.2":
             assert line.startswith(prefix), line
         assert needle.format(command_hash("b")) in line, line
-        assert d.floors[FIXTURE_ID] == FLOOR and d.stats[pl.POLICY] == 1
+        assert d.floors[FIXTURE_ID] == NOW - 9 and d.stats[pl.POLICY] == 1  # used up
+        assert d.unsaved_floors
     # what every rule allows: a claim inside sources, at the very instant of not_after
     d = decision(rules)
     ok = packet(command="a", counter=NOW - 9, strict=False, src="203.0.113.5")
@@ -269,12 +270,39 @@ def test_allow_permissive_false_refuses_only_a_claim_of_another_address():
         assert isinstance(decide(decision(rules), allowed), Acceptance)
 
 
-def test_a_refused_packet_leaves_the_floor_so_a_lower_valid_counter_still_runs():
-    d = decision(KeyRules(stem="k", commands=("a",)))
-    assert decide(d, packet(command="b", counter=NOW - 1))[0] == pl.POLICY
-    assert d.floors[FIXTURE_ID] == FLOOR
-    result = decide(d, packet(command="a", counter=NOW - 2))
-    assert isinstance(result, Acceptance) and d.floors[FIXTURE_ID] == NOW - 2
+def test_a_refused_packet_is_used_up_so_it_never_runs_later():
+    d = decision(KeyRules(stem="k", commands=("a",), sources=nets("127.0.0.2/32")))
+    refused_b = packet(command="b", counter=NOW - 3)
+    assert decide(d, refused_b, "127.0.0.2")[0] == pl.POLICY
+    assert d.floors[FIXTURE_ID] == NOW - 3 and d.unsaved_floors
+    assert decide(d, packet(command="a", counter=NOW - 4), "127.0.0.2")[0] == pl.REPLAY
+    # sent again once a reload allows b
+    d.policy = Policy({FIXTURE_ID: KeyRules(stem="k", sources=nets("127.0.0.2/32"))})
+    assert decide(d, refused_b, "127.0.0.2")[0] == pl.REPLAY
+    # a packet refused for its source, sent again from inside ``sources``
+    from_outside = packet(command="a", counter=NOW - 2)
+    assert decide(d, from_outside, "127.0.0.1")[0] == pl.POLICY
+    assert decide(d, from_outside, "127.0.0.2")[0] == pl.REPLAY
+    assert isinstance(decide(d, packet(command="b", counter=NOW - 1), "127.0.0.2"), Acceptance)
+
+
+def test_a_packet_refused_by_the_global_limit_is_used_up_too():
+    config = dataclasses.replace(CONFIG, max_requests_per_second_global=1)
+    d = Decision(config, {FIXTURE_ID: fixture_key()}, {FIXTURE_ID: FLOOR})
+    assert isinstance(decide(d, packet(counter=NOW - 5)), Acceptance)
+    over = packet(counter=NOW - 4)
+    assert decide(d, over)[0] == pl.RATE_GLOBAL
+    assert d.floors[FIXTURE_ID] == NOW - 4 and d.unsaved_floors
+    later = d.decide(over, len(over), "127.0.0.1", 4000, NOW, T + 5)
+    assert later[0] == pl.REPLAY  # type: ignore[index]
+
+
+def test_a_busy_hand_off_still_puts_the_floor_back():
+    d = decision(None)
+    accepted = decide(d, packet(counter=NOW - 5))
+    assert isinstance(accepted, Acceptance)
+    d.busy(accepted)
+    assert d.floors[FIXTURE_ID] == FLOOR and not d.unsaved_floors
 
 
 def test_a_refused_packet_costs_no_global_budget():
@@ -384,7 +412,7 @@ def test_the_decision_accepts_exactly_what_every_rule_allows(
         assert not isinstance(result, Acceptance)
         assert result[0] == pl.POLICY
         assert f'(file "{rules.file_name}")' in render(result)
-        assert d.floors[FIXTURE_ID] == FLOOR  # the counter is not used up
+        assert d.floors[FIXTURE_ID] == NOW - 10 * SECOND  # used up all the same
 
 
 # -- --check -------------------------------------------------------------------------------------
