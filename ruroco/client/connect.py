@@ -346,13 +346,31 @@ def _gave_up(knocker: Knocker, request: ConnectRequest, waited: float, last: str
     return line
 
 
+FDPASS_OUTPUT = (
+    "--fdpass needs a Unix socket as standard output, which ssh gives with ProxyUseFdpass yes"
+)
+
+
+def check_fdpass_output(out_fd: int = 1) -> None:
+    """Refuse ``--fdpass`` before the first knock when standard output cannot take the
+    socket: later, the server would have run the command for a connection never used."""
+    try:
+        out = socket.socket(fileno=out_fd)  # family detected from the descriptor
+    except OSError:
+        raise RurocoError(FDPASS_OUTPUT) from None
+    family = out.family
+    out.detach()
+    if family != socket.AF_UNIX:
+        raise RurocoError(FDPASS_OUTPUT)
+
+
 def pass_fd(sock: socket.socket, out_fd: int = 1) -> None:
     """Hand ``sock`` to ssh (``ProxyUseFdpass yes``): one byte with the descriptor attached,
     on the Unix socket ssh gave as stdout, which is what ssh's ``mm_receive_fd`` reads."""
     try:
         out = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, out_fd)
     except OSError as exc:
-        raise RurocoError("--fdpass needs a Unix socket as standard output") from exc
+        raise RurocoError(FDPASS_OUTPUT) from exc
     try:
         fd_bytes = sock.fileno().to_bytes(4, sys.byteorder)
         out.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd_bytes)])
@@ -483,6 +501,8 @@ def connect(request: ConnectRequest, conf_dir: str | os.PathLike[str] | None = N
     say = _sayer(request.verbose or log.debug_enabled())
     if request.address is not None:
         ensure_port(request.address)  # a malformed -a fails before anything else, as in send
+    if request.fdpass:
+        check_fdpass_output()
     claim = claimed_ip(request)
     key_text = read_key_text(SendRequest("", key_file=request.key_file))
     key = parse_key(key_text)

@@ -585,7 +585,13 @@ def test_fdpass_without_a_unix_socket_says_so(
     )
     assert done.returncode == 1
     assert done.stdout == ""
-    assert done.stderr.startswith("Error: --fdpass needs a Unix socket as standard output")
+    assert done.stderr == (
+        "Error: --fdpass needs a Unix socket as standard output, which ssh gives with"
+        " ProxyUseFdpass yes\n"
+    )
+    # Said before anything is sent: no command ran on the server for a connection never used.
+    assert receiver_v4.nothing_pending()
+    assert not (conf_dir / "counter").exists()
 
 
 HEAVY = ("click", "dataclasses", "typing", "ipaddress", "pathlib", "socket", "re", "contextlib")

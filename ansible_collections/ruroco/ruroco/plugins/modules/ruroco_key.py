@@ -57,6 +57,13 @@ options:
       - Replace a file that does not hold a valid key instead of failing.
     type: bool
     default: false
+  mode:
+    description:
+      - The permissions of the key file, in any form M(ansible.builtin.file) takes, for example
+        V("0600") or V(u=rw,g=r).
+      - Without O(mode), a new file is created with C(0600) whatever the umask, and an existing
+        file keeps its mode.
+    type: raw
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.files
@@ -127,8 +134,8 @@ EXAMPLES = r"""
   delegate_to: localhost
   run_once: true
   become: false
-# Then: ansible-vault encrypt_string < keys/web1.key, store it as vault_ruroco_web1_key, remove
-# the file, and set ruroco_server_keys: [{name: web1, key: "{{ vault_ruroco_web1_key }}"}] on
+# Then: ansible-vault encrypt_string --stdin-name vault_ruroco_web1_key < keys/web1.key, put
+# the output in a vars file, remove the key file, and set ruroco_server_keys: [{name: web1, key: "{{ vault_ruroco_web1_key }}"}] on
 # the server and ruroco_client_keys the same way on the client.
 
 # A key that was generated on the server: bring it to the controller's client.
