@@ -612,8 +612,11 @@ def _remove_stale_table() -> None:
     """Delete ``inet ruroco`` if nft is installed and the table exists; nothing otherwise."""
     try:
         runner = nft.Nft()
-        if runner.table() is None:
-            return
+        try:
+            if runner.table() is None:
+                return
+        except nft.UnreadableTable:
+            pass  # it is there (dormant, with nft 1.0.6): remove it all the same
         runner.run([{"delete": {"table": {"family": nft.FAMILY, "name": nft.TABLE}}}])
     except nft.NftError as exc:
         if "not usable" not in str(exc):

@@ -70,7 +70,16 @@ class GrantKeeper:
     def apply(self) -> int:
         """Make ``inet ruroco`` the wanted table; returns how many live grants it kept."""
         with self._lock:
-            return self._apply(self.grants, self.nft.table())
+            return self._apply(self.grants, self._listed()[0])
+
+    def _listed(self) -> tuple[list[dict[str, Any]] | None, str | None]:
+        """The table as listed, or ``(None, why)`` when nft printed it unreadably (a dormant
+        table, with nft 1.0.6): applied as if new then, which keeps the sets of a table that is
+        there, and with them its live grants."""
+        try:
+            return self.nft.table(), None
+        except nft.UnreadableTable as exc:
+            return None, f"its listing is unreadable: {exc}"
 
     def update(self, grants: tuple[Grant, ...]) -> int:
         """Reload (SIGHUP): make the table what ``grants`` want, in one transaction as at
@@ -82,9 +91,9 @@ class GrantKeeper:
         ``self.grants`` stay as they were and ``NftError`` is raised.
         """
         with self._lock:
-            current = self.nft.table()
+            current, unreadable = self._listed()
             if not grants:
-                if current is not None:
+                if current is not None or unreadable:
                     self.nft.run([{"delete": {"table": {"family": nft.FAMILY, "name": nft.TABLE}}}])
                 self.grants = ()
                 return 0
@@ -122,8 +131,8 @@ class GrantKeeper:
             with self._lock:
                 if not self.grants:
                     return False
-                current = self.nft.table()
-                why = nft.problem(self.grants, current)
+                current, unreadable = self._listed()
+                why = unreadable or nft.problem(self.grants, current)
                 if why is None:
                     return False
                 kept = self._apply(self.grants, current)

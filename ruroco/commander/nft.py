@@ -47,6 +47,15 @@ class NftError(RurocoError):
     """nft is missing, or refused a transaction; the message is one line."""
 
 
+class UnreadableTable(NftError):
+    """``nft -j list`` printed something that is not nftables JSON. nft 1.0.6 does that for a
+    dormant table (``"flags":`` and nothing after it), so the table is there but cannot be
+    trusted to guard: ``GrantKeeper`` re-applies it rather than giving up."""
+
+    def __init__(self) -> None:
+        super().__init__("nft -j list printed something that is not nftables JSON")
+
+
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0] if lines else "no error text"
@@ -95,9 +104,9 @@ class Nft:
         try:
             items = json.loads(result.stdout)["nftables"]
         except (ValueError, KeyError, TypeError):
-            raise NftError("nft -j list printed something that is not nftables JSON") from None
+            raise UnreadableTable() from None
         if not isinstance(items, list):
-            raise NftError("nft -j list printed something that is not nftables JSON")
+            raise UnreadableTable()
         return [item for item in items if isinstance(item, dict)]
 
 
@@ -230,6 +239,9 @@ def problem(grants: tuple[Grant, ...], current: list[dict[str, Any]] | None) -> 
     """Why the listed table is not the wanted one (``None``: it is)."""
     if current is None:
         return f"table {FAMILY} {TABLE} is missing"
+    tables = [t["table"] for t in current if isinstance(t.get("table"), dict)]
+    if any(t.get("flags") for t in tables):  # e.g. dormant: every rule there, none applied
+        return f"table {FAMILY} {TABLE} has flags set"
     chains = [c["chain"] for c in current if isinstance(c.get("chain"), dict)]
     if [c.get("name") for c in chains] != [CHAIN]:
         return "its chains differ"

@@ -279,6 +279,19 @@ def test_flush_ruleset_brings_the_guard_back(host: Host) -> None:
     assert a.connect(OTHER4) == "dropped"
 
 
+def test_a_dormant_table_is_woken_and_keeps_its_grants(host: Host) -> None:
+    """``flags dormant`` leaves every rule in place but filters nothing (and nft 1.0.6 then
+    prints its listing as broken JSON): the guard must notice it like any other change."""
+    a = host.agent
+    host.open(SRC4)
+    before = host.log_text().count("guard restored")
+    assert a.nft("add", "table", "inet", "ruroco", "{ flags dormant; }")["rc"] == 0
+    host.wait_log("Grants: guard restored", before + 1)
+    assert "dormant" not in a.nft("list", "table", "inet", "ruroco")["stdout"]
+    assert a.connect(OTHER4) == "dropped"
+    assert a.connect(SRC4) == "open"  # the live grant was kept
+
+
 def test_without_grants_no_table_and_an_old_one_is_removed(
     tmp_path: Path, agent: NetnsAgent
 ) -> None:
@@ -294,6 +307,11 @@ def test_without_grants_no_table_and_an_old_one_is_removed(
     h.kill(signal.SIGTERM)
     h.start()  # and with nothing to remove, nothing is said or made
     assert h.log_text().count("removed table") == 1
+    assert agent.nft("list", "tables")["stdout"].strip() == ""
+    h.kill(signal.SIGTERM)
+    assert agent.nft("add", "table", "inet", "ruroco", "{ flags dormant; }")["rc"] == 0
+    h.start()  # a dormant one too, though nft 1.0.6 lists it as broken JSON
+    assert h.log_text().count("removed table") == 2
     assert agent.nft("list", "tables")["stdout"].strip() == ""
 
 

@@ -272,6 +272,10 @@ def test_problem_sees_every_change() -> None:
     moved = _listing(GRANTS)
     moved[5] = {"chain": {**moved[5]["chain"], "prio": 0}}
     assert "base chain" in str(nft.problem(GRANTS, moved))
+    for flags in ("dormant", ["dormant"], ["owner"]):  # a dormant table filters nothing
+        flagged = _listing(GRANTS)
+        flagged[0] = {"table": {**flagged[0]["table"], "flags": flags}}
+        assert "flags" in str(nft.problem(GRANTS, flagged))
 
 
 def test_apply_deletes_what_an_older_file_left() -> None:
