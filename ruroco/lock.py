@@ -17,6 +17,10 @@ import time
 from ruroco.errors import RurocoError, qpath
 
 
+class LockHeld(RurocoError):
+    """Another process holds the lock (not: the lock file could not be opened)."""
+
+
 class InstanceLock:
     def __init__(self, path: str | os.PathLike[str], what: str) -> None:
         self.path = os.fspath(path)
@@ -41,7 +45,7 @@ class InstanceLock:
             except BlockingIOError as exc:
                 if deadline is None or time.monotonic() >= deadline:
                     os.close(fd)
-                    raise RurocoError(
+                    raise LockHeld(
                         f"{self.what} already running (lock at {qpath(self.path)}): "
                         f"{exc.strerror or exc}"
                     ) from None
@@ -64,3 +68,21 @@ class InstanceLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def is_held(path: str | os.PathLike[str]) -> bool:
+    """Whether a process holds the lock at ``path`` now; for ``--check``, which creates
+    nothing: a missing or unopenable file counts as not held (start will say more)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also drops the shared lock just taken
+    return False

@@ -48,7 +48,7 @@ from functools import partial
 from pathlib import Path
 
 from ruroco import hangup, log, trust
-from ruroco.commander import nft
+from ruroco.commander import nft, tablelock
 from ruroco.commander.check import socket_user_warning
 from ruroco.commander.commands import Command, CommandFile, load_command_file
 from ruroco.commander.config import CommanderConfig, load_config
@@ -511,7 +511,7 @@ class Commander:
             return False
         try:
             kept = self._reload_grants(loaded.grants)
-        except nft.NftError as exc:
+        except RurocoError as exc:  # nft refused, or another commander manages the table
             log.error(f"{FAILED}: {qpath(self.commands_path)}: grants: {exc}")
             return False
         old = CommandFile(self.commands, self.grants, self.actions)
@@ -609,7 +609,8 @@ def _whole_turn(parts: Callable[[], Wait]) -> Tail:
 
 
 def _remove_stale_table() -> None:
-    """Delete ``inet ruroco`` if nft is installed and the table exists; nothing otherwise."""
+    """Delete ``inet ruroco`` if nft is installed and the table exists, unless another running
+    commander manages it (``tablelock``); nothing otherwise."""
     try:
         runner = nft.Nft()
         try:
@@ -617,8 +618,18 @@ def _remove_stale_table() -> None:
                 return
         except nft.UnreadableTable:
             pass  # it is there (dormant, with nft 1.0.6): remove it all the same
-        runner.run([{"delete": {"table": {"family": nft.FAMILY, "name": nft.TABLE}}}])
-    except nft.NftError as exc:
+        claim = tablelock.claim()
+        try:
+            runner.run([{"delete": {"table": {"family": nft.FAMILY, "name": nft.TABLE}}}])
+        finally:
+            claim.release()
+    except tablelock.TableBusy:
+        log.info(
+            f"Grants: none configured; table {nft.FAMILY} {nft.TABLE} left alone, another "
+            "running ruroco-commander manages it"
+        )
+        return
+    except RurocoError as exc:
         if "not usable" not in str(exc):
             log.error(f"Grants: none configured, but could not remove an old table: {exc}")
         return

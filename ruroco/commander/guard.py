@@ -26,9 +26,10 @@ import time
 from typing import Any
 
 from ruroco import log
-from ruroco.commander import nft
+from ruroco.commander import nft, tablelock
 from ruroco.commander.grants import Action, Grant, GrantAction
 from ruroco.ipaddr import ip_text
+from ruroco.lock import InstanceLock
 
 # linux/netlink.h, linux/netfilter/nfnetlink.h, linux/netfilter/nf_tables.h
 NETLINK_NETFILTER = 12
@@ -57,9 +58,13 @@ def _relevant(data: bytes) -> bool:
 
 
 class GrantKeeper:
-    def __init__(self, grants: tuple[Grant, ...], runner: nft.Nft) -> None:
+    def __init__(
+        self, grants: tuple[Grant, ...], runner: nft.Nft, lock_dir: str = tablelock.LOCK_DIR
+    ) -> None:
         self.grants = grants
         self.nft = runner
+        self._lock_dir = lock_dir
+        self._claim: InstanceLock | None = None  # this namespace's table is ours while held
         self._lock = threading.Lock()  # one apply at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -68,8 +73,11 @@ class GrantKeeper:
     # -- the table ----------------------------------------------------------------------------
 
     def apply(self) -> int:
-        """Make ``inet ruroco`` the wanted table; returns how many live grants it kept."""
+        """Make ``inet ruroco`` the wanted table; returns how many live grants it kept.
+        ``TableBusy`` (nothing touched) if another commander manages it (``tablelock``)."""
         with self._lock:
+            if self._claim is None:
+                self._claim = tablelock.claim(self._lock_dir)
             return self._apply(self.grants, self._listed()[0])
 
     def _listed(self) -> tuple[list[dict[str, Any]] | None, str | None]:
@@ -221,6 +229,7 @@ class GrantKeeper:
         self.repair()  # anything that changed between apply and subscribing
 
     def stop(self) -> None:
+        """End the watcher and give the table back to whichever commander claims it next."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -228,6 +237,9 @@ class GrantKeeper:
         if self._events is not None:
             self._events.close()
             self._events = None
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
     def _loop(self) -> None:
         next_check = time.monotonic() + CHECK_INTERVAL_SEC

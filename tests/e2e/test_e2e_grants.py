@@ -315,6 +315,48 @@ def test_without_grants_no_table_and_an_old_one_is_removed(
     assert agent.nft("list", "tables")["stdout"].strip() == ""
 
 
+def test_one_commander_per_namespace_keeps_the_table(tmp_path: Path, agent: NetnsAgent) -> None:
+    """A second commander in the same network namespace never takes the table from the one
+    that manages it: without grants it leaves it alone, with grants it does not start (nor
+    does its ``--check`` pass), and a reload cannot bring it grants either."""
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    first = Host(tmp_path / "a", agent, '[commands]\nhello = "true"\n' + GRANTS)
+    first.start()
+    first.open(SRC4)
+    other = '[grants.web]\nports = ["tcp/2300"]\ntimeout_sec = 60\n'
+    second = Host(tmp_path / "b", agent, '[commands]\nhello = "true"\n')
+    second.start()
+    assert "left alone, another running ruroco-commander manages it" in second.log_text()
+    assert "removed table" not in second.log_text()
+    assert agent.connect(SRC4) == "open" and agent.connect(OTHER4) == "dropped"
+    # a reload that would give it grants fails and keeps it running without them
+    second.write_commands('[commands]\nhello = "true"\n' + other)
+    os.kill(second.pid or 0, signal.SIGHUP)
+    second.wait_log(r"Reload failed.*another ruroco-commander manages table inet ruroco")
+    assert not second._died()
+    second.kill(signal.SIGTERM)
+    third = Host(tmp_path / "c", agent, '[commands]\nhello = "true"\n' + other)
+    argv = [str(COMMANDER), "-c", str(third.config), "--commands", str(third.commands)]
+    refused = agent("run", argv=argv)
+    assert refused["rc"] == 1
+    assert refused["stderr"].count("\n") == 1
+    assert (
+        "another ruroco-commander manages table inet ruroco in this network namespace"
+        in (refused["stderr"])
+    )
+    check = agent("run", argv=[str(COMMANDER), "--check", *argv[1:]])
+    assert check["rc"] == 1 and "another ruroco-commander manages" in check["stderr"], check
+    own = [str(COMMANDER), "--check", "-c", str(first.config), "--commands", str(first.commands)]
+    assert agent("run", argv=own)["rc"] == 0  # the running one's own files pass
+    assert agent.connect(SRC4) == "open" and agent.connect(OTHER4) == "dropped"
+    assert agent.connect(OTHER4, OTHER_PORT) == "open"  # the third one's guard never came
+    first.kill(signal.SIGKILL)  # the kernel drops its lock: the table may change hands
+    third.start()
+    assert "1 grant(s)" in third.log_text()
+    assert agent.connect(OTHER4, OTHER_PORT) == "dropped"
+
+
 def test_check_validates_grants_and_nftables(tmp_path: Path, agent: NetnsAgent) -> None:
     h = Host(tmp_path, agent, '[commands]\nhello = "true"\n' + GRANTS)
     check = [str(COMMANDER), "--check", "-c", str(h.config), "--commands", str(h.commands)]

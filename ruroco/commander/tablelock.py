@@ -1,0 +1,86 @@
+"""One commander per network namespace manages ``inet ruroco`` (docs/grants.md, "One commander
+per network namespace").
+
+Every commander names its table ``inet ruroco``, and nftables keeps no owner for a table
+beyond the nft process that made it. Two commanders in one namespace would therefore undo
+each other: one without grants removes the table at start, two with different grants each
+put their own back after every change of the other's, and the guarded ports are open in
+between. So a commander that manages the table holds an exclusive ``flock`` on a file named
+after its network namespace (the inode of ``/proc/self/ns/net``) in ``/run/ruroco``, root's
+directory, checked like ``socket_dir`` (``ruroco.trust``), so no other user can plant or hold
+it. The kernel drops the lock when the commander ends, ``kill -9`` included.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ruroco import trust
+from ruroco.errors import RurocoError
+from ruroco.fs import make_dirs_beneath
+from ruroco.lock import InstanceLock, LockHeld, is_held
+
+LOCK_DIR = "/run/ruroco"
+WHAT = "the grants' lock directory"
+
+
+class TableBusy(RurocoError):
+    """Another running commander manages ``inet ruroco`` in this network namespace."""
+
+
+def lock_path(directory: str = LOCK_DIR) -> str:
+    """``grants-netns-<inode>.lock``: one name per network namespace. Without ``/proc``, one
+    name for all of them (stricter, never looser)."""
+    try:
+        name = f"grants-netns-{os.stat('/proc/self/ns/net').st_ino}.lock"
+    except OSError:
+        name = "grants.lock"
+    return os.path.join(directory, name)
+
+
+def _lock(directory: str) -> InstanceLock:
+    trusted = trust.for_process()
+    existing, missing = trusted.nearest_existing(directory, WHAT)
+    try:
+        make_dirs_beneath(existing, missing, 0o755)
+    except OSError as exc:
+        raise RurocoError(f"Could not create {WHAT} {directory}") from exc
+    trusted.directory(directory, WHAT)
+    return InstanceLock(lock_path(directory), "table lock")
+
+
+def claim(directory: str = LOCK_DIR) -> InstanceLock:
+    """The held lock for this namespace's table; ``TableBusy`` if another commander has it."""
+    lock = _lock(directory)
+    try:
+        return lock.acquire()
+    except LockHeld:
+        raise TableBusy(busy_text(lock.path)) from None
+
+
+def held_elsewhere(directory: str = LOCK_DIR) -> bool:
+    """Whether another process manages the table now (the lock is taken and given back)."""
+    try:
+        claim(directory).release()
+    except TableBusy:
+        return True
+    return False
+
+
+def check_problem(has_grants: bool, own_lock: str | None, directory: str = LOCK_DIR) -> str | None:
+    """For ``--check``: what start would refuse, without creating anything. Not a problem when
+    the commander holding the table is this configuration's own (``own_lock``, its
+    ``commander.lock``, is held too): that one takes new grants on a reload."""
+    path = lock_path(directory)
+    if not has_grants or not is_held(path):
+        return None
+    if own_lock is not None and is_held(own_lock):
+        return None
+    return busy_text(path)
+
+
+def busy_text(path: str) -> str:
+    return (
+        "another ruroco-commander manages table inet ruroco in this network namespace"
+        f" (it holds {path}); one commander per namespace can keep grants"
+    )
