@@ -2,8 +2,9 @@
 
 The floor of a key is the highest counter accepted so far (or the startup time for a new
 key); a counter at or below it is a replay. The file layout is the original's rmp-serde
-compact encoding, so a ``blocklist.msgpck`` moves between the implementations unchanged:
-``[ { [b0, …, b7]: bin8(16-byte big-endian u128), … } ]``.
+compact encoding, so a ``blocklist.msgpck`` moves between us and its development line as is:
+``[ { [b0, …, b7]: bin8(16-byte big-endian u128), … } ]``. Release 0.14.2's file, which adds
+the file's path as a second element, is read too; it is never written (see ``_struct_field_map``).
 
 The floors in memory are one dict, shared by the ``Blocklist`` (which writes it) and the
 server's sans-IO ``Decision`` (which raises a floor when it accepts a packet). The server
@@ -100,18 +101,35 @@ def _counter(raw: object) -> int:
     raise ValueError("counter must be a 16-byte bin or an integer")
 
 
+def _struct_field_map(top: object) -> object:
+    """The ``map`` field of the original's struct: as the array each version writes, or as
+    the map its reader also takes.
+
+    The development line writes ``[map]``; release 0.14.2 also serialized the file's own path,
+    ``[map, "/abs/path/blocklist.msgpck"]``, so a 0.14.2 server moved to ours keeps its floors
+    (and its clients their counters). The path is ignored: 0.14.2 saves to the path it read,
+    we always to the configured ``blocklist_dir``, so a moved file is written where it lies.
+    Only a string is taken there, as 0.14.2 writes; anything else still fails closed.
+    """
+    if isinstance(top, dict):
+        if set(top) != {"map"}:
+            raise ValueError("struct map must have exactly the field 'map'")
+        return top["map"]
+    if isinstance(top, tuple):
+        if len(top) == 1:
+            return top[0]
+        if len(top) == 2 and isinstance(top[1], str):
+            return top[0]
+    raise ValueError(
+        "top level must be an array of one element (or of two, the map and a path string)"
+    )
+
+
 def decode(data: bytes) -> dict[bytes, int]:
     """Parse what the original (or we) wrote, with the original reader's tolerances."""
     try:
         top = msgpack.unpackb(data, raw=False, use_list=False, strict_map_key=False)
-        if isinstance(top, dict):
-            if set(top) != {"map"}:
-                raise ValueError("struct map must have exactly the field 'map'")
-            mapping = top["map"]
-        elif isinstance(top, tuple) and len(top) == 1:
-            mapping = top[0]
-        else:
-            raise ValueError("top level must be an array of one element")
+        mapping = _struct_field_map(top)
         if not isinstance(mapping, dict):
             raise ValueError("blocklist map must be a map")
         return {_key_id(k): _counter(v) for k, v in mapping.items()}

@@ -20,6 +20,14 @@ VECTOR_FF = bytes.fromhex(
     "918198ccffccffccffccffccffccffccffccffc410000000000000000017f3598501473c00"
 )
 VECTOR_MIXED = bytes.fromhex("91819800017fcc80ccc8ccff1011c4100000000000000000000000000000002a")
+# What ruroco 0.14.2's server wrote at its start for one key (config_dir "/tmp/bl142/etc"):
+# an array of two, the map and the file's own absolute path as a string (here a fixstr).
+V0142_KEY = bytes.fromhex("6123c71ee04742a3")
+V0142_FLOOR = 0x18ED670E5C344722
+VECTOR_V0142 = (
+    bytes.fromhex("9281986123ccc71ecce04742cca3c410000000000000000018ed670e5c344722bf")
+    + b"/tmp/bl142/etc/blocklist.msgpck"
+)
 
 
 def test_spec_vectors_byte_for_byte():
@@ -44,12 +52,51 @@ def test_reader_tolerances_of_the_original():
     assert decode(negative) == {FF: (1 << 128) - 1}
 
 
+def test_release_0_14_2_file_decodes():
+    assert decode(VECTOR_V0142) == {V0142_KEY: V0142_FLOOR}
+
+
+def test_release_0_14_2_file_is_rewritten_in_the_one_element_form(tmp_path):
+    """The path inside is where 0.14.2 saved; we save where the file is, in our format."""
+    path = tmp_path / "blocklist.msgpck"
+    path.write_bytes(VECTOR_V0142)
+    bl = open_at_startup(path, [V0142_KEY], 1)
+    assert bl.entries == {V0142_KEY: V0142_FLOOR}
+    assert path.read_bytes() == encode({V0142_KEY: V0142_FLOOR})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocklist.msgpck"]
+
+
+not_a_string = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(1 << 63), (1 << 64) - 1),
+    st.floats(allow_nan=False),
+    st.binary(max_size=40),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(0, 9), max_size=2),
+)
+
+
+@given(not_a_string)
+def test_two_elements_need_a_path_string_second(second):
+    data = msgpack.packb([{tuple(FF): b"\0" * 16}, second], use_bin_type=True)
+    with pytest.raises(BlocklistError, match=r"^Could not create blocklist from vec"):
+        decode(data)
+
+
 @pytest.mark.parametrize(
     "data",
     [
         b"",
         b"garbage",
         msgpack.packb([{}, {}]),  # extra top-level element
+        msgpack.packb([{}, "/p", "/p"]),  # 0.14.2's form with one more element
+        msgpack.packb(["/p", {}]),  # 0.14.2's elements swapped
+        msgpack.packb([[], "/p"]),  # 0.14.2's form without a map
+        msgpack.packb([{(1, 2, 3): b"\0" * 16}, "/p"]),  # 0.14.2's form, short key id
+        msgpack.packb([{}, b"/p"], use_bin_type=True),  # path as bin, which 0.14.2 never writes
+        bytes.fromhex("9280a1ff"),  # path not UTF-8
+        VECTOR_V0142 + b"\x00",  # trailing data after 0.14.2's form
         msgpack.packb([[]]),  # not a map
         msgpack.packb([{(1, 2, 3): b"\0" * 16}]),  # short key id
         msgpack.packb([{tuple(FF): b"\0" * 15}], use_bin_type=True),  # short value
@@ -72,6 +119,14 @@ entries_strategy = st.dictionaries(
 @given(entries_strategy)
 def test_encode_decode_roundtrip(entries):
     assert decode(encode(entries)) == entries
+
+
+@given(entries_strategy, st.text(max_size=300))
+def test_both_forms_decode_to_the_same_floors(entries, stored_path):
+    """0.14.2's file is ours with ``92`` for ``91`` and the path appended (any length of it)."""
+    one = encode(entries)
+    two = b"\x92" + one[1:] + msgpack.packb(stored_path, use_bin_type=True)
+    assert decode(one) == decode(two) == entries
 
 
 @given(st.binary(max_size=200))
