@@ -2,7 +2,9 @@
 
 Their client's packets run on our server with ``accept_protocol_0 = true`` (and are a wrong
 size without it); our ``ruroco-client send --protocol 0`` runs on their server and
-commander, where our default protocol 1 does not. The builds live in
+commander, where our default protocol 1 does not. Their ``blocklist.msgpck`` (the map and
+the file's own path) keeps its floors on our server; ours needs that path appended before
+their server takes it. The builds live in
 ``../shared/peers/ruroco-rust/bin/v0142`` beside the checkout (README there), or wherever
 ``RUROCO_PEERS`` points (the ``ruroco-rust`` folder). A missing folder fails these tests
 with a message naming it; whoever lacks the builds deselects them explicitly with
@@ -17,24 +19,30 @@ address only from ``RUROCO_LISTEN_ADDRESS``.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
 
+import msgpack
 import pytest
 from e2e_harness import (
     CLIENT,
+    SERVER,
     START_TIMEOUT,
     Daemon,
     DeploymentFactory,
     base_env,
     free_udp_port,
+    read_blocklist,
     wait_for,
 )
 from reload_harness import sighup
 from tomltext import toml_str
 
 from ruroco import protocol
+from ruroco.ipaddr import parse_ip
+from ruroco.server import blocklist
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,14 +102,14 @@ def test_their_client_runs_on_our_server_only_with_accept_protocol_0(
 class TheirDeployment:
     """0.14.2's server and commander on one config dir (keys, blocklist and socket in it)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, key_text: str | None = None) -> None:
         self.root = root
         self.dir = root / "etc"
         self.out = root / "out"
         self.logs = root / "logs"
         for d in (self.dir, self.out, self.logs):
             d.mkdir(parents=True)
-        self.key_text = protocol.generate_key()
+        self.key_text = key_text or protocol.generate_key()
         (self.dir / "test.key").write_text(self.key_text)
         (self.dir / "test.key").chmod(0o600)
         command = f"printf '%s\\n' \"$RUROCO_IP\" >> {self.out}/default.out"
@@ -182,3 +190,97 @@ def test_our_protocol_0_runs_on_their_server(theirs: TheirDeployment, tmp_path: 
     assert theirs.runs() == ["198.51.100.30", "127.0.0.1"]  # the protocol-1 knock never ran
     valid = theirs.server.find("Valid data for key", since)
     assert len(valid) == 2, theirs.server.log(since)
+
+
+def protocol_0_packet(key: protocol.Key, counter: int, claimed_ip: str) -> bytes:
+    """A permissive 0.14.2 packet claiming ``claimed_ip``, so a run names the packet."""
+    data = protocol.ClientData(
+        protocol.command_hash("default"),
+        counter,
+        False,
+        parse_ip(claimed_ip),
+        parse_ip("127.0.0.1"),
+    )
+    return protocol.build_packet(key, data, protocol=protocol.PROTOCOL_0)
+
+
+def send_to(port: int, datagram: bytes) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(datagram, ("127.0.0.1", port))
+
+
+def test_our_server_keeps_the_floors_in_their_blocklist(
+    make_deployment: DeploymentFactory, tmp_path: Path
+) -> None:
+    """An operator moves a 0.14.2 server, blocklist included, to ours with accept_protocol_0:
+    ``--check`` and start take 0.14.2's file (the map and its own path), and its floor holds."""
+    dep = make_deployment()
+    dep.write_config(accept_protocol_0=True)
+    theirs = TheirDeployment(tmp_path / "theirs", dep.key_text)
+    try:
+        theirs.start()
+        floor = time.time_ns()  # above the startup time their server gave the key
+        send_to(theirs.port, protocol_0_packet(dep.key, floor, "198.51.100.40"))
+        wait_for(lambda: theirs.runs() == ["198.51.100.40"], 10, "the knock on their server")
+    finally:
+        theirs.stop()
+    their_file = theirs.dir / "blocklist.msgpck"
+    written = their_file.read_bytes()
+    assert msgpack.unpackb(written, raw=False, use_list=False, strict_map_key=False) == (
+        {tuple(dep.key.key_id): floor.to_bytes(16, "big")},
+        str(their_file),
+    )
+    dep.blocklist.write_bytes(written)
+
+    check = subprocess.run(
+        [str(SERVER), "-c", str(dep.config), "--check"],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "with 1 entry" in check.stdout + check.stderr
+    assert dep.blocklist.read_bytes() == written  # --check writes nothing
+
+    dep.start()
+    assert dep.server is not None
+    since = dep.server.mark()
+    for counter, ip in ((floor, "198.51.100.41"), (floor - 1, "198.51.100.42")):
+        dep.send_raw(protocol_0_packet(dep.key, counter, ip))
+        dep.wait_rejection(since, f"{counter} is on blocklist, expected > Some({floor})")
+    dep.send_raw(protocol_0_packet(dep.key, floor + 1, "198.51.100.43"))
+    assert dep.wait_runs(1) == ["198.51.100.43"]  # in order: a replay's run would come first
+    assert read_blocklist(dep) == {dep.key.key_id: floor + 1}  # rewritten in our form
+
+
+def test_their_server_needs_our_blocklist_with_its_path_appended(tmp_path: Path) -> None:
+    """Moving back to 0.14.2: it refuses our one-element file; appending the file's own path
+    (docs/files.md, blocklist.msgpck) makes it 0.14.2's, floors kept."""
+    theirs = TheirDeployment(tmp_path / "theirs")
+    key = protocol.parse_key(theirs.key_text)
+    floor = time.time_ns()  # our file's floor; their start seeds only keys without one
+    their_file = theirs.dir / "blocklist.msgpck"
+    their_file.write_bytes(blocklist.encode({key.key_id: floor}))
+    refused = subprocess.run(
+        [str(peer_bin() / "server"), "-c", str(theirs.dir / "config.toml")],
+        env=base_env(RUROCO_LISTEN_ADDRESS=f"127.0.0.1:{theirs.port}"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode != 0
+    assert "invalid length 1, expected struct Blocklist with 2 elements" in refused.stderr
+
+    ours = their_file.read_bytes()
+    their_file.write_bytes(b"\x92" + ours[1:] + msgpack.packb(str(their_file)))
+    try:
+        theirs.start()
+        since = theirs.server.mark()
+        send_to(theirs.port, protocol_0_packet(key, floor, "198.51.100.50"))
+        theirs.server.wait_log(rf"{floor} is on blocklist", since=since)
+        send_to(theirs.port, protocol_0_packet(key, floor + 1, "198.51.100.51"))
+        wait_for(lambda: theirs.runs(), 10, "a run on their commander")
+        assert theirs.runs() == ["198.51.100.51"]
+    finally:
+        theirs.stop()
