@@ -282,8 +282,13 @@ class SavedCommands:
         self.set([*self.commands, command])
 
     def remove(self, command: SavedCommand) -> None:
-        """Remove every entry equal to ``command`` (all fields), as the original does."""
-        self.set([c for c in self.commands if c != command])
+        """Remove one entry equal to ``command``: the row the operator chose. Equal entries
+        are interchangeable, so which one goes does not matter; the original removes all of
+        them at once (docs/deviations.md #22)."""
+        commands = list(self.commands)
+        if command in commands:
+            commands.remove(command)
+        self.set(commands)
 
     def set(self, commands: list[SavedCommand]) -> None:
         """Replace the whole list, sort it and save it (``RurocoError`` if saving fails; the

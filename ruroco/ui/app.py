@@ -184,11 +184,13 @@ class ExecuteView(Vertical):
         self.ui.set_status(message.command, message.status)
 
     def action_delete(self) -> None:
+        """Delete the selected row only; an identical row left keeps the shared result."""
         command = self.selected()
         if command is None:
             return
-        self.ui.statuses.pop(command, None)
         self.ui.change(lambda: self.ui.saved.remove(command), f"Deleted {command.display_name}")
+        if command not in self.ui.saved.commands:
+            self.ui.statuses.pop(command, None)
 
 
 class CreateView(VerticalScroll):

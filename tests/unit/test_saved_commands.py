@@ -290,11 +290,13 @@ def test_every_change_saves_sorted_and_atomically(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [FILE_NAME]  # no temp files left
 
 
-def test_remove_takes_every_equal_entry_as_the_original(tmp_path: Path) -> None:
+def test_remove_takes_one_equal_entry_unlike_the_original(tmp_path: Path) -> None:
     saved = SavedCommands(tmp_path)
     saved.set([SavedCommand("a", "x"), SavedCommand("a", "x"), SavedCommand("b", "x")])
     saved.remove(SavedCommand("a", "x"))
-    assert saved.commands == [SavedCommand("b", "x")]
+    assert saved.commands == [SavedCommand("a", "x"), SavedCommand("b", "x")]
+    saved.remove(SavedCommand("c", "x"))  # gone already: nothing changes
+    assert SavedCommands(tmp_path).commands == [SavedCommand("a", "x"), SavedCommand("b", "x")]
 
 
 def test_legacy_file_is_migrated_to_the_table_form_on_save(tmp_path: Path) -> None:

@@ -236,6 +236,41 @@ def test_delete_removes_the_row_and_saves(conf_dir: Path) -> None:
     assert on_disk(conf_dir) == []
 
 
+def test_delete_removes_only_the_selected_one_of_identical_rows(conf_dir: Path) -> None:
+    """The same entry added twice is two rows; ``x`` deletes the one it is on, not both."""
+    saved(conf_dir, SavedCommand("a", "a_first"), SavedCommand("z", "z_last"))
+
+    async def scenario(app: RurocoUI, pilot: Pilot[None]) -> None:
+        await pilot.press("f2")
+        for _ in range(2):
+            app.query_one("#address", Input).value = "h"
+            await pilot.press("ctrl+s")
+        await pilot.press("f1")
+        assert [r[0] for r in row_texts(app)] == ["a_first@a", "default@h", "default@h", "z_last@z"]
+        await pilot.press("down", "x")
+        assert [r[0] for r in row_texts(app)] == ["a_first@a", "default@h", "z_last@z"]
+        assert status_line(app) == "Deleted default@h"
+
+    run_ui(conf_dir, scenario)
+    assert on_disk(conf_dir) == [
+        SavedCommand("a", "a_first"),
+        SavedCommand("h"),
+        SavedCommand("z", "z_last"),
+    ]
+
+
+def test_delete_keeps_the_result_of_an_identical_row_left(conf_dir: Path) -> None:
+    saved(conf_dir, UNREACHABLE, UNREACHABLE)
+
+    async def scenario(app: RurocoUI, pilot: Pilot[None]) -> None:
+        await pilot.press("r")
+        await until(pilot, lambda: result(app, UNREACHABLE).state == ERROR, "an error")
+        await pilot.press("x")
+        assert row_texts(app)[0][2].startswith("error: No key")
+
+    run_ui(conf_dir, scenario)
+
+
 # -- Create ------------------------------------------------------------------------------
 
 
