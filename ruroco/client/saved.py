@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ruroco.errors import os_reason, qpath
 from ruroco.fs import resolve_path, write_atomic
+from ruroco.ipaddr import parse_ip
 from ruroco.tomlconfig import basic_string
 
 FILE_NAME = "commands_list.toml"
@@ -128,23 +130,57 @@ class SavedCommand:
         """Parse a text line as the original does: whitespace-separated tokens, no quoting;
         ``--address``/``--command``/``--ip`` take the next token whatever it is, the three
         flags count anywhere, everything else is ignored and a missing field is empty.
-        ``--key-file PATH`` and ``--wait-port N`` are ours (an invalid port is ignored)."""
+        ``--key-file PATH`` and ``--wait-port N`` are ours (an invalid port is ignored).
+        Lenient, because the legacy file holds such lines; ``check_line`` is the strict one."""
         values: dict[str, Any] = {"address": "", "command": "", "ip": ""}
-        tokens = split_whitespace(line)
-        i = 0
-        while i < len(tokens):
-            token = tokens[i]
-            has_value = i + 1 < len(tokens)
-            if token in ("--address", "--command", "--ip", "--key-file") and has_value:
-                i += 1
-                values[token[2:].replace("-", "_")] = tokens[i]
-            elif token == "--wait-port" and has_value:
-                i += 1
-                values["wait_port"] = parse_port(tokens[i])
-            elif token in ("--ipv4", "--ipv6", "--permissive"):
-                values[token[2:]] = True
-            i += 1
+        for option, value in _options(split_whitespace(line)):
+            name = option[2:].replace("-", "_")
+            if option in _FLAGS:
+                values[name] = True
+            elif value is not None:
+                values[name] = parse_port(value) if option == "--wait-port" else value
         return cls(**values)
+
+
+_VALUE_OPTIONS = ("--address", "--command", "--ip", "--key-file", "--wait-port")
+_FLAGS = ("--ipv4", "--ipv6", "--permissive")
+
+
+def _options(tokens: list[str]) -> Iterator[tuple[str, str | None]]:
+    """The options in a line's tokens, as the original reads them: an option with a value
+    takes the next token whatever it is (None if the line ends), a flag stands alone, and
+    any other word is skipped."""
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token in _VALUE_OPTIONS:
+            i += 1
+            yield token, tokens[i] if i < len(tokens) else None
+        elif token in _FLAGS:
+            yield token, None
+        i += 1
+
+
+def check_line(line: str) -> SavedCommand:
+    """A line typed in the Dashboard as an entry, refusing what the Create form refuses (no
+    address, an IP sent that is not an IP, a wait port that is not a port) and an option
+    without its value: the lenient reading would save those as a quietly empty or dropped
+    field that fails only when the entry is run. ``ValueError`` says why."""
+    for option, value in _options(split_whitespace(line)):
+        if value is None:
+            if option in _VALUE_OPTIONS:
+                raise ValueError(f"{option} has no value")
+        elif option == "--wait-port" and parse_port(value) is None:
+            raise ValueError(f"--wait-port {value!r} is not a port (1-65535)")
+        elif option == "--ip":
+            try:
+                parse_ip(value)
+            except ValueError:
+                raise ValueError(f"--ip {value!r} is not an IP address") from None
+    entry = SavedCommand.from_line(line)
+    if is_blank(entry.address):
+        raise ValueError("no --address (an address is needed)")
+    return entry
 
 
 def _rstrip(text: str) -> str:
@@ -160,9 +196,27 @@ def sort_commands(commands: list[SavedCommand]) -> list[SavedCommand]:
     return sorted(commands, key=lambda c: c.sort_key)
 
 
+class LineError(ValueError):
+    """A line of the Dashboard's text that cannot be saved: its number (from 1) and why."""
+
+    def __init__(self, number: int, reason: str) -> None:
+        super().__init__(f"line {number}: {reason}")
+        self.number = number
+
+
 def parse_lines(text: str) -> list[SavedCommand]:
-    """The Dashboard's text: one entry per line that is not blank."""
-    return [SavedCommand.from_line(line) for line in text.splitlines() if not is_blank(line)]
+    """The Dashboard's text: one entry per line that is not blank (``check_line``). The first
+    line that is not an entry raises ``LineError``: saving part of the lines would drop the
+    rest from the list without a word."""
+    commands = []
+    for number, line in enumerate(text.splitlines(), 1):  # numbered as the TextArea does
+        if is_blank(line):
+            continue
+        try:
+            commands.append(check_line(line))
+        except ValueError as exc:
+            raise LineError(number, str(exc)) from None
+    return commands
 
 
 def render_lines(commands: list[SavedCommand]) -> str:
@@ -306,8 +360,10 @@ class SavedCommands:
 __all__ = [
     "FILE_NAME",
     "FormatError",
+    "LineError",
     "SavedCommand",
     "SavedCommands",
+    "check_line",
     "parse_document",
     "parse_lines",
     "render_document",

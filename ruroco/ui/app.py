@@ -42,6 +42,7 @@ from textual.widgets import (
 from ruroco.client.request import DEFAULT_PROTOCOL
 from ruroco.client.saved import (
     DEFAULT_COMMAND,
+    LineError,
     SavedCommand,
     SavedCommands,
     is_blank,
@@ -326,8 +327,16 @@ class DashboardView(VerticalScroll):
             await self.run_action(event.button.id)
 
     def action_save(self) -> None:
-        """Replace the whole list with the lines that are not blank, then show it as saved."""
-        commands = parse_lines(self.query_one("#lines", TextArea).text)
+        """Replace the whole list with the lines that are not blank, then show it as saved.
+        One line that Create would refuse refuses the whole save: the text stays as typed,
+        with the cursor on that line, for the operator to fix."""
+        area = self.query_one("#lines", TextArea)
+        try:
+            commands = parse_lines(area.text)
+        except LineError as exc:
+            area.move_cursor((exc.number - 1, 0))
+            self.ui.say(f"Not saved, nothing changed: {exc}")
+            return
         n = len(commands)
         self.ui.change(
             lambda: self.ui.saved.set(commands), f"Saved {n} command{'' if n == 1 else 's'}"

@@ -16,8 +16,10 @@ from ruroco.client.saved import (
     RUST_WHITESPACE,
     UNPARSABLE_SUFFIX,
     FormatError,
+    LineError,
     SavedCommand,
     SavedCommands,
+    check_line,
     parse_document,
     parse_lines,
     render_document,
@@ -120,6 +122,22 @@ def test_dashboard_text_skips_blank_lines() -> None:
     assert render_lines(parse_lines(text)) == (
         "send --address b --command x\nsend --address a --command y"
     )
+
+
+def test_dashboard_text_refuses_what_create_refuses_naming_the_line() -> None:
+    for line, why in (
+        ("garbage line here", "no --address (an address is needed)"),
+        ("send --command c --address", "--address has no value"),
+        ("send --address h --wait-port abc", "--wait-port 'abc' is not a port (1-65535)"),
+        ("send --address h --wait-port 22 --wait-port 0", "--wait-port '0' is not a port"),
+        ("send --address h --ip 10.0.0.0/8", "--ip '10.0.0.0/8' is not an IP address"),
+    ):
+        with pytest.raises(LineError) as info:
+            parse_lines(f"send --address ok\n\n{line}\n")
+        assert str(info.value).startswith(f"line 3: {why}")
+        assert info.value.number == 3
+    # what the lenient reading of the legacy file accepts as it is
+    assert check_line("junk --address --ipv4") == SavedCommand("--ipv4", "")
 
 
 NO_SPACE = st.text(

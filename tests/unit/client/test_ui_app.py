@@ -378,6 +378,31 @@ def test_dashboard_lines_save_replace_the_list_and_reset_restores(conf_dir: Path
     ]
 
 
+def test_dashboard_save_refuses_a_line_create_would_refuse_and_keeps_the_text(
+    conf_dir: Path,
+) -> None:
+    saved(conf_dir, SavedCommand("old", "old"))
+
+    async def scenario(app: RurocoUI, pilot: Pilot[None]) -> None:
+        await pilot.press("f3")
+        lines = app.query_one("#lines", TextArea)
+        for text, why in (
+            ("send --address h --command c\n\ngarbage line here", "line 3: no --address"),
+            ("send --address h --wait-port abc", "line 1: --wait-port 'abc' is not a port"),
+            ("send --address h --wait-port", "line 1: --wait-port has no value"),
+            ("send --address h --ip 1.2.3", "line 1: --ip '1.2.3' is not an IP address"),
+        ):
+            lines.load_text(text)
+            await pilot.press("ctrl+s")
+            assert status_line(app).startswith(f"Not saved, nothing changed: {why}")
+            assert lines.text == text
+            assert lines.cursor_location == (int(why.split()[1].rstrip(":")) - 1, 0)
+        assert [r[0] for r in row_texts(app)] == ["old@old"]
+
+    run_ui(conf_dir, scenario)
+    assert on_disk(conf_dir) == [SavedCommand("old", "old")]
+
+
 def test_key_is_masked_shown_on_demand_and_never_saved(conf_dir: Path) -> None:
     async def scenario(app: RurocoUI, pilot: Pilot[None]) -> None:
         await pilot.press("f3", "ctrl+g")
