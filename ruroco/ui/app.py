@@ -189,7 +189,11 @@ class ExecuteView(Vertical):
         command = self.selected()
         if command is None:
             return
-        self.ui.change(lambda: self.ui.saved.remove(command), f"Deleted {command.display_name}")
+        self.ui.change(
+            lambda: self.ui.saved.remove(command),
+            f"Deleted {command.display_name}",
+            lambda lines: lines.remove_line(command),
+        )
         if command not in self.ui.saved.commands:
             self.ui.statuses.pop(command, None)
 
@@ -273,7 +277,11 @@ class CreateView(VerticalScroll):
         except ValueError as exc:
             self.ui.say(f"Not added: {exc}")
             return
-        if self.ui.change(lambda: self.ui.saved.add(command), f"Added {command.display_name}"):
+        if self.ui.change(
+            lambda: self.ui.saved.add(command),
+            f"Added {command.display_name}",
+            lambda lines: lines.add_line(command),
+        ):
             for field_id in ("address", "ip", "key_file", "wait_port"):
                 self.query_one(f"#{field_id}", Input).value = ""
             for field_id in ("permissive", "ipv4", "ipv6"):
@@ -315,11 +323,58 @@ class DashboardView(VerticalScroll):
         assert isinstance(self.app, RurocoUI)
         return self.app
 
-    def on_mount(self) -> None:
-        self.query_one("#lines", TextArea).border_title = "Saved commands: one send line each"
+    #: The text the lines were last reset to: any other text is unsaved edits.
+    _saved_text = ""
 
     def reset_text(self) -> None:
-        self.query_one("#lines", TextArea).load_text(render_lines(self.ui.saved.commands))
+        area = self.query_one("#lines", TextArea)
+        area.load_text(render_lines(self.ui.saved.commands))
+        self._saved_text = area.text
+        self._show_edited()
+
+    @property
+    def edited(self) -> bool:
+        """Whether the lines hold edits that are not saved."""
+        return self.query_one("#lines", TextArea).text != self._saved_text
+
+    @on(TextArea.Changed, "#lines")
+    def _show_edited(self) -> None:
+        """The box's title says when the lines are no longer the saved list."""
+        self.query_one("#lines", TextArea).border_title = (
+            "Unsaved edits: ctrl+s saves them, ctrl+r resets"
+            if self.edited
+            else "Saved commands: one send line each"
+        )
+
+    def follow(self, same_change: Callable[[DashboardView], str] | None) -> str:
+        """Show the list after a change of it. Unsaved edits are the operator's work, so
+        they are kept, and the change made elsewhere is made to them too (``same_change``,
+        which returns what to add to the status line); without one the lines are reset."""
+        if same_change is None or not self.edited:
+            self.reset_text()
+            return ""
+        return same_change(self)
+
+    def add_line(self, command: SavedCommand) -> str:
+        """Append ``command``'s line to the lines, on a line of its own."""
+        area = self.query_one("#lines", TextArea)
+        end = area.document.end
+        area.insert(command.to_line() if end[1] == 0 else "\n" + command.to_line(), end)
+        return " (also to your unsaved Dashboard lines)"
+
+    def remove_line(self, command: SavedCommand) -> str:
+        """Remove the first line that reads as ``command``, if one does."""
+        area = self.query_one("#lines", TextArea)
+        lines = area.document.lines
+        for row, line in enumerate(lines):
+            if not is_blank(line) and SavedCommand.from_line(line) == command:
+                if row + 1 < len(lines):
+                    area.delete((row, 0), (row + 1, 0))
+                else:  # the last line: take the line break before it
+                    start = (row - 1, len(lines[row - 1])) if row else (0, 0)
+                    area.delete(start, (row, len(line)))
+                return " (also from your unsaved Dashboard lines)"
+        return " (your unsaved Dashboard lines had no such line)"
 
     @on(Button.Pressed)
     async def _pressed(self, event: Button.Pressed) -> None:
@@ -462,17 +517,21 @@ class RurocoUI(App[None]):
         if selected == command or status.state == ERROR:
             self.say(f"{command.display_name}: {status.render().plain}")
 
-    def change(self, edit: Callable[[], None], done: str) -> bool:
+    def change(
+        self,
+        edit: Callable[[], None],
+        done: str,
+        same_change: Callable[[DashboardView], str] | None = None,
+    ) -> bool:
         """Apply an edit of the saved list (which saves it), then refresh both list views;
-        a failed save is reported and the list in memory kept, as in the original."""
+        a failed save is reported and the list in memory kept, as in the original.
+        ``same_change`` makes the edit to unsaved Dashboard lines (``DashboardView.follow``)."""
         try:
             edit()
         except (RurocoError, OSError) as exc:
-            self.say(f"Could not save {self.saved.path}: {describe_error(exc)}")
-            ok = False
+            message, ok = f"Could not save {self.saved.path}: {describe_error(exc)}", False
         else:
-            self.say(done)
-            ok = True
+            message, ok = done, True
         self.query_one(ExecuteView).refresh_rows()
-        self.query_one(DashboardView).reset_text()
+        self.say(message + self.query_one(DashboardView).follow(same_change))
         return ok

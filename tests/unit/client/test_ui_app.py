@@ -57,6 +57,14 @@ async def type_text(pilot: Pilot[None], text: str) -> None:
     await pilot.press(*[{" ": "space"}.get(ch, ch) for ch in text])
 
 
+async def type_below_the_lines(app: RurocoUI, pilot: Pilot[None]) -> None:
+    """Open the Dashboard and start a new line after the last one, ready to type."""
+    await pilot.press("f3")
+    lines = app.query_one("#lines", TextArea)
+    lines.move_cursor(lines.document.end)
+    await pilot.press("enter")
+
+
 # -- Execute -----------------------------------------------------------------------------
 
 
@@ -401,6 +409,57 @@ def test_dashboard_save_refuses_a_line_create_would_refuse_and_keeps_the_text(
 
     run_ui(conf_dir, scenario)
     assert on_disk(conf_dir) == [SavedCommand("old", "old")]
+
+
+def test_unsaved_dashboard_lines_survive_an_add_in_create(conf_dir: Path) -> None:
+    saved(conf_dir, SavedCommand("old", "old"))
+
+    async def scenario(app: RurocoUI, pilot: Pilot[None]) -> None:
+        await type_below_the_lines(app, pilot)
+        await type_text(pilot, "send --address t1 --command one")
+        await pilot.press("enter")
+        await type_text(pilot, "send --address t2 --command two")
+        assert "unsaved" in str(app.query_one("#lines", TextArea).border_title).lower()
+        await pilot.press("f2")
+        app.query_one("#address", Input).value = "h"
+        await pilot.press("ctrl+s")
+        assert status_line(app).startswith("Added default@h (also to your unsaved Dashboard")
+        await pilot.press("f3")
+        assert app.query_one("#lines", TextArea).text.splitlines() == [
+            "send --address old --command old",
+            "send --address t1 --command one",
+            "send --address t2 --command two",
+            "send --address h --command default",
+        ]
+        await pilot.press("ctrl+s")
+        assert status_line(app) == "Saved 4 commands"
+
+    run_ui(conf_dir, scenario)
+    assert [c.display_name for c in on_disk(conf_dir)] == [
+        "default@h",
+        "old@old",
+        "one@t1",
+        "two@t2",
+    ]
+
+
+def test_a_delete_in_execute_leaves_the_other_unsaved_dashboard_lines(conf_dir: Path) -> None:
+    saved(conf_dir, SavedCommand("a", "a_first"), SavedCommand("b", "b_last"))
+
+    async def scenario(app: RurocoUI, pilot: Pilot[None]) -> None:
+        lines = app.query_one("#lines", TextArea)
+        await type_below_the_lines(app, pilot)
+        await type_text(pilot, "send --address t --command typed")
+        await pilot.press("f1", "x")
+        assert status_line(app).startswith("Deleted a_first@a (also from your unsaved Dashboard")
+        assert lines.text == "send --address b --command b_last\nsend --address t --command typed"
+        await pilot.press("x")
+        assert lines.text == "send --address t --command typed"
+        await pilot.press("f3", "ctrl+r")
+        assert lines.text == ""
+        assert "unsaved" not in str(lines.border_title).lower()
+
+    run_ui(conf_dir, scenario)
 
 
 def test_key_is_masked_shown_on_demand_and_never_saved(conf_dir: Path) -> None:
