@@ -135,12 +135,18 @@ def wait_for_error(wait: dict) -> str | None:
     return None
 
 
-def port_open(host: str, port: int, timeout: float) -> bool:
+NO_ANSWER = "no answer"  # every try timed out: SYNs dropped, as a closed grant does
+
+
+def try_port(host: str, port: int, timeout: float) -> str | None:
+    """None if ``host:port`` accepted a TCP connection, else what the try met."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+            return None
+    except TimeoutError:
+        return NO_ANSWER
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
 
 
 class ActionModule(ActionBase):
@@ -216,16 +222,20 @@ class ActionModule(ActionBase):
             if not wait:
                 return result
             host = wait["host"] or host_of(target)
-            if self._poll(host, wait["port"], min(deadline, time.monotonic() + wait["interval"])):
+            last = self._poll(host, wait["port"], min(deadline, time.monotonic() + wait["interval"]))
+            if last is None:
                 return result
             if time.monotonic() >= deadline:
                 result.update(
                     failed=True,
                     msg=(
                         f"Port {wait['port']} on {host} did not accept a TCP connection within "
-                        f"{wait['timeout']:g}s after {result['knocks']} knock(s) to {target}; "
-                        "the ruroco protocol is silent, so it cannot tell whether the packets "
-                        "were lost, rejected (key, counter, source IP) or the command failed"
+                        f"{wait['timeout']:g}s after {result['knocks']} knock(s) to {target} "
+                        f"(last try: {last}); the ruroco protocol is silent, so it cannot tell "
+                        "whether the packets were lost, rejected (key, counter, source IP) or "
+                        "the command failed. The server's log says which: `is on blocklist` "
+                        "there, for a key new to that server, means run `ruroco-client reseed` "
+                        "(with this task's conf_dir)"
                     ),
                 )
                 return result
@@ -316,13 +326,12 @@ class ActionModule(ActionBase):
         return [dict(destination=r.destination, counter=r.counter, error=r.error) for r in sent]
 
     @staticmethod
-    def _poll(host: str, port: int, until: float) -> bool:
-        """Try to connect until ``until`` (monotonic), at least once; True as soon as the port
-        accepts."""
+    def _poll(host: str, port: int, until: float) -> str | None:
+        """Try to connect until ``until`` (monotonic), at least once; None as soon as the port
+        accepts, else what the last try met."""
         while True:
             left = until - time.monotonic()
-            if port_open(host, port, min(max(left, LAST_TRY), 1.0)):
-                return True
-            if until - time.monotonic() <= 0:
-                return False
+            last = try_port(host, port, min(max(left, LAST_TRY), 1.0))
+            if last is None or until - time.monotonic() <= 0:
+                return last
             time.sleep(min(POLL_PAUSE, max(until - time.monotonic(), 0)))

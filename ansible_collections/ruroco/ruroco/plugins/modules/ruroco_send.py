@@ -104,6 +104,10 @@ options:
     description:
       - After knocking, wait until a TCP port on the target accepts connections, knocking again
         whenever it does not accept within O(wait_for.interval).
+      - When the time is up, the task fails naming what the last try met, C(connection refused)
+        (the host answered) or C(no answer) (every try timed out, as at a port a closed grant
+        guards), and pointing to the server's log, where C(is on blocklist) for a key new to
+        that server means the client needs C(ruroco-client reseed).
     type: dict
     suboptions:
       port:

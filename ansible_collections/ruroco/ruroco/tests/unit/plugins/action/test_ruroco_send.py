@@ -529,7 +529,9 @@ def test_wait_for_fails_with_a_clear_message(udp, key_file, tmp_path, closed_tcp
     assert result["knocks"] >= 2
     assert f"Port {tcp_port} on 127.0.0.1 did not accept" in result["msg"]
     assert f"after {result['knocks']} knock(s)" in result["msg"]
+    assert "(last try: connection refused)" in result["msg"]  # the host answered
     assert "silent" in result["msg"]
+    assert "`is on blocklist`" in result["msg"] and "ruroco-client reseed" in result["msg"]
     received = [receive(udp).counter for _i in range(result["knocks"])]
     assert received == [d["counter"] for d in result["destinations"]]
     assert nothing_arrives(udp)
