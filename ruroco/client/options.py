@@ -8,6 +8,9 @@ replaced: its import alone cost the client's start ~30 ms): ``-x VALUE``, ``-xVA
 wins, ``--`` ends the options, and a value is the next token even if it starts with ``-``.
 Usage errors print the usage line, a ``Try '... --help'`` hint and ``Error: ...``, exit 2.
 
+``help [COMMAND]`` (clap's automatic subcommand in the original) prints the help of the
+program or of COMMAND and exits 0.
+
 Commands may also take positional arguments (``connect HOST PORT``), named in the usage line
 and checked like click's: ``Missing argument 'HOST'.``, ``Got unexpected extra argument``.
 
@@ -201,6 +204,11 @@ COMMANDS: dict[str, Command] = {
         Command("wizard", f"Not available: {_WIZARD.split(': ', 1)[1]}.", unavailable=_WIZARD),
     )
 }
+# ``help [COMMAND]``, clap's automatic subcommand in the original: the help of the program or
+# of COMMAND, exit 0. Not in ``COMMANDS`` (it runs nothing and takes no options), but listed.
+HELP_COMMAND = Command(
+    "help", "Show the help of the program, or of COMMAND, and exit.", args=("[COMMAND]",)
+)
 ABOUT = "Trigger a server-defined command with one encrypted UDP packet."
 
 
@@ -247,7 +255,8 @@ def parse_port(text: str) -> int | None:
 def _usage(command: Command | None) -> str:
     if command is None:
         return f"Usage: {PROG} [OPTIONS] COMMAND [ARGS]..."
-    return " ".join((f"Usage: {PROG} {command.name} [OPTIONS]", *command.args))
+    options = "" if command is HELP_COMMAND else " [OPTIONS]"
+    return " ".join((f"Usage: {PROG} {command.name}{options}", *command.args))
 
 
 def usage_error(command: Command | None, message: str) -> CliExit:
@@ -395,7 +404,7 @@ def _arguments(command: Command, positional: list[str]) -> dict[str, object]:
     return values
 
 
-def _extra(command: Command, extra: list[str]) -> CliExit:
+def _extra(command: Command | None, extra: list[str]) -> CliExit:
     noun = "argument" if len(extra) == 1 else "arguments"
     return usage_error(command, f"Got unexpected extra {noun} ({' '.join(extra)})")
 
@@ -417,6 +426,21 @@ def _program_options(argv: list[str]) -> list[str]:
     return rest
 
 
+def _help_command(args: list[str]) -> CliExit:
+    """``help`` prints the program's help, ``help COMMAND`` that command's, and exit 0;
+    anything else is a usage error (exit 2), as in clap: no options, one known name."""
+    if len(args) > 1:
+        return _extra(None, args[1:])
+    if not args:
+        return CliExit(0, out=help_text(None))
+    name = args[0]
+    command = HELP_COMMAND if name == HELP_COMMAND.name else COMMANDS.get(name)
+    if command is None:
+        known = sorted([*COMMANDS, HELP_COMMAND.name])
+        return usage_error(None, f"No such command {name!r}.{_did_you_mean(name, known)}")
+    return CliExit(0, out=help_text(command))
+
+
 def parse(argv: list[str]) -> tuple[str, dict[str, object]]:
     """``(command, option and argument values)`` of a command line that runs a command
     (``connect``, ``gen``, ``reseed`` or ``send``); raises ``CliExit`` for help, version,
@@ -427,11 +451,14 @@ def parse(argv: list[str]) -> tuple[str, dict[str, object]]:
     if not rest:
         raise usage_error(None, "Missing command.")
     name, args = rest[0], rest[1:]
+    if name == HELP_COMMAND.name:
+        raise _help_command(args)
     command = COMMANDS.get(name)
     if command is None:
         if name.startswith("-") and name != "-":  # after "--": parsed as options (as click)
             _program_options(rest)
-        raise usage_error(None, f"No such command {name!r}.{_did_you_mean(name, [*COMMANDS])}")
+        known = sorted([*COMMANDS, HELP_COMMAND.name])
+        raise usage_error(None, f"No such command {name!r}.{_did_you_mean(name, known)}")
     if command.unavailable:
         raise CliExit(2, err=f"Error: {command.unavailable}\n")
     seen, extra = _scan(command, args, interspersed=True)
@@ -503,10 +530,12 @@ def help_text(command: Command | None, width: int | None = None) -> str:
         rows.append((left, f"{opt.help}  [{'; '.join(extra)}]" if extra else opt.help))
     if not command:
         rows.append(("-V, --version", "Show the version and exit."))
-    rows.append(("-h, --help", "Show this message and exit."))
-    lines += ["", "Options:", *_rows(rows, width)]
+    if command is not HELP_COMMAND:
+        rows.append(("-h, --help", "Show this message and exit."))
+        lines += ["", "Options:", *_rows(rows, width)]
     if not command:
-        limit = width - 6 - max(map(len, COMMANDS))
-        commands = [(c.name, _short_help(c.help, limit)) for c in COMMANDS.values()]
+        listed = sorted([*COMMANDS.values(), HELP_COMMAND], key=lambda c: c.name)
+        limit = width - 6 - max(len(c.name) for c in listed)
+        commands = [(c.name, _short_help(c.help, limit)) for c in listed]
         lines += ["", "Commands:", *_rows(commands, width)]
     return "\n".join(lines) + "\n"

@@ -234,6 +234,20 @@ def test_help_and_version(conf_dir: Path) -> None:
     assert not (conf_dir / "counter").exists()
 
 
+def test_help_command_prints_the_help_and_exits_0(conf_dir: Path) -> None:
+    """``help`` and ``help COMMAND``, clap's auto subcommand in the original (exit 0 there)."""
+    for args, same_as in ((["help"], ["--help"]), (["help", "send"], ["send", "--help"])):
+        result = run_client(*args, conf_dir=conf_dir)
+        assert result.returncode == 0, (args, result.stderr)
+        assert result.stdout == run_client(*same_as, conf_dir=conf_dir).stdout
+        assert result.stderr == ""
+    for args in (["help", "nope"], ["help", "send", "x"], ["help", "-h"]):
+        result = run_client(*args, conf_dir=conf_dir)
+        assert result.returncode == 2, args  # as in the original
+        assert result.stdout == "" and "Usage:" in result.stderr
+    assert not (conf_dir / "counter").exists()
+
+
 def test_update_and_wizard_are_not_carried_over(conf_dir: Path) -> None:
     for args in (["update"], ["update", "--version", "v0.14.2", "-b", "/tmp"], ["wizard"]):
         result = run_client(*args, conf_dir=conf_dir)

@@ -47,6 +47,7 @@ Options:
 Commands:
   connect  Knock, then relay stdin/stdout to HOST PORT (ssh ProxyCommand).
   gen      Print a new key (56 characters, no newline).
+  help     Show the help of the program, or of COMMAND, and exit.
   reseed   Reset the counter to the current time in nanoseconds.
   send     Send one packet per destination (first IPv4, then first IPv6).
   update   Not available: upgrade the Python package with pip, or deploy...
@@ -161,6 +162,39 @@ def test_gen_and_reseed_take_no_values() -> None:
 def test_help_and_version_exit_0_on_stdout(argv: list[str], out: str) -> None:
     result = outcome(argv)
     assert (result.code, result.out, result.err) == (0, out, "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "out"),
+    [
+        (["help"], PROGRAM_HELP),
+        (["help", "send"], SEND_HELP),
+        (["--", "help", "send"], SEND_HELP),
+        (["help", "update"], help_text(COMMANDS["update"], 78)),
+        (["help", "help"], "Usage: ruroco-client help [COMMAND]\n\n"
+         "  Show the help of the program, or of COMMAND, and exit.\n"),
+    ],
+)  # fmt: skip
+def test_the_help_command_prints_a_help_and_exits_0(argv: list[str], out: str) -> None:
+    """clap's automatic ``help [COMMAND]`` of the original: exit 0, the help on stdout."""
+    result = outcome(argv)
+    assert (result.code, result.out, result.err) == (0, out, "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["help", "nope"], "No such command 'nope'."),
+        (["help", "hepl"], "No such command 'hepl'. Did you mean 'help'?"),
+        (["help", "-h"], "No such command '-h'."),
+        (["help", "send", "x"], "Got unexpected extra argument (x)"),
+        (["help", "gen", "send"], "Got unexpected extra argument (send)"),
+    ],
+)
+def test_the_help_command_takes_one_known_name(argv: list[str], message: str) -> None:
+    """As in clap: no options, at most one name, and a known one (exit 2 otherwise)."""
+    result = outcome(argv)
+    assert (result.code, result.out, result.err) == (2, "", usage_error("", message))
 
 
 def test_no_arguments_print_the_help_to_stderr_and_exit_2() -> None:
