@@ -4,8 +4,10 @@
 ``(command, values)`` and ``help_text`` renders ``--help`` from the same table, so names,
 defaults and help cannot drift apart. The syntax and messages are click's (which this
 replaced: its import alone cost the client's start ~30 ms): ``-x VALUE``, ``-xVALUE``,
-``--long VALUE``, ``--long=VALUE``, clustered flags (``-e4``), the last of a repeated option
-wins, ``--`` ends the options, and a value is the next token even if it starts with ``-``.
+``--long VALUE``, ``--long=VALUE``, clustered flags (``-e4``), ``--`` ends the options, and a
+value is the next token even if it starts with ``-``; where the original's clap differs from
+click, ``ruroco.clapargs`` (shared with the daemons) goes first: ``-x=VALUE`` means ``VALUE``
+and an option given twice is a usage error.
 Usage errors print the usage line, a ``Try '... --help'`` hint and ``Error: ...``, exit 2.
 
 ``help [COMMAND]`` (clap's automatic subcommand in the original) prints the help of the
@@ -14,12 +16,14 @@ program or of COMMAND and exits 0.
 Commands may also take positional arguments (``connect HOST PORT``), named in the usage line
 and checked like click's: ``Missing argument 'HOST'.``, ``Got unexpected extra argument``.
 
-Pure: no I/O and no import beyond ``ruroco.client.request`` on the ``send`` path (not even
+Pure: no I/O and no import beyond ``ruroco.client.request`` and ``ruroco.clapargs`` on the
+``send`` path (not even
 ``typing``, ~10 ms of cold start); help, suggestions and the version load theirs when used.
 """
 
 from __future__ import annotations
 
+from ruroco.clapargs import Repeated, clap_args, repeated_message
 from ruroco.client.request import DEFAULT_COMMAND, DEFAULT_PROTOCOL, DEFAULT_SEND_DELAY_MS
 from ruroco.limits import U64_MAX
 
@@ -344,7 +348,7 @@ def _values(command: Command, seen: list[tuple[str, Opt | None, str | None]]) ->
     given: dict[str, tuple[Opt, str | None]] = {}
     for _flag, opt, value in seen:
         if opt is not None:
-            given[opt.dest] = (opt, value)  # the last value wins, checked at the first place
+            given[opt.dest] = (opt, value)  # once each (``clap_args`` refuses a repeat)
     values: dict[str, object] = {}
     for dest, (opt, text) in given.items():
         if opt.kind == "flag":
@@ -461,6 +465,14 @@ def parse(argv: list[str]) -> tuple[str, dict[str, object]]:
         raise usage_error(None, f"No such command {name!r}.{_did_you_mean(name, known)}")
     if command.unavailable:
         raise CliExit(2, err=f"Error: {command.unavailable}\n")
+    table: dict[str, tuple[object, bool]] = {
+        f: (o, o.takes_value) for o in command.options for f in (o.short, o.long) if f
+    }
+    try:
+        args = clap_args(args, table, HELP_FLAGS)  # clap's -a=VALUE; no option twice
+    except Repeated as exc:
+        hint = exc.key.hint if isinstance(exc.key, Opt) else str(exc.key)
+        raise usage_error(command, repeated_message(hint)) from None
     seen, extra = _scan(command, args, interspersed=True)
     if any(opt is None for _flag, opt, _value in seen):  # -h/--help
         raise CliExit(0, out=help_text(command))

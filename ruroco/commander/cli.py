@@ -18,6 +18,7 @@ import click  # noqa: E402
 from click.core import ParameterSource  # noqa: E402
 
 from ruroco import __version__  # noqa: E402
+from ruroco.clapcommand import ClapCommand  # noqa: E402
 from ruroco.commander.check import check  # noqa: E402
 from ruroco.commander.commands import DEFAULT_COMMANDS_PATH, load_command_file  # noqa: E402
 from ruroco.commander.config import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
@@ -26,7 +27,7 @@ from ruroco.errors import RurocoError, format_error_line  # noqa: E402
 _PATH = click.Path(path_type=Path)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=ClapCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-c",
     "--config",

@@ -16,11 +16,12 @@ import sys  # noqa: E402 (after SIGHUP is claimed)
 import click  # noqa: E402
 
 from ruroco import __version__  # noqa: E402
+from ruroco.clapcommand import ClapCommand  # noqa: E402
 from ruroco.errors import RurocoError, format_error_line  # noqa: E402
 from ruroco.server.config import DEFAULT_CONFIG_PATH  # noqa: E402
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=ClapCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-c",
     "--config",

@@ -132,6 +132,33 @@ def test_attached_short_values_and_flag_clusters_send(
     assert (data.cmd_hash, data.strict) == (command_hash("cmd"), False)
 
 
+def test_short_options_with_equals_send_as_in_the_original(
+    conf_dir: Path, key_file: Path, receiver_v4: Receiver
+) -> None:
+    """clap reads ``-a=VALUE`` as ``VALUE`` (the original sends); click kept the ``=``."""
+    result = run_client(
+        "send", f"-a={receiver_v4.address}", f"-k={key_file}", "-ec=cmd", conf_dir=conf_dir
+    )
+    assert result.returncode == 0, result.stderr
+    data = receiver_v4.receive_data()
+    assert (data.cmd_hash, data.strict) == (command_hash("cmd"), False)
+
+
+def test_an_option_given_twice_exits_2_as_in_the_original(
+    conf_dir: Path, key_file: Path, receiver_v4: Receiver
+) -> None:
+    k = str(key_file)
+    for args in (
+        ["-a", receiver_v4.address, "-k", k, "-a", receiver_v4.address],
+        ["-a", receiver_v4.address, "-k", k, "-e", "-e"],
+    ):
+        result = run_client("send", *args, conf_dir=conf_dir)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "cannot be used multiple times." in result.stderr
+    assert receiver_v4.nothing_pending()
+    assert not (conf_dir / "counter").exists()
+
+
 def test_send_example_from_original_suite(conf_dir: Path, key_file: Path) -> None:
     result = run_client(
         "send", "-a", "127.0.0.1:1234", "-k", str(key_file), "-i", "192.168.178.123",

@@ -210,7 +210,8 @@ def _connect_line(draw: st.DrawFn) -> tuple[list[str], dict[str, object]]:
     chosen = draw(st.lists(st.sampled_from(CONNECT_OPTIONS), unique=True))
     expected = dict(DEFAULTS)
     items: list[tuple[Opt, str | None]] = []
-    for opt in draw(st.permutations([*chosen, *(o for o in CONNECT_OPTIONS if o.required)])):
+    required = [o for o in CONNECT_OPTIONS if o.required and o not in chosen]  # each once
+    for opt in draw(st.permutations([*chosen, *required])):
         if opt.kind == "flag":
             items.append((opt, None))
             expected[opt.dest] = True
@@ -231,8 +232,8 @@ def _connect_line(draw: st.DrawFn) -> tuple[list[str], dict[str, object]]:
         name = draw(st.sampled_from(names))
         if value is None:
             tokens.append([name])
-        elif name == opt.long and draw(st.booleans()):
-            tokens.append([f"{name}={value}"])
+        elif draw(st.booleans()):
+            tokens.append([f"{name}={value}"])  # -k=VALUE too, as the original's clap
         else:
             tokens.append([name, value])
     host = draw(st.from_regex(r"\A[a-z0-9][a-z0-9.:-]{0,20}\Z"))

@@ -137,9 +137,48 @@ def test_values_are_the_next_token_even_if_it_looks_like_an_option() -> None:
     assert (values["address"], values["key_file"], values["command"]) == ("-k", "--", "")
 
 
-def test_the_last_of_a_repeated_option_wins() -> None:
-    _, values = parse(["send", "-a", "x", "-k", "k", "--address", "y", "-d", "x", "-d", "5"])
-    assert (values["address"], values["send_delay_ms"]) == ("y", 5)
+@pytest.mark.parametrize(
+    ("argv", "values"),
+    [
+        (["-a=h", "-k=k"], {"address": "h", "key_file": "k"}),
+        (["-a=", "-k=-k"], {"address": "", "key_file": "-k"}),  # -a= is "", -k=-k is "-k"
+        (["-a==h", "-k", "k", "-c=a=b"], {"address": "=h", "key_file": "k", "command": "a=b"}),
+        (["-e4a=h", "-k=k", "-d=+5"], {"address": "h", "key_file": "k", "permissive": True,
+                                       "ipv4": True, "send_delay_ms": 5}),
+        (["-a", "-a=h", "-k", "k"], {"address": "-a=h", "key_file": "k"}),  # a value, as before
+        (["-ah=", "--key-file==k"], {"address": "h=", "key_file": "=k"}),  # no change there
+    ],
+)  # fmt: skip
+def test_short_option_equals_value_is_the_value_as_in_clap(
+    argv: list[str], values: dict[str, object]
+) -> None:
+    """The original's clap reads ``-a=VALUE`` as ``VALUE``; click read ``=VALUE``."""
+    assert parse(["send", *argv]) == ("send", {**DEFAULTS, **values})
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["-a", "x", "-k", "k", "--address", "y"], "'-a' / '--address'"),
+        (["-a", "x", "-k", "k", "-a=x"], "'-a' / '--address'"),
+        (["-a", "x", "-k", "k", "-d", "5", "-d", "5"], "'-d' / '--send-delay-ms'"),
+        (["-a", "x", "-k", "k", "-e", "-e"], "'-e' / '--permissive'"),
+        (["-a", "x", "-k", "k", "-e4e"], "'-e' / '--permissive'"),
+        (["-a", "x", "-k", "k", "-4", "--ipv4"], "'-4' / '--ipv4'"),
+        (["-a", "x", "-k", "k", "--protocol", "0", "--protocol=0"], "'--protocol'"),
+        (["-e", "-e", "--help"], "'-e' / '--permissive'"),  # before the help, as in clap
+    ],
+)
+def test_an_option_given_twice_is_a_usage_error_as_in_clap(argv: list[str], hint: str) -> None:
+    """clap: "the argument ... cannot be used multiple times" (exit 2); click took the last."""
+    result = outcome(["send", *argv])
+    message = f"Option {hint} cannot be used multiple times."
+    assert (result.code, result.out, result.err) == (2, "", usage_error("send", message))
+
+
+def test_a_repeat_after_the_help_is_not_looked_at() -> None:
+    assert outcome(["send", "--help", "-e", "-e"]).out == SEND_HELP
+    assert outcome(["send", "-h", "-h"]).out == SEND_HELP
 
 
 def test_gen_and_reseed_take_no_values() -> None:
@@ -298,9 +337,24 @@ def test_parse_u64_is_rust_s_u64_from_str(text: str) -> None:
 _text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
 
 
+def _spelled(draw: st.DrawFn, opt: Opt, value: str | None) -> list[str]:
+    """``opt`` with ``value`` in one of the syntaxes both parsers read the same way."""
+    name = draw(st.sampled_from([f for f in (opt.short, opt.long) if f]))
+    if value is None:
+        return [name]
+    if name == opt.long and draw(st.booleans()):
+        return [f"{name}={value}"]
+    if name == opt.short and draw(st.booleans()):
+        return [f"{name}={value}"]  # clap's form; "-a=" is the empty value
+    if name == opt.short and value and not value.startswith("=") and draw(st.booleans()):
+        return [name + value]
+    return [name, value]
+
+
 @st.composite
-def _send_line(draw: st.DrawFn) -> tuple[list[str], dict[str, object]]:
-    """A valid ``send`` command line in random syntax and order, and its expected values."""
+def _send_items(draw: st.DrawFn) -> tuple[list[list[str]], dict[str, object]]:
+    """The options of a valid ``send`` command line in random syntax and order, each as its
+    tokens, and the expected values."""
     chosen = draw(st.lists(st.sampled_from(SEND_OPTIONS), unique=True))
     required = [opt for opt in SEND_OPTIONS if opt.required and opt not in chosen]
     expected = dict(DEFAULTS)
@@ -319,27 +373,32 @@ def _send_line(draw: st.DrawFn) -> tuple[list[str], dict[str, object]]:
         else:
             items.append((opt, draw(_text)))
             expected[opt.dest] = items[-1][1]
-    argv: list[str] = ["send"]
-    for opt, value in items:
-        name = draw(st.sampled_from([f for f in (opt.short, opt.long) if f]))
-        if value is None:
-            argv.append(name)
-        elif name == opt.long and draw(st.booleans()):
-            argv.append(f"{name}={value}")
-        elif name == opt.short and value and draw(st.booleans()):
-            argv.append(name + value)
-        else:
-            argv += [name, value]
-    return argv, expected
+    return [_spelled(draw, opt, value) for opt, value in items], expected
 
 
 @settings(max_examples=300)
-@given(_send_line())
+@given(_send_items())
 def test_any_valid_send_line_parses_to_its_values(
-    line: tuple[list[str], dict[str, object]],
+    line: tuple[list[list[str]], dict[str, object]],
 ) -> None:
-    argv, expected = line
-    assert parse(argv) == ("send", expected)
+    items, expected = line
+    assert parse(["send", *(token for item in items for token in item)]) == ("send", expected)
+
+
+@settings(max_examples=300)
+@given(_send_items(), st.data())
+def test_any_option_given_again_is_refused(
+    line: tuple[list[list[str]], dict[str, object]], data: st.DataObject
+) -> None:
+    """Whichever option, names, syntax and place: a second one is a usage error (clap)."""
+    items, _expected = line
+    opt = data.draw(st.sampled_from(SEND_OPTIONS))
+    value = None if opt.kind == "flag" else data.draw(st.sampled_from(["0", "1"]))
+    items.insert(data.draw(st.integers(0, len(items))), _spelled(data.draw, opt, value))
+    items.insert(data.draw(st.integers(0, len(items))), _spelled(data.draw, opt, value))
+    result = outcome(["send", *(token for item in items for token in item)])
+    assert result.code == 2 and result.out == ""
+    assert result.err.endswith(f"Error: Option {opt.hint} cannot be used multiple times.\n")
 
 
 _tokens = st.one_of(

@@ -136,6 +136,28 @@ def test_help_and_usage_errors() -> None:
     assert "No such option" in bad.stderr
 
 
+def test_short_option_equals_value_is_the_path_as_in_the_original(tmp_path: Path) -> None:
+    """clap reads ``-c=PATH`` as ``PATH``; click read ``=PATH``."""
+    config, commands = _files(tmp_path, socket_user="", socket_group="")
+    result = cli("--check", f"-c={config}", f"--commands={commands}")
+    assert result.returncode == 0, result.stderr
+    missing = cli(f"-c={tmp_path / 'nope.toml'}")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith(f'Error: Could not read "{tmp_path / "nope.toml"}"')
+
+
+def test_an_option_given_twice_is_a_usage_error_as_in_the_original(tmp_path: Path) -> None:
+    config, commands = _files(tmp_path, socket_user="", socket_group="")
+    for args in (
+        ("--check", "-c", str(config), "--config", str(config)),
+        ("--check", "--commands", str(commands), f"--commands={commands}"),
+        ("--check", "--check", "-c", str(config)),
+    ):
+        result = cli(*args)
+        assert result.returncode == 2, args
+        assert result.stderr.rstrip().endswith("cannot be used multiple times."), result.stderr
+
+
 def test_run_mode_reports_bad_commands_cleanly(tmp_path: Path) -> None:
     config, _ = _files(tmp_path, socket_user="", socket_group="")
     bad = tmp_path / "bad.toml"

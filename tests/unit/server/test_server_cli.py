@@ -56,6 +56,27 @@ def test_missing_config_exact_message():
     )
 
 
+def test_short_option_equals_value_is_the_path_as_in_the_original():
+    """clap reads ``-c=PATH`` as ``PATH``; click read ``=PATH``."""
+    for args in (("-c=/tmp/path/does/not/exist",), ("--check", "-c=/tmp/path/does/not/exist")):
+        result = cli(*args)
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            'Error: Could not read "/tmp/path/does/not/exist": No such file or directory'
+            " (os error 2)"
+        )
+
+
+def test_an_option_given_twice_is_a_usage_error_as_in_the_original(tmp_path):
+    config = str(write_setup(tmp_path))
+    for args in (("-c", config, "-c", config), ("--check", "--check", "-c", config)):
+        result = cli(*args)
+        assert result.returncode == 2, args
+        assert result.stderr.startswith("Usage: ruroco-server [OPTIONS]")
+        assert result.stderr.rstrip().endswith("cannot be used multiple times."), result.stderr
+    assert not (tmp_path / "state" / "blocklist.msgpck").exists()
+
+
 def test_directory_as_config_is_a_runtime_error_naming_it(tmp_path):
     for args in (("-c", str(tmp_path)), ("--check", "-c", str(tmp_path))):
         result = cli(*args)
