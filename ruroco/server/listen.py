@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from ruroco import log
 from ruroco.errors import RurocoError, os_reason, qpath
+from ruroco.limits import U16_MAX, U32_MAX
 
 FALLBACK_ADDRESS = "[::]:34020"
 SD_LISTEN_FDS_START = 3
@@ -26,21 +27,46 @@ class ListenError(RurocoError):
 
 
 def _split(address: str) -> tuple[str, int]:
-    """``host:port`` / ``[v6]:port`` the way Rust's ``ToSocketAddrs for &str`` reads it."""
+    """``host:port`` the way Rust's ``ToSocketAddrs for &str`` (the original's bind) reads it.
+
+    First a socket address literal, ``[v6]:port`` or ``[v6%scope]:port`` (the port digits
+    only); else the text after the last colon is the port (a Rust u16: digits, ``+`` allowed)
+    and the text before it a host for getaddrinfo, so ``::1:34020``, ``:::34020`` and
+    ``127.0.0.1:+34020`` bind as they do in the original (IPv4 literals take this path too).
+    The host ``*`` is refused: with a port, glibc reads it as no host and returns loopback,
+    while the original, which resolves the host alone, refuses it.
+    """
+    literal = _bracketed(address)
+    if literal is not None:
+        return literal
     host, sep, port_text = address.rpartition(":")
-    if not sep or not host:
+    if not sep:
         raise ValueError("invalid socket address")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        try:
-            socket.inet_pton(socket.AF_INET6, host)
-        except OSError:
-            raise ValueError("invalid socket address") from None
-    elif ":" in host or "[" in host or "]" in host:
-        raise ValueError("invalid socket address")
-    if not port_text.isascii() or not port_text.isdigit() or int(port_text) > 65535:
+    digits = port_text.removeprefix("+")
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > U16_MAX:
         raise ValueError("invalid port value")
-    return host, int(port_text)
+    port = int(digits)
+    if host == "*":
+        raise ValueError(f'"*" is not an address (every address: "[::]:{port}")')
+    if not host or "[" in host or "]" in host:  # no name getaddrinfo would find
+        raise ValueError("invalid socket address")
+    return host, port
+
+
+def _bracketed(address: str) -> tuple[str, int] | None:
+    """``[v6]:port`` / ``[v6%scope]:port`` as Rust's ``SocketAddrV6::from_str``, or None."""
+    inside, sep, port_text = address.removeprefix("[").partition("]:")
+    if not (address.startswith("[") and sep and port_text.isascii() and port_text.isdigit()):
+        return None
+    ip, percent, scope = inside.partition("%")
+    if percent and not (scope.isascii() and scope.isdigit() and int(scope) <= U32_MAX):
+        return None
+    try:
+        socket.inet_pton(socket.AF_INET6, ip)
+    except OSError:
+        return None
+    port = int(port_text)
+    return (inside, port) if port <= U16_MAX else None
 
 
 # What getaddrinfo returns: (family, type, proto, canonname, sockaddr).

@@ -152,6 +152,62 @@ def test_check_bad_config_and_missing_keys(tmp_path):
     assert f'Could not find any .key files in "{tmp_path}/empty"' in result.stderr
 
 
+def test_star_address_is_refused_at_start_and_in_check(tmp_path):
+    """``*:PORT`` bound loopback only (glibc reads a host ``*`` with a port as no host at
+    all); the original exits 1 (Rust resolves the host alone). One line, exit 1."""
+    config = str(write_setup(tmp_path, extra='address = "*:34111"\n'))
+    message = (
+        'Error: Could not UdpSocket bind "*:34111": "*" is not an address'
+        ' (every address: "[::]:34111")'
+    )
+    for args, env in (
+        (("-c", config), {}),
+        (("-c", config), {"RUROCO_LISTEN_ADDRESS": "*:34111"}),
+        (("--check", "-c", config), {}),
+    ):
+        result = subprocess.run(
+            [BIN, *args], capture_output=True, text=True, timeout=15, env=clean_env(**env)
+        )
+        assert result.returncode == 1, (args, env, result.stdout)
+        assert result.stderr.strip() == message, (args, env)
+
+
+@pytest.mark.parametrize(
+    ("template", "bound"),
+    [("::1:{port}", "[::1]"), ("::ffff:127.0.0.1:{port}", "[::ffff:127.0.0.1]"),
+     ("127.0.0.1:+{port}", "127.0.0.1"), ("::1:+{port}", "[::1]")],
+)  # fmt: skip
+def test_addresses_the_original_starts_with_start_ours(tmp_path, template, bound):
+    """Unbracketed IPv6 and a ``+`` before the port: the original binds them (Rust's
+    ``ToSocketAddrs``), so a config it starts with starts ours (docs/deviations.md)."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    address = template.format(port=port)
+    config = write_setup(tmp_path, extra=f'address = "{address}"\n')
+    check = cli("--check", "-c", str(config))
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen(
+        [BIN, "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Running server on" in line:
+                break
+        assert f"Running server on {bound}:{port}" in lines[-1], lines
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+
+
 def start(tmp_path, **env):
     config = write_setup(tmp_path)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from server_helpers import write_setup
 
-from ruroco.server.listen import ListenError, _split, bind_udp, select_socket
+from ruroco.server.listen import ListenError, _split, bind_udp, check_address, select_socket
 
 
 def free_port() -> int:
@@ -84,17 +84,54 @@ def test_only_one_activation_variable_is_ignored():
     [
         ("not-a-valid-host:99999", "invalid port value"),
         ("invalid-address-xyz", "invalid socket address"),
-        ("[::1]", "invalid socket address"),
-        ("::1:80", "invalid socket address"),
+        ("[::1]", "invalid port value"),  # as Rust: "1]" is the text after the last colon
+        ("[::1]:+80", "invalid socket address"),  # no "+" inside the literal form
+        ("[::1]:99999", "invalid port value"),
+        ("[::1%lo]:80", "invalid socket address"),  # a scope in brackets is a number
         ("127.0.0.1:asd", "invalid port value"),
+        ("127.0.0.1:-80", "invalid port value"),
         ("[not-v6]:80", "invalid socket address"),
         (":80", "invalid socket address"),
+        ("*:80", '"*" is not an address (every address: "[::]:80")'),
+        ("*:+80", '"*" is not an address (every address: "[::]:80")'),
     ],
 )
 def test_invalid_addresses(address, reason):
     with pytest.raises(ListenError) as info:
         bind_udp(address)
     assert str(info.value) == f'Could not UdpSocket bind "{address}": {reason}'
+
+
+@pytest.mark.parametrize(
+    ("template", "bound"),
+    [
+        ("::1:{port}", "::1"),
+        ("::ffff:127.0.0.1:{port}", "::ffff:127.0.0.1"),
+        ("127.0.0.1:+{port}", "127.0.0.1"),
+        ("127.0.0.1:0{port}", "127.0.0.1"),
+        ("::1:+{port}", "::1"),
+        (":::{port}", "::"),
+        ("[::1%{lo}]:{port}", "::1"),
+    ],
+)
+def test_address_forms_the_original_binds(template, bound):
+    """Rust's ``ToSocketAddrs for &str``: a ``[v6]:port`` literal, else the last colon splits
+    off a u16 port (``+`` allowed) and the rest is resolved, unbracketed IPv6 included."""
+    port = free_port()
+    address = template.format(port=port, lo=socket.if_nametoindex("lo"))
+    with bind_udp(address) as sock:
+        assert sock.getsockname()[:2] == (bound, port)
+
+
+def test_star_is_not_an_address_anywhere():
+    """glibc reads the host ``*`` with a service as no host (loopback); the original resolves
+    the host alone, where ``*`` is no name, and exits 1."""
+    with pytest.raises(ListenError, match=r'^Could not UdpSocket bind "\*:34111": "\*" is not'):
+        select_socket("*:34111", env={})
+    with pytest.raises(ListenError, match=r'"\*" is not an address'):
+        select_socket(None, env={"RUROCO_LISTEN_ADDRESS": "*:34111"})
+    with pytest.raises(ListenError, match=r'"\*" is not an address'):
+        check_address("*:34111")
 
 
 def test_invalid_env_address_fails():
@@ -171,19 +208,34 @@ def test_socket_activation_pid_mismatch_exits_1(tmp_path):
     assert proc.stderr.strip() == "Error: LISTEN_PID (12345) does not match current PID"
 
 
-@given(st.text(max_size=40))
+_REASONS = ("invalid socket address", "invalid port value")
+
+
+@given(st.one_of(st.text(max_size=40), st.text(":[]*+%0123456789abcdef.", max_size=30)))
 def test_address_parser_never_raises_anything_unexpected(text):
     try:
         host, port = _split(text)
     except ValueError as exc:
-        assert str(exc) in ("invalid socket address", "invalid port value")
+        assert str(exc) in _REASONS or str(exc).startswith('"*" is not an address'), exc
         return
     assert 0 <= port <= 65535
-    assert text.endswith(f":{text.rpartition(':')[2]}") and host
+    port_text = text.rpartition(":")[2]
+    assert port_text.removeprefix("+") == f"{port:0{len(port_text.removeprefix('+'))}d}"
+    if text.startswith("["):  # the literal form: the brackets go, the rest is the host
+        assert text == f"[{host}]:{port_text}" and not port_text.startswith("+")
+    else:
+        assert text == f"{host}:{port_text}" and host not in ("", "*")
     assert "[" not in host and "]" not in host
 
 
-@given(st.ip_addresses(), st.integers(0, 65535))
-def test_address_parser_accepts_every_ip_literal(ip, port):
-    text = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
-    assert _split(text) == (str(ip), port)
+@given(st.ip_addresses(), st.integers(0, 65535), st.sampled_from(["", "+", "0"]))
+def test_address_parser_accepts_every_ip_literal(ip, port, prefix):
+    """Bracketed and unbracketed IPv6, as the original; ``+`` or zeros before the port."""
+    assert _split(f"{ip}:{prefix}{port}") == (str(ip), port)
+    if ip.version == 6:
+        bracketed = f"[{ip}]:{prefix}{port}"
+        if prefix == "+":
+            with pytest.raises(ValueError, match="invalid socket address"):
+                _split(bracketed)
+        else:
+            assert _split(bracketed) == (str(ip), port)
