@@ -100,26 +100,42 @@ class KeyRules:
     def file_name(self) -> str:
         return self.stem + KEY_SUFFIX
 
-    def refusal(self, cmd_hash: int, src: bytes, ip: bytes, now_ns: int) -> str | None:
+    def refusal(self, cmd_hash: int, src: bytes, ip: bytes, now_ns: int) -> Refusal | None:
         """Why this key may not run ``cmd_hash`` for ``ip``, sent from ``src`` at ``now_ns``
-        (wall clock), or None if every rule allows it. Pure: values in, a text or None out."""
+        (wall clock), or None if every rule allows it. Pure: values in, a refusal or None out.
+
+        The rules that read only the packet and the clock come first: they refuse the same
+        bytes from any source, now and later, so the packet is used up (``final``). The rules
+        on addresses read the datagram's source, which anyone who saw the packet can change
+        by sending a copy first: such a refusal must not use up the packet, or that copy
+        would make the key holder's own knock a replay (docs/security.md, "Refused packets
+        are used up")."""
         if self.not_after_ns is not None and now_ns > self.not_after_ns:
             assert self.not_after is not None
-            return f"key expired at {self.not_after.isoformat()} ({self.name}.not_after)"
+            why = f"key expired at {self.not_after.isoformat()} ({self.name}.not_after)"
+            return Refusal(why, final=True)
+        if self.command_hashes is not None and cmd_hash not in self.command_hashes:
+            return Refusal(f"command {cmd_hash} is not in {self.name}.commands", final=True)
         sources = self.sources
         if sources is not None and not any(n.contains(src) for n in sources):
-            return f"source {ip_text(src)} is outside {self.name}.sources"
+            return Refusal(f"source {ip_text(src)} is outside {self.name}.sources", final=False)
         if ip != src:
             if not self.allow_permissive:
-                return (
+                why = (
                     f"claimed IP {ip_text(ip)} is not the source and "
                     f"{self.name}.allow_permissive is false"
                 )
+                return Refusal(why, final=False)
             if sources is not None and not any(n.contains(ip) for n in sources):
-                return f"claimed IP {ip_text(ip)} is outside {self.name}.sources"
-        if self.command_hashes is not None and cmd_hash not in self.command_hashes:
-            return f"command {cmd_hash} is not in {self.name}.commands"
+                return Refusal(f"claimed IP {ip_text(ip)} is outside {self.name}.sources", False)
         return None
+
+
+class Refusal(NamedTuple):
+    """Why the policy refused a packet, and whether that uses the packet up (``final``)."""
+
+    reason: str
+    final: bool
 
 
 def _ns(moment: datetime.datetime | None) -> int | None:

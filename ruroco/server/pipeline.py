@@ -35,9 +35,9 @@ which is what it protects. The original order (both limits on every correctly si
 datagram, before the key lookup) lives only in the benchmarks (``bench/legacy.py``).
 
 The key policy (``ruroco.policy``; docs/security.md, Per-key policy) is asked only once the
-packet authenticated and passed every check a replay or a forgery would fail. From there on
-the packet is used up whatever the answer: the floor is raised before the policy and the
-global limit are asked, so a packet they refuse can never run later (docs/security.md,
+packet authenticated and passed every check a replay or a forgery would fail. A packet the
+global limit refuses, or the policy for what it says (command, expiry) rather than where it
+came from, is used up: its floor is raised, so it can never run later (docs/security.md,
 "Refused packets are used up"). A refusal costs no global budget and no write of its own: the
 server writes such floors within two seconds, at most once a second, and before a reload
 (``Pipeline.save_refused_floors``).
@@ -356,23 +356,31 @@ class Decision:
         if data.strict and data.src_ip is not None and data.src_ip != src:
             return self._reject(SOURCE, host, port, (key_id, ip_text(data.src_ip), ip_text(src)))
         ip = src if data.src_ip is None else data.src_ip
-        # Authentic and fresh: from here on the packet is used up whatever the answer, so one
-        # refused now can never run later, sent again from inside ``sources`` or after a
-        # reload widened the policy (docs/security.md, "Refused packets are used up").
-        self.floors[key_id] = counter
+        # Authentic and fresh. A refusal that any copy of these bytes would meet uses the
+        # packet up, so it can never run later, after a reload widened the policy say
+        # (docs/security.md, "Refused packets are used up"); one that depends on the source
+        # address (``Refusal.final`` False) does not.
         rules = self.policy.rules.get(key_id)
         if rules is not None:
             refused = rules.refusal(data.cmd_hash, src, ip, now_ns)
             if refused is not None:
-                self.unsaved_floors = True
-                return self._reject(POLICY, host, port, (key_id, qpath(rules.file_name), refused))
+                if refused.final:
+                    self._use_up(key_id, counter)
+                detail = (key_id, qpath(rules.file_name), refused.reason)
+                return self._reject(POLICY, host, port, detail)
         if not self.global_limit.allow(now_s):
-            self.unsaved_floors = True
+            self._use_up(key_id, counter)
             return self._reject(
                 RATE_GLOBAL, host, port, (self.config.max_requests_per_second_global,)
             )
+        self.floors[key_id] = counter
         message = encode_commander_data(data.cmd_hash, ip)
         return Acceptance(key_id, data, ip, message, host, port, floor, protocol)
+
+    def _use_up(self, key_id: bytes, counter: int) -> None:
+        """Raise the floor for a refused packet; the server writes it later (``Pipeline``)."""
+        self.floors[key_id] = counter
+        self.unsaved_floors = True
 
     def _undo(self, accepted: Acceptance) -> None:
         if self.floors.get(accepted.key_id) == accepted.data.counter:

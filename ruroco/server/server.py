@@ -331,9 +331,12 @@ class Server:
         seeded = [key_id for key_id in keyset.keys if key_id not in blocklist.entries]
         for key_id in seeded:
             blocklist.entries[key_id] = now
-        decision = self.pipeline.decision
-        # Floors that refusals raised go to disk before a new policy could allow those packets.
-        if not seeded and not decision.unsaved_floors:
+        if not seeded:
+            # Floors that refusals raised go to disk before a new policy could allow those
+            # packets; if that write fails they stay raised in memory and the reload goes on.
+            problem = self.pipeline.save_refused_floors()
+            if problem is not None:
+                log.error(problem)
             return seeded
         try:
             blocklist.save()
@@ -341,7 +344,7 @@ class Server:
             self._unseed(seeded)
             self._reload_failed(keyset, str(exc))
             return None
-        decision.unsaved_floors = False
+        self.pipeline.decision.unsaved_floors = False
         return seeded
 
     def _unseed(self, seeded: list[bytes]) -> None:

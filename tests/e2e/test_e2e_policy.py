@@ -120,12 +120,15 @@ def test_a_packet_from_outside_sources_runs_nothing(make_deployment: DeploymentF
     dep.send_raw(claim, src_host="127.0.0.3")
     dep.wait_rejection(since, "from 127.0.0.3 port", "claimed IP 203.0.113.9 is outside")
 
-    dep.send_raw(outside, src_host="127.0.0.3")  # used up: sent from inside, it runs nothing
+    # A refusal for the source does not use the packet up: whoever saw it could otherwise
+    # send a copy from outside first and make the key holder's own datagram a replay.
+    dep.send_raw(outside, src_host="127.0.0.3")
+    assert dep.wait_runs(1) == ["127.0.0.3"]
     dep.send_raw(dep.packet(counter=now + 4), src_host="127.0.0.3")
     dep.send_raw(dep.packet(counter=now + 5, strict=False, src="198.51.100.7"), "127.0.0.3")
-    assert dep.wait_runs(2) == ["127.0.0.3", "198.51.100.7"]
+    assert dep.wait_runs(3) == ["127.0.0.3", "127.0.0.3", "198.51.100.7"]
     time.sleep(0.3)
-    assert dep.runs() == ["127.0.0.3", "198.51.100.7"]
+    assert dep.runs() == ["127.0.0.3", "127.0.0.3", "198.51.100.7"]
 
 
 def test_a_key_past_not_after_runs_nothing(make_deployment: DeploymentFactory) -> None:

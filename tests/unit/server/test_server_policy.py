@@ -246,8 +246,11 @@ def test_each_rule_refuses_with_a_line_naming_the_key_file_and_the_rule():
         if host == "127.0.0.2":
             assert line.startswith(prefix), line
         assert needle.format(command_hash("b")) in line, line
-        assert d.floors[FIXTURE_ID] == NOW - 9 and d.stats[pl.POLICY] == 1  # used up
-        assert d.unsaved_floors
+        assert d.stats[pl.POLICY] == 1
+        # what the packet says (command, expiry) uses it up; where it came from does not
+        used_up = "source" not in needle and "claimed" not in needle
+        assert d.floors[FIXTURE_ID] == (NOW - 9 if used_up else FLOOR), needle
+        assert d.unsaved_floors is used_up
     # what every rule allows: a claim inside sources, at the very instant of not_after
     d = decision(rules)
     ok = packet(command="a", counter=NOW - 9, strict=False, src="203.0.113.5")
@@ -270,20 +273,27 @@ def test_allow_permissive_false_refuses_only_a_claim_of_another_address():
         assert isinstance(decide(decision(rules), allowed), Acceptance)
 
 
-def test_a_refused_packet_is_used_up_so_it_never_runs_later():
-    d = decision(KeyRules(stem="k", commands=("a",), sources=nets("127.0.0.2/32")))
+def test_a_packet_refused_for_what_it_says_is_used_up_so_it_never_runs_later():
+    d = decision(KeyRules(stem="k", commands=("a",)))
     refused_b = packet(command="b", counter=NOW - 3)
-    assert decide(d, refused_b, "127.0.0.2")[0] == pl.POLICY
+    assert decide(d, refused_b)[0] == pl.POLICY
     assert d.floors[FIXTURE_ID] == NOW - 3 and d.unsaved_floors
-    assert decide(d, packet(command="a", counter=NOW - 4), "127.0.0.2")[0] == pl.REPLAY
-    # sent again once a reload allows b
-    d.policy = Policy({FIXTURE_ID: KeyRules(stem="k", sources=nets("127.0.0.2/32"))})
-    assert decide(d, refused_b, "127.0.0.2")[0] == pl.REPLAY
-    # a packet refused for its source, sent again from inside ``sources``
-    from_outside = packet(command="a", counter=NOW - 2)
-    assert decide(d, from_outside, "127.0.0.1")[0] == pl.POLICY
-    assert decide(d, from_outside, "127.0.0.2")[0] == pl.REPLAY
-    assert isinstance(decide(d, packet(command="b", counter=NOW - 1), "127.0.0.2"), Acceptance)
+    assert decide(d, packet(command="a", counter=NOW - 4))[0] == pl.REPLAY
+    d.policy = Policy({FIXTURE_ID: KeyRules(stem="k")})  # sent again once a reload allows b
+    assert decide(d, refused_b)[0] == pl.REPLAY
+    assert isinstance(decide(d, packet(command="b", counter=NOW - 1)), Acceptance)
+
+
+def test_a_copy_sent_first_from_outside_sources_does_not_spoil_the_knock():
+    """Anyone who sees a packet can send a copy from elsewhere before it arrives; a refusal
+    for the source must leave the packet to the key holder's own datagram."""
+    d = decision(KeyRules(stem="k", sources=nets("127.0.0.2/32"), allow_permissive=False))
+    knock = packet(counter=NOW - 3)
+    assert decide(d, knock, "127.0.0.1")[0] == pl.POLICY  # the copy, from outside
+    claim = packet(counter=NOW - 3, strict=False, src="127.0.0.2")
+    assert decide(d, claim, "127.0.0.1")[0] == pl.POLICY  # a copy with a claim
+    assert d.floors[FIXTURE_ID] == FLOOR and not d.unsaved_floors
+    assert isinstance(decide(d, knock, "127.0.0.2"), Acceptance)  # the key holder's
 
 
 def test_a_packet_refused_by_the_global_limit_is_used_up_too():
@@ -412,7 +422,10 @@ def test_the_decision_accepts_exactly_what_every_rule_allows(
         assert not isinstance(result, Acceptance)
         assert result[0] == pl.POLICY
         assert f'(file "{rules.file_name}")' in render(result)
-        assert d.floors[FIXTURE_ID] == NOW - 10 * SECOND  # used up all the same
+        refusal = rules.refusal(command_hash(cmd), parse_ip(peer), parse_ip(claim or peer), now_ns)
+        assert refusal is not None and refusal.reason in render(result)
+        used_up = NOW - 10 * SECOND if refusal.final else FLOOR
+        assert d.floors[FIXTURE_ID] == used_up
 
 
 # -- --check -------------------------------------------------------------------------------------
