@@ -56,6 +56,17 @@ class InstanceLock:
         self._fd = fd
         return self
 
+    def note(self, text: str) -> None:
+        """Replace the held lock file's content with ``text`` (who holds it, for others to
+        read); best effort, the lock is what counts."""
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, text.encode("utf-8", "surrogateescape"), 0)
+        except OSError:
+            pass
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock

@@ -22,7 +22,7 @@ from ruroco.commander.warm import SHELLS_PER_COMMAND, cap
 from ruroco.configkeys import command_warnings, config_warnings
 from ruroco.errors import RurocoError, qpath
 from ruroco.fs import lookup_ids, unreachable_for
-from ruroco.ipc import COMMANDER_LOCK_NAME, check_socket_path
+from ruroco.ipc import check_socket_path
 from ruroco.policy import parse_rules
 from ruroco.tomlconfig import read_toml
 
@@ -35,14 +35,14 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
     done: list[str] = []
     warm: bool | None = None  # the config's warm_shells, once the config passed
     config_data: dict[str, Any] | None = None  # each file is read once, as start reads it
-    own_lock: str | None = None  # this config's commander.lock, when its socket_dir exists
+    socket_dir: str | None = None  # the config's, when it exists
     if config_path is not None:
         try:
             config_data = read_toml(config_path, WHAT, trust.for_process())
             config = parse_config(config_data, config_path)
             lookup_ids(config.socket_user, config.socket_group)
             directory = check_socket_dir(config.socket_path())
-            own_lock = os.path.join(directory, COMMANDER_LOCK_NAME) if directory else None
+            socket_dir = directory
             warm = config.warm_shells
             warning = socket_user_warning(directory, config.socket_user) if directory else None
             warnings += [_with_file(warning, config_path)] if warning else []
@@ -57,9 +57,8 @@ def check(config_path: Path | None, commands_path: Path | None) -> tuple[list[st
             loaded = parse_command_file(commands_data, commands_path)
             warnings += command_warnings(commands_data, commands_path)
             check_usable(loaded.grants)  # grants: nft and the kernel take their table
-            busy = tablelock.check_problem(bool(loaded.grants), own_lock)
-            if busy:
-                raise RurocoError(busy)
+            busy = tablelock.check_warning(bool(loaded.grants), socket_dir)
+            warnings += [_with_file(busy, commands_path)] if busy else []
             commands = loaded.known()
             count = len(loaded.commands)
             done.append(f"commands {commands_path} ok ({loaded.summary()})")

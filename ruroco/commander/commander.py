@@ -264,7 +264,7 @@ class Commander:
         if not self.grants:
             _remove_stale_table()
             return
-        keeper = GrantKeeper(self.grants, nft.Nft())
+        keeper = GrantKeeper(self.grants, nft.Nft(), os.path.dirname(self.socket_path))
         kept = keeper.apply()
         log.info(
             f"Grants: table {nft.FAMILY} {nft.TABLE} applied ({keeper.describe()}); "
@@ -544,9 +544,13 @@ class Commander:
         if self.keeper is None:
             if not grants:
                 return None
-            keeper = GrantKeeper(grants, nft.Nft())
-            kept = keeper.apply()
-            keeper.watch()
+            keeper = GrantKeeper(grants, nft.Nft(), os.path.dirname(self.socket_path))
+            try:
+                kept = keeper.apply()
+                keeper.watch()
+            except BaseException:
+                keeper.stop()  # gives the table lock back: a later reload may try again
+                raise
             self.keeper = keeper
             return kept
         kept = self.keeper.update(grants)
@@ -618,7 +622,7 @@ def _remove_stale_table() -> None:
                 return
         except nft.UnreadableTable:
             pass  # it is there (dormant, with nft 1.0.6): remove it all the same
-        claim = tablelock.claim()
+        claim = tablelock.claim("")
         try:
             runner.run([{"delete": {"table": {"family": nft.FAMILY, "name": nft.TABLE}}}])
         finally:

@@ -59,10 +59,15 @@ def _relevant(data: bytes) -> bool:
 
 class GrantKeeper:
     def __init__(
-        self, grants: tuple[Grant, ...], runner: nft.Nft, lock_dir: str = tablelock.LOCK_DIR
+        self,
+        grants: tuple[Grant, ...],
+        runner: nft.Nft,
+        holder: str = "",
+        lock_dir: str = tablelock.LOCK_DIR,
     ) -> None:
         self.grants = grants
         self.nft = runner
+        self._holder = holder  # the commander's socket_dir, noted in the table lock
         self._lock_dir = lock_dir
         self._claim: InstanceLock | None = None  # this namespace's table is ours while held
         self._lock = threading.Lock()  # one apply at a time
@@ -76,9 +81,20 @@ class GrantKeeper:
         """Make ``inet ruroco`` the wanted table; returns how many live grants it kept.
         ``TableBusy`` (nothing touched) if another commander manages it (``tablelock``)."""
         with self._lock:
-            if self._claim is None:
-                self._claim = tablelock.claim(self._lock_dir)
-            return self._apply(self.grants, self._listed()[0])
+            claimed = self._claim is None
+            if claimed:
+                self._claim = tablelock.claim(self._holder, self._lock_dir)
+            try:
+                return self._apply(self.grants, self._listed()[0])
+            except BaseException:
+                if claimed:  # nothing applied: the table is not ours to keep
+                    self._release_claim()
+                raise
+
+    def _release_claim(self) -> None:
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
     def _listed(self) -> tuple[list[dict[str, Any]] | None, str | None]:
         """The table as listed, or ``(None, why)`` when nft printed it unreadably (a dormant
@@ -237,9 +253,7 @@ class GrantKeeper:
         if self._events is not None:
             self._events.close()
             self._events = None
-        if self._claim is not None:
-            self._claim.release()
-            self._claim = None
+        self._release_claim()
 
     def _loop(self) -> None:
         next_check = time.monotonic() + CHECK_INTERVAL_SEC

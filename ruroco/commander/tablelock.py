@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 
 from ruroco import trust
-from ruroco.errors import RurocoError
+from ruroco.errors import RurocoError, qpath
 from ruroco.fs import make_dirs_beneath
+from ruroco.ipc import COMMANDER_LOCK_NAME
 from ruroco.lock import InstanceLock, LockHeld, is_held
 
 LOCK_DIR = "/run/ruroco"
@@ -49,34 +50,58 @@ def _lock(directory: str) -> InstanceLock:
     return InstanceLock(lock_path(directory), "table lock")
 
 
-def claim(directory: str = LOCK_DIR) -> InstanceLock:
-    """The held lock for this namespace's table; ``TableBusy`` if another commander has it."""
+def claim(holder: str, directory: str = LOCK_DIR) -> InstanceLock:
+    """The held lock for this namespace's table, with ``holder`` (the commander's socket_dir)
+    written in it for ``--check``; ``TableBusy`` if another commander has it."""
     lock = _lock(directory)
     try:
-        return lock.acquire()
+        lock.acquire()
     except LockHeld:
         raise TableBusy(busy_text(lock.path)) from None
+    lock.note(holder)
+    return lock
 
 
 def held_elsewhere(directory: str = LOCK_DIR) -> bool:
     """Whether another process manages the table now (the lock is taken and given back)."""
     try:
-        claim(directory).release()
+        claim("", directory).release()
     except TableBusy:
         return True
     return False
 
 
-def check_problem(has_grants: bool, own_lock: str | None, directory: str = LOCK_DIR) -> str | None:
-    """For ``--check``: what start would refuse, without creating anything. Not a problem when
-    the commander holding the table is this configuration's own (``own_lock``, its
-    ``commander.lock``, is held too): that one takes new grants on a reload."""
+def check_warning(
+    has_grants: bool, socket_dir: str | None, directory: str = LOCK_DIR
+) -> str | None:
+    """For ``--check``, which creates nothing: whether a commander other than the checked
+    configuration's own (the one whose ``socket_dir`` the lock names, running) manages the
+    table. A warning, not a refusal: a deploy that restarts the running commander (a new
+    ``socket_dir``, say) would start fine, which the check cannot know."""
     path = lock_path(directory)
     if not has_grants or not is_held(path):
         return None
-    if own_lock is not None and is_held(own_lock):
+    holder = _holder(path)
+    own = socket_dir is not None and holder == socket_dir
+    if own and is_held(os.path.join(holder, COMMANDER_LOCK_NAME)):
         return None
-    return busy_text(path)
+    return (
+        f"{busy_text(path)}: while it runs (socket_dir {qpath(holder or '?')}), start fails"
+        " and so does a reload that brings this commander grants"
+    )
+
+
+def _holder(path: str) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        return os.read(fd, 4096).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
 def busy_text(path: str) -> str:

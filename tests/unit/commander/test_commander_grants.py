@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ruroco.cmdhash import command_hash
-from ruroco.commander import guard, nft
+from ruroco.commander import guard, nft, tablelock
 from ruroco.commander.commands import load_command_file, parse_command_file
 from ruroco.commander.grants import (
     MAX_TIMEOUT_SEC,
@@ -351,3 +351,38 @@ def test_list_grants_durations(seconds: int, text: str) -> None:
     from ruroco.commander.cli import _duration
 
     assert _duration(seconds) == text
+
+
+class _RefusingNft(nft.Nft):
+    """An nft whose every transaction is refused (the table is missing)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def table(self) -> list[dict] | None:
+        return None
+
+    def run(self, commands: list[nft.Command], check_only: bool = False) -> None:
+        raise nft.NftError("refused")
+
+
+def test_an_apply_nft_refuses_gives_the_table_lock_back(tmp_path: Path) -> None:
+    """Else the commander keeps the lock with no table, and refuses its own next reload."""
+    keeper = guard.GrantKeeper(GRANTS, _RefusingNft(), "/run/x", lock_dir=str(tmp_path))
+    with pytest.raises(nft.NftError):
+        keeper.apply()
+    assert not tablelock.held_elsewhere(str(tmp_path))
+
+
+def test_the_table_lock_names_its_holder_for_check(tmp_path: Path) -> None:
+    lock = tablelock.claim("/run/ruroco", str(tmp_path))
+    try:
+        assert tablelock.held_elsewhere(str(tmp_path))
+        warning = tablelock.check_warning(True, "/run/other", str(tmp_path))
+        assert warning is not None and 'socket_dir "/run/ruroco"' in warning
+        assert tablelock.check_warning(False, "/run/other", str(tmp_path)) is None
+        # the holder's own config, its commander not running (no commander.lock held): warned
+        assert tablelock.check_warning(True, "/run/ruroco", str(tmp_path)) is not None
+    finally:
+        lock.release()
+    assert tablelock.check_warning(True, "/run/other", str(tmp_path)) is None
