@@ -1,7 +1,8 @@
 """Single-instance lock on a file with flock(2); which files: docs/files.md, Locks.
 
 The kernel drops the lock when the holder dies, so there is no stale-lock handling; the file
-is never deleted and its content is irrelevant. It is opened with ``O_NOFOLLOW``: a daemon
+is never deleted and its content means nothing to the lock (the grants' table lock
+writes its holder there for ``--check`` to read). It is opened with ``O_NOFOLLOW``: a daemon
 must never create or lock whatever a planted symlink points at (docs/security.md).
 ``timeout`` lets library callers (the Ansible action plugin running many forks) wait for
 their turn instead of failing.

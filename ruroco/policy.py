@@ -100,16 +100,19 @@ class KeyRules:
     def file_name(self) -> str:
         return self.stem + KEY_SUFFIX
 
-    def refusal(self, cmd_hash: int, src: bytes, ip: bytes, now_ns: int) -> Refusal | None:
+    def refusal(
+        self, cmd_hash: int, src: bytes, ip: bytes, now_ns: int, claimed: bool = False
+    ) -> Refusal | None:
         """Why this key may not run ``cmd_hash`` for ``ip``, sent from ``src`` at ``now_ns``
-        (wall clock), or None if every rule allows it. Pure: values in, a refusal or None out.
+        (wall clock), or None if every rule allows it; ``claimed``: the packet names ``ip``
+        itself. Pure: values in, a refusal or None out.
 
-        The rules that read only the packet and the clock come first: they refuse the same
-        bytes from any source, now and later, so the packet is used up (``final``). The rules
-        on addresses read the datagram's source, which anyone who saw the packet can change
-        by sending a copy first: such a refusal must not use up the packet, or that copy
-        would make the key holder's own knock a replay (docs/security.md, "Refused packets
-        are used up")."""
+        A refusal that every copy of the packet would meet, whoever sends it and later too,
+        uses the packet up (``final``): the command, the expiry, and a claimed address outside
+        ``sources``. The others turn on the datagram's source, which anyone who saw the
+        packet can change by sending a copy first: such a refusal must not use it up, or that
+        copy would make the key holder's own knock a replay (docs/security.md, "Refused
+        packets are used up"). The rules that read only the packet and the clock come first."""
         if self.not_after_ns is not None and now_ns > self.not_after_ns:
             assert self.not_after is not None
             why = f"key expired at {self.not_after.isoformat()} ({self.name}.not_after)"
@@ -117,18 +120,26 @@ class KeyRules:
         if self.command_hashes is not None and cmd_hash not in self.command_hashes:
             return Refusal(f"command {cmd_hash} is not in {self.name}.commands", final=True)
         sources = self.sources
-        if sources is not None and not any(n.contains(src) for n in sources):
-            return Refusal(f"source {ip_text(src)} is outside {self.name}.sources", final=False)
+        # A claim outside ``sources`` is refused from every source: from the claimed address
+        # as "source outside", from any other as a claim (or by the strict-source check).
+        claim_outside = claimed and sources is not None and not _inside(ip, sources)
+        if sources is not None and not _inside(src, sources):
+            why = f"source {ip_text(src)} is outside {self.name}.sources"
+            return Refusal(why, final=claim_outside)
         if ip != src:
             if not self.allow_permissive:
                 why = (
                     f"claimed IP {ip_text(ip)} is not the source and "
                     f"{self.name}.allow_permissive is false"
                 )
-                return Refusal(why, final=False)
-            if sources is not None and not any(n.contains(ip) for n in sources):
-                return Refusal(f"claimed IP {ip_text(ip)} is outside {self.name}.sources", False)
+                return Refusal(why, final=claim_outside)
+            if claim_outside:
+                return Refusal(f"claimed IP {ip_text(ip)} is outside {self.name}.sources", True)
         return None
+
+
+def _inside(ip: bytes, networks: tuple[Network, ...]) -> bool:
+    return any(n.contains(ip) for n in networks)
 
 
 class Refusal(NamedTuple):

@@ -248,7 +248,8 @@ class GrantKeeper:
         """End the watcher and give the table back to whichever commander claims it next."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            if self._thread.ident is not None:  # started: a failed start leaves nothing to join
+                self._thread.join(timeout=5)
             self._thread = None
         if self._events is not None:
             self._events.close()

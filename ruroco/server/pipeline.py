@@ -36,11 +36,11 @@ datagram, before the key lookup) lives only in the benchmarks (``bench/legacy.py
 
 The key policy (``ruroco.policy``; docs/security.md, Per-key policy) is asked only once the
 packet authenticated and passed every check a replay or a forgery would fail. A packet the
-global limit refuses, or the policy for what it says (command, expiry) rather than where it
-came from, is used up: its floor is raised, so it can never run later (docs/security.md,
-"Refused packets are used up"). A refusal costs no global budget and no write of its own: the
-server writes such floors within two seconds, at most once a second, and before a reload
-(``Pipeline.save_refused_floors``).
+global limit refuses, or the policy for what it says (command, expiry, a claimed address
+outside ``sources``) rather than where it came from, is used up: its floor is raised, so it
+can never run later (docs/security.md, "Refused packets are used up"). A refusal costs no
+global budget and no write of its own: the server writes such floors within two seconds, at
+most once a second, and before a reload (``Pipeline.save_refused_floors``).
 ``Decision.policy`` is an immutable ``Policy``; replacing the attribute swaps it whole.
 
 Protocol 0 (the released ruroco 0.14.2, docs/protocol.md, Protocol 0) differs from protocol 1
@@ -362,7 +362,7 @@ class Decision:
         # address (``Refusal.final`` False) does not.
         rules = self.policy.rules.get(key_id)
         if rules is not None:
-            refused = rules.refusal(data.cmd_hash, src, ip, now_ns)
+            refused = rules.refusal(data.cmd_hash, src, ip, now_ns, data.src_ip is not None)
             if refused is not None:
                 if refused.final:
                     self._use_up(key_id, counter)

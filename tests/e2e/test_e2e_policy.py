@@ -104,7 +104,7 @@ def test_a_packet_from_outside_sources_runs_nothing(make_deployment: DeploymentF
     now = time.time_ns()
 
     since = dep.server.mark()
-    outside = dep.packet(counter=now + 1)
+    outside = dep.packet(counter=now + 4)
     _, port = dep.send_raw(outside, src_host="127.0.0.2")
     dep.wait_rejection(
         since,
@@ -113,19 +113,21 @@ def test_a_packet_from_outside_sources_runs_nothing(make_deployment: DeploymentF
         "source 127.0.0.2 is outside keys.test.sources",
     )
     since = dep.server.mark()
-    dep.send_raw(dep.packet(counter=now + 2, dst="::1"), src_host="::1")
+    dep.send_raw(dep.packet(counter=now + 1, dst="::1"), src_host="::1")
     dep.wait_rejection(since, "from ::1 port", "source ::1 is outside keys.test.sources")
     since = dep.server.mark()
-    claim = dep.packet(counter=now + 3, strict=False, src="203.0.113.9")
+    claim = dep.packet(counter=now + 2, strict=False, src="203.0.113.9")
     dep.send_raw(claim, src_host="127.0.0.3")
     dep.wait_rejection(since, "from 127.0.0.3 port", "claimed IP 203.0.113.9 is outside")
+    # a claim outside sources is refused from anywhere, so it is used up
+    wait_for(lambda: floor(dep) == now + 2, 5, "the refused claim's floor on disk")
 
     # A refusal for the source does not use the packet up: whoever saw it could otherwise
     # send a copy from outside first and make the key holder's own datagram a replay.
     dep.send_raw(outside, src_host="127.0.0.3")
     assert dep.wait_runs(1) == ["127.0.0.3"]
-    dep.send_raw(dep.packet(counter=now + 4), src_host="127.0.0.3")
-    dep.send_raw(dep.packet(counter=now + 5, strict=False, src="198.51.100.7"), "127.0.0.3")
+    dep.send_raw(dep.packet(counter=now + 5), src_host="127.0.0.3")
+    dep.send_raw(dep.packet(counter=now + 6, strict=False, src="198.51.100.7"), "127.0.0.3")
     assert dep.wait_runs(3) == ["127.0.0.3", "127.0.0.3", "198.51.100.7"]
     time.sleep(0.3)
     assert dep.runs() == ["127.0.0.3", "127.0.0.3", "198.51.100.7"]

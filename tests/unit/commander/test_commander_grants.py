@@ -11,6 +11,7 @@ import itertools
 import json
 import struct
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -386,3 +387,13 @@ def test_the_table_lock_names_its_holder_for_check(tmp_path: Path) -> None:
     finally:
         lock.release()
     assert tablelock.check_warning(True, "/run/other", str(tmp_path)) is None
+
+
+def test_stop_after_a_watcher_that_never_started_still_gives_the_lock_back(
+    tmp_path: Path,
+) -> None:
+    keeper = guard.GrantKeeper(GRANTS, _RefusingNft(), "/run/x", lock_dir=str(tmp_path))
+    keeper._claim = tablelock.claim("/run/x", str(tmp_path))
+    keeper._thread = threading.Thread(target=lambda: None)  # as if Thread.start() had failed
+    keeper.stop()
+    assert not tablelock.held_elsewhere(str(tmp_path))

@@ -247,8 +247,9 @@ def test_each_rule_refuses_with_a_line_naming_the_key_file_and_the_rule():
             assert line.startswith(prefix), line
         assert needle.format(command_hash("b")) in line, line
         assert d.stats[pl.POLICY] == 1
-        # what the packet says (command, expiry) uses it up; where it came from does not
-        used_up = "source" not in needle and "claimed" not in needle
+        # what the packet says (command, expiry, a claim outside sources) uses it up; where
+        # it came from does not
+        used_up = not needle.startswith("source")
         assert d.floors[FIXTURE_ID] == (NOW - 9 if used_up else FLOOR), needle
         assert d.unsaved_floors is used_up
     # what every rule allows: a claim inside sources, at the very instant of not_after
@@ -282,6 +283,19 @@ def test_a_packet_refused_for_what_it_says_is_used_up_so_it_never_runs_later():
     d.policy = Policy({FIXTURE_ID: KeyRules(stem="k")})  # sent again once a reload allows b
     assert decide(d, refused_b)[0] == pl.REPLAY
     assert isinstance(decide(d, packet(command="b", counter=NOW - 1)), Acceptance)
+
+
+def test_a_claim_outside_sources_is_refused_from_anywhere_so_it_is_used_up():
+    d = decision(KeyRules(stem="k", sources=nets("127.0.0.2/32")))
+    strict = packet(counter=NOW - 5, src="192.0.2.7")  # from the claimed address itself
+    assert decide(d, strict, "192.0.2.7")[0] == pl.POLICY
+    assert d.floors[FIXTURE_ID] == NOW - 5 and d.unsaved_floors
+    d.policy = Policy({FIXTURE_ID: KeyRules(stem="k", sources=nets("192.0.2.0/24"))})
+    assert decide(d, strict, "192.0.2.7")[0] == pl.REPLAY  # not after sources grew either
+    d = decision(KeyRules(stem="k", sources=nets("127.0.0.2/32")))
+    permissive = packet(counter=NOW - 4, strict=False, src="192.0.2.7")
+    assert decide(d, permissive, "127.0.0.2")[0] == pl.POLICY  # from inside, claim outside
+    assert d.floors[FIXTURE_ID] == NOW - 4
 
 
 def test_a_copy_sent_first_from_outside_sources_does_not_spoil_the_knock():
@@ -422,7 +436,10 @@ def test_the_decision_accepts_exactly_what_every_rule_allows(
         assert not isinstance(result, Acceptance)
         assert result[0] == pl.POLICY
         assert f'(file "{rules.file_name}")' in render(result)
-        refusal = rules.refusal(command_hash(cmd), parse_ip(peer), parse_ip(claim or peer), now_ns)
+        claimed = claim is not None
+        refusal = rules.refusal(
+            command_hash(cmd), parse_ip(peer), parse_ip(claim or peer), now_ns, claimed
+        )
         assert refusal is not None and refusal.reason in render(result)
         used_up = NOW - 10 * SECOND if refusal.final else FLOOR
         assert d.floors[FIXTURE_ID] == used_up
