@@ -145,6 +145,19 @@ class Trust:
         self._on_the_way(real, st, what, shown)
         return real, missing
 
+    def make_directory(self, path: str | os.PathLike[str], what: str) -> str:
+        """Create directory ``path`` (0755, with its missing parents) beneath the part that
+        exists and is trusted, never following a link planted meanwhile
+        (``ruroco.fs.make_dirs_beneath``); its real path once it is trusted."""
+        from ruroco.fs import make_dirs_beneath
+
+        existing, missing = self.nearest_existing(path, what)  # checked before root creates
+        try:
+            make_dirs_beneath(existing, missing, 0o755)
+        except OSError as exc:
+            raise RurocoError(f"Could not create parents for {qpath(os.fspath(path))}") from exc
+        return self.directory(path, what)
+
     def check_file(self, st: os.stat_result, what: str, shown: str) -> None:
         """Refuse a non-regular file, or one whose owner or mode break the rule."""
         if not stat.S_ISREG(st.st_mode):

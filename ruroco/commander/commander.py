@@ -66,7 +66,7 @@ from ruroco.commander.reload import (
     summary,
 )
 from ruroco.errors import RurocoError, qpath
-from ruroco.fs import lookup_ids, make_dirs_beneath
+from ruroco.fs import lookup_ids
 from ruroco.ipaddr import ip_text
 from ruroco.ipc import (
     COMMANDER_DATA_SIZE,
@@ -120,13 +120,7 @@ def prepare_socket_dir(socket_path: Path) -> str:
     """
     check_socket_path(socket_path)
     directory = socket_dir_of(socket_path)
-    trusted = trust.for_process()
-    existing, missing = trusted.nearest_existing(directory, "socket_dir")  # before root creates
-    try:
-        make_dirs_beneath(existing, missing, 0o755)
-    except OSError as exc:
-        raise RurocoError(f"Could not create parents for {qpath(directory)}") from exc
-    return trusted.directory(directory, "socket_dir")
+    return trust.for_process().make_directory(directory, "socket_dir")
 
 
 def bind_socket(directory: str, path: Path, user: str, group: str) -> socket.socket:
@@ -617,11 +611,9 @@ def _remove_stale_table() -> None:
     commander manages it (``tablelock``); nothing otherwise."""
     try:
         runner = nft.Nft()
-        try:
-            if runner.table() is None:
-                return
-        except nft.UnreadableTable:
-            pass  # it is there (dormant, with nft 1.0.6): remove it all the same
+        current, unreadable = runner.listing()
+        if current is None and unreadable is None:
+            return
         claim = tablelock.claim("")
         try:
             runner.run([{"delete": {"table": {"family": nft.FAMILY, "name": nft.TABLE}}}])

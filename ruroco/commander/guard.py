@@ -85,7 +85,7 @@ class GrantKeeper:
             if claimed:
                 self._claim = tablelock.claim(self._holder, self._lock_dir)
             try:
-                return self._apply(self.grants, self._listed()[0])
+                return self._apply(self.grants, self.nft.listing()[0])
             except BaseException:
                 if claimed:  # nothing applied: the table is not ours to keep
                     self._release_claim()
@@ -95,15 +95,6 @@ class GrantKeeper:
         if self._claim is not None:
             self._claim.release()
             self._claim = None
-
-    def _listed(self) -> tuple[list[dict[str, Any]] | None, str | None]:
-        """The table as listed, or ``(None, why)`` when nft printed it unreadably (a dormant
-        table, with nft 1.0.6): applied as if new then, which keeps the sets of a table that is
-        there, and with them its live grants."""
-        try:
-            return self.nft.table(), None
-        except nft.UnreadableTable as exc:
-            return None, f"its listing is unreadable: {exc}"
 
     def update(self, grants: tuple[Grant, ...]) -> int:
         """Reload (SIGHUP): make the table what ``grants`` want, in one transaction as at
@@ -115,7 +106,7 @@ class GrantKeeper:
         ``self.grants`` stay as they were and ``NftError`` is raised.
         """
         with self._lock:
-            current, unreadable = self._listed()
+            current, unreadable = self.nft.listing()
             if not grants:
                 if current is not None or unreadable:
                     self.nft.run([{"delete": {"table": {"family": nft.FAMILY, "name": nft.TABLE}}}])
@@ -155,7 +146,7 @@ class GrantKeeper:
             with self._lock:
                 if not self.grants:
                     return False
-                current, unreadable = self._listed()
+                current, unreadable = self.nft.listing()
                 why = unreadable or nft.problem(self.grants, current)
                 if why is None:
                     return False

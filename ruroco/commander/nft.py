@@ -94,6 +94,15 @@ class Nft:
         if result.returncode != 0:
             raise NftError(_first_line(result.stderr))
 
+    def listing(self) -> tuple[list[dict[str, Any]] | None, str | None]:
+        """``table()``, or ``(None, why)`` when nft printed it unreadably (a dormant table,
+        with nft 1.0.6): the table is there, and applying it as if new keeps its sets, and
+        with them its live grants."""
+        try:
+            return self.table(), None
+        except UnreadableTable as exc:
+            return None, f"its listing is unreadable: {exc}"
+
     def table(self) -> list[dict[str, Any]] | None:
         """The objects of ``inet ruroco`` as nft lists them; ``None`` if there is no table."""
         result = self._call(["-j", "list", "table", FAMILY, TABLE])

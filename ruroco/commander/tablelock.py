@@ -17,7 +17,6 @@ import os
 
 from ruroco import trust
 from ruroco.errors import RurocoError, qpath
-from ruroco.fs import make_dirs_beneath
 from ruroco.ipc import COMMANDER_LOCK_NAME
 from ruroco.lock import InstanceLock, LockHeld, is_held
 
@@ -40,13 +39,7 @@ def lock_path(directory: str = LOCK_DIR) -> str:
 
 
 def _lock(directory: str) -> InstanceLock:
-    trusted = trust.for_process()
-    existing, missing = trusted.nearest_existing(directory, WHAT)
-    try:
-        make_dirs_beneath(existing, missing, 0o755)
-    except OSError as exc:
-        raise RurocoError(f"Could not create {WHAT} {directory}") from exc
-    trusted.directory(directory, WHAT)
+    trust.for_process().make_directory(directory, WHAT)
     return InstanceLock(lock_path(directory), "table lock")
 
 
@@ -63,12 +56,8 @@ def claim(holder: str, directory: str = LOCK_DIR) -> InstanceLock:
 
 
 def held_elsewhere(directory: str = LOCK_DIR) -> bool:
-    """Whether another process manages the table now (the lock is taken and given back)."""
-    try:
-        claim("", directory).release()
-    except TableBusy:
-        return True
-    return False
+    """Whether a commander manages the table now (creates nothing)."""
+    return is_held(lock_path(directory))
 
 
 def check_warning(
