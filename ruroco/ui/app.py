@@ -325,6 +325,8 @@ class DashboardView(VerticalScroll):
 
     #: The text the lines were last reset to: any other text is unsaved edits.
     _saved_text = ""
+    #: The text a quit was refused for: a second ``ctrl+q`` on the same text quits.
+    _quit_warned_text: str | None = None
 
     def reset_text(self) -> None:
         area = self.query_one("#lines", TextArea)
@@ -336,6 +338,16 @@ class DashboardView(VerticalScroll):
     def edited(self) -> bool:
         """Whether the lines hold edits that are not saved."""
         return self.query_one("#lines", TextArea).text != self._saved_text
+
+    def may_quit(self) -> bool:
+        """Whether quitting loses nothing, or the operator was told so for these very lines
+        (the last ``ctrl+q`` refused the same text): typed lines are work, and the first
+        ``ctrl+q`` only says how to keep them."""
+        text = self.query_one("#lines", TextArea).text
+        if not self.edited or text == self._quit_warned_text:
+            return True
+        self._quit_warned_text = text
+        return False
 
     @on(TextArea.Changed, "#lines")
     def _show_edited(self) -> None:
@@ -456,6 +468,8 @@ class RurocoUI(App[None]):
         Binding("f3", "show('dashboard')", "Dashboard", show=False, priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
+    #: What the first ``ctrl+q`` says while the Dashboard's lines hold unsaved edits.
+    UNSAVED_QUIT = "Unsaved Dashboard lines: ctrl+s saves them, ctrl+q again quits without them"
     VIEWS: ClassVar[dict[str, str]] = {
         "execute": "#commands",
         "create": "#address",
@@ -491,6 +505,15 @@ class RurocoUI(App[None]):
     def key(self) -> str:
         """The Dashboard's key text (never stored anywhere else)."""
         return self.query_one("#key", Input).value
+
+    async def action_quit(self) -> None:
+        """Quit, unless the Dashboard holds unsaved lines the operator was not yet warned of:
+        then show them and say how to keep them; ``ctrl+q`` again quits."""
+        if self.query_one(DashboardView).may_quit():
+            await super().action_quit()
+            return
+        self.action_show("dashboard")
+        self.say(self.UNSAVED_QUIT)
 
     def action_show(self, view: str) -> None:
         self.query_one(TabbedContent).active = view

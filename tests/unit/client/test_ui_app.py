@@ -462,6 +462,42 @@ def test_a_delete_in_execute_leaves_the_other_unsaved_dashboard_lines(conf_dir: 
     run_ui(conf_dir, scenario)
 
 
+def test_quitting_with_unsaved_lines_asks_once_and_a_second_ctrl_q_quits(conf_dir: Path) -> None:
+    saved(conf_dir, SavedCommand("old", "old"))
+
+    async def scenario(app: RurocoUI, pilot: Pilot[None]) -> None:
+        lines = app.query_one("#lines", TextArea)
+        await type_below_the_lines(app, pilot)
+        await type_text(pilot, "send --address t --command typed")
+        await pilot.press("f1", "ctrl+q")
+        assert not app._exit
+        assert app.query_one(TabbedContent).active == "dashboard"
+        assert status_line(app) == (
+            "Unsaved Dashboard lines: ctrl+s saves them, ctrl+q again quits without them"
+        )
+        await type_text(pilot, "x")  # another edit: the next ctrl+q asks again
+        await pilot.press("ctrl+q")
+        assert not app._exit
+        await pilot.press("ctrl+q")
+        assert app._exit
+        assert lines.text.endswith("--command typedx")
+
+    run_ui(conf_dir, scenario)
+    assert on_disk(conf_dir) == [SavedCommand("old", "old")]
+
+
+def test_quitting_without_unsaved_lines_does_not_ask(conf_dir: Path) -> None:
+    saved(conf_dir, SavedCommand("old", "old"))
+
+    async def scenario(app: RurocoUI, pilot: Pilot[None]) -> None:
+        await type_below_the_lines(app, pilot)
+        await type_text(pilot, "send --address t --command typed")
+        await pilot.press("ctrl+r", "f1", "ctrl+q")
+        assert app._exit
+
+    run_ui(conf_dir, scenario)
+
+
 def test_key_is_masked_shown_on_demand_and_never_saved(conf_dir: Path) -> None:
     async def scenario(app: RurocoUI, pilot: Pilot[None]) -> None:
         await pilot.press("f3", "ctrl+g")
