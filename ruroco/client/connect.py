@@ -75,6 +75,7 @@ class ConnectRequest:
         "ipv4",
         "ipv6",
         "key_file",
+        "knock_port",
         "permissive",
         "port",
         "protocol",
@@ -98,8 +99,11 @@ class ConnectRequest:
         fdpass: bool = False,
         verbose: bool = False,
         protocol: int = DEFAULT_PROTOCOL,
+        knock_port: int | None = None,
     ) -> None:
         self.host, self.port, self.key_file, self.address = host, port, key_file, address
+        # The server's port on HOST when there is no ``-a`` (None: DEFAULT_KNOCK_PORT).
+        self.knock_port = knock_port
         self.command, self.permissive, self.ip = command, permissive, ip
         self.ipv4, self.ipv6, self.timeout, self.interval = ipv4, ipv6, timeout, interval
         self.fdpass, self.verbose = fdpass, verbose
@@ -139,11 +143,12 @@ def plan_routes(
     ipv4: bool = False,
     ipv6: bool = False,
     claim: bytes | None = None,
+    knock_port: int = DEFAULT_KNOCK_PORT,
 ) -> tuple[list[Route], list[str]]:
     """Which knocks to send and where to connect, and the families that had to be left out.
 
     ``targets`` are HOST's addresses in resolver order, ``servers`` the ruroco server's
-    (None: the default, HOST itself on port 80). Per family, in the order the resolver
+    (None: the default, HOST itself on ``knock_port``). Per family, in the order the resolver
     named them, the first target is paired with a knock over the same family: to the
     target's own address (default) or the server's first address of that family. A family
     the server has no address in cannot be knocked for and is left out (second value). With
@@ -162,7 +167,7 @@ def plan_routes(
 
     def knock_for(target: Destination, any_family: bool) -> Destination | None:
         if servers is None:
-            return Destination(target.ip, DEFAULT_KNOCK_PORT, target.is_ipv4, target.scope_id)
+            return Destination(target.ip, knock_port, target.is_ipv4, target.scope_id)
         same = [s for s in servers if s.is_ipv4 == target.is_ipv4]
         return same[0] if same else servers[0] if any_family and servers else None
 
@@ -483,7 +488,10 @@ def knock_until_open(
     Also used by the terminal UI to wait for a port (docs/ui.md)."""
     targets = resolve(f"{target_address(request.host)}:{request.port}")
     servers = _server_destinations(request)
-    routes, skipped = plan_routes(request.host, targets, servers, request.ipv4, request.ipv6, claim)
+    knock_port = DEFAULT_KNOCK_PORT if request.knock_port is None else request.knock_port
+    routes, skipped = plan_routes(
+        request.host, targets, servers, request.ipv4, request.ipv6, claim, knock_port
+    )
     families = " and ".join(family_name(r.target) for r in routes)
     say(
         f"{request.host} is [{', '.join(t.text for t in targets)}]; knocking and connecting"

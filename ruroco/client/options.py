@@ -60,8 +60,8 @@ class Opt:
         self.short = short
         self.long = long
         self.dest = dest
-        # "str", "flag", "u64", "seconds", "interval" (seconds, at least MIN_INTERVAL) or
-        # "protocol" (0 or 1)
+        # "str", "flag", "u64", "seconds", "interval" (seconds, at least MIN_INTERVAL),
+        # "port" (1-65535) or "protocol" (0 or 1)
         self.kind = kind
         self.default = default
         self.help = help
@@ -137,6 +137,19 @@ SEND_OPTIONS: tuple[Opt, ...] = (
     PROTOCOL_OPTION,
 )
 
+# ``connect --knock-port``: HOST with another port than 80, where ``-a %h:PORT`` cannot say it
+# (ssh's ``%h`` is a bare IPv6 literal, and ``::1:34020`` is no address). Its default is None
+# so that ``-a`` with it can be refused; None knocks at port 80.
+KNOCK_PORT_OPTION = Opt(
+    "",
+    "--knock-port",
+    "knock_port",
+    "port",
+    None,
+    "The ruroco server's UDP port on HOST, without -a (works for IPv6 HOSTs, which ssh's %h"
+    " gives without brackets)  [default: 80]",
+)
+
 CONNECT_OPTIONS: tuple[Opt, ...] = (
     Opt(
         "-a",
@@ -147,6 +160,7 @@ CONNECT_OPTIONS: tuple[Opt, ...] = (
         'The ruroco server: "host", "host:port", "ip", "ip:port" or "[ipv6]:port" (default:'
         " HOST, port 80)",
     ),
+    KNOCK_PORT_OPTION,
     *SEND_OPTIONS[1:5],
     Opt("-4", "--ipv4", "ipv4", "flag", False, "Knock and connect over IPv4 only"),
     Opt("-6", "--ipv6", "ipv6", "flag", False, "Knock and connect over IPv6 only"),
@@ -361,6 +375,13 @@ def _values(command: Command, seen: list[tuple[str, Opt | None, str | None]]) ->
                     f"Invalid value for {opt.hint}: {text!r} is not an unsigned 64-bit integer",
                 )
             values[dest] = number
+        elif opt.kind == "port":
+            port = parse_port(text or "")
+            if port is None:
+                raise usage_error(
+                    command, f"Invalid value for {opt.hint}: {text!r} is not a port (1-65535)"
+                )
+            values[dest] = port
         elif opt.kind == "protocol":
             if text not in ("0", "1"):
                 raise usage_error(command, f"Invalid value for {opt.hint}: {text!r} is not 0 or 1")
@@ -382,6 +403,12 @@ def _values(command: Command, seen: list[tuple[str, Opt | None, str | None]]) ->
             values[dest] = seconds
         else:
             values[dest] = text
+    if "knock_port" in values and "address" in values:
+        raise usage_error(
+            command,
+            f"{KNOCK_PORT_OPTION.hint} is the port on HOST: with {CONNECT_OPTIONS[0].hint}"
+            " give the port there",
+        )
     for opt in command.options:
         if opt.dest not in values:
             if opt.required:
@@ -535,6 +562,7 @@ def help_text(command: Command | None, width: int | None = None) -> str:
                 "seconds": " SECONDS",
                 "interval": " SECONDS",
                 "protocol": " [0|1]",
+                "port": " PORT",
             }.get(opt.kind, " TEXT")
         shown = f"{opt.default:g}" if opt.kind in ("seconds", "interval") else opt.default
         extra = [f"default: {shown}"] if opt.takes_value and opt.default is not None else []

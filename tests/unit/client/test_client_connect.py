@@ -50,6 +50,9 @@ Usage: ruroco-client connect [OPTIONS] HOST PORT
 Options:
   -a, --address TEXT   The ruroco server: "host", "host:port", "ip", "ip:port"
                        or "[ipv6]:port" (default: HOST, port 80)
+  --knock-port PORT    The ruroco server's UDP port on HOST, without -a (works
+                       for IPv6 HOSTs, which ssh's %h gives without brackets)
+                       [default: 80]
   -k, --key-file TEXT  File holding the key  [required]
   -c, --command TEXT   Name of the command to run  [default: default]
   -e, --permissive     Do not pin the source IP (strict off)
@@ -72,6 +75,7 @@ Options:
 
 DEFAULTS: dict[str, object] = {
     "address": None,
+    "knock_port": None,
     "key_file": None,
     "command": "default",
     "permissive": False,
@@ -166,6 +170,12 @@ def _usage_error(message: str) -> str:
         (["h", "22", "-k", "k", "--timeout"], "Option '--timeout' requires an argument."),
         (["h", "22", "-k", "k", "--fdpass=1"], "Option '--fdpass' does not take a value."),
         (["h", "22", "-k", "k", "-d", "5"], "No such option '-d'."),
+        (["h", "22", "-k", "k", "--knock-port", "0"],
+         "Invalid value for '--knock-port': '0' is not a port (1-65535)"),
+        (["h", "22", "-k", "k", "--knock-port", "http"],
+         "Invalid value for '--knock-port': 'http' is not a port (1-65535)"),
+        (["h", "22", "-k", "k", "--knock-port", "34020", "-a", "gw"],
+         "'--knock-port' is the port on HOST: with '-a' / '--address' give the port there"),
     ],
 )  # fmt: skip
 def test_connect_usage_errors(argv: list[str], message: str) -> None:
@@ -208,6 +218,8 @@ def _connect_line(draw: st.DrawFn) -> tuple[list[str], dict[str, object]]:
     """A valid ``connect`` line: options in random syntax and order, HOST and PORT anywhere
     between them (HOST never looks like an option)."""
     chosen = draw(st.lists(st.sampled_from(CONNECT_OPTIONS), unique=True))
+    if any(o.dest == "address" for o in chosen):  # --knock-port is for HOST, not with -a
+        chosen = [o for o in chosen if o.dest != "knock_port"]
     expected = dict(DEFAULTS)
     items: list[tuple[Opt, str | None]] = []
     required = [o for o in CONNECT_OPTIONS if o.required and o not in chosen]  # each once
@@ -218,6 +230,10 @@ def _connect_line(draw: st.DrawFn) -> tuple[list[str], dict[str, object]]:
         elif opt.kind == "protocol":
             items.append((opt, draw(st.sampled_from(["0", "1"]))))
             expected[opt.dest] = int(items[-1][1] or "")
+        elif opt.kind == "port":
+            number = draw(st.integers(1, 65535))
+            items.append((opt, str(number)))
+            expected[opt.dest] = number
         elif opt.kind in ("seconds", "interval"):
             least = 1000 if opt.kind == "interval" else 1  # in ms: MIN_INTERVAL, or above 0
             number = draw(st.integers(least, 86_400_000)) / 1000
@@ -528,6 +544,26 @@ def test_ipv6_target_knocks_over_ipv6(
         assert f"Connected to [::1]:{echo6.port} over IPv6" in done.stderr.decode()
     finally:
         echo6.close()
+
+
+@pytest.mark.parametrize("host", ["::1", "127.0.0.1"])
+def test_knock_port_knocks_host_at_that_port_also_for_a_bare_ipv6_host(
+    conf_dir: Path, key_file: Path, host: str
+) -> None:
+    """ssh's ``%h`` is a bare IPv6 literal: ``-a %h:PORT`` cannot name its port, this can."""
+    rx, service = Receiver(host), Service(host)
+    try:
+        argv = [CLIENT, "connect", host, str(service.port), "-k", str(key_file)]
+        argv += ["--knock-port", rx.address.rsplit(":", 1)[1], "-v"]
+        done = subprocess.run(
+            argv, input=b"hi", capture_output=True, env=client_env(conf_dir), timeout=30
+        )
+        assert (done.returncode, done.stdout) == (0, b"hi"), done.stderr
+        ((_, _, dst),) = _received(rx)
+        assert dst == parse_ip(host)
+    finally:
+        service.close()
+        rx.close()
 
 
 def test_no_knock_over_another_family_than_the_connection(
