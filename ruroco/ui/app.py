@@ -120,9 +120,9 @@ class ExecuteView(Vertical):
             # 2 cells of padding per column, 1 for the vertical scrollbar
             table.add_column("Result", key="result", width=max(spare - 7, 16))
             for index, (command, wait) in enumerate(zip(commands, waits, strict=True)):
-                table.add_row(
-                    command.display_name,
-                    wait,
+                table.add_row(  # Text, not str: a str cell is read as markup
+                    Text(command.display_name),
+                    Text(wait),
                     self.ui.status_of(command).render(),
                     key=str(index),
                     height=None,
@@ -439,7 +439,7 @@ class DashboardView(VerticalScroll):
         try:
             label.update(f"Key id: {hex_list(key_id_of(event.value))}")
         except RurocoError as exc:
-            label.update(f"Not a key: {describe_error(exc)}")
+            label.update(Text(f"Not a key: {describe_error(exc)}"))
 
 
 class RurocoUI(App[None]):
@@ -491,7 +491,7 @@ class RurocoUI(App[None]):
                 yield CreateView()
             with TabPane("F3 Dashboard", id="dashboard"):
                 yield DashboardView()
-        yield Static(self.saved.message or "", id="status")
+        yield Static(Text(self.saved.message or ""), id="status")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -91,6 +91,28 @@ def test_execute_is_the_default_view_with_sorted_rows(conf_dir: Path) -> None:
     run_ui(conf_dir, scenario)
 
 
+def test_rows_show_names_and_addresses_as_typed_never_as_markup(conf_dir: Path) -> None:
+    """A saved name or address is text: ``[/]`` once crashed the UI at every start, and an
+    IPv6 address in brackets that starts with a letter vanished as a style tag."""
+    odd = [
+        SavedCommand("[fd00::1]:80", "open_ssh"),
+        SavedCommand("[fe80::1%2]:80", "open_ssh"),
+        SavedCommand("h", "open[/]ssh"),
+        SavedCommand("h", "[bold]x[/bold]"),
+        SavedCommand("h", "a[link=x]b", wait_port=22),
+    ]
+    saved(conf_dir, *odd)
+
+    async def scenario(app: RurocoUI, pilot: Pilot[None]) -> None:
+        shown = screen_text(app)
+        for command in odd:
+            assert command.display_name in shown
+        await pilot.press("f3")
+        assert app.query_one("#lines", TextArea).text.count("\n") == len(odd) - 1
+
+    run_ui(conf_dir, scenario)
+
+
 def test_an_empty_list_says_where_to_add_one(conf_dir: Path) -> None:
     async def scenario(app: RurocoUI, pilot: Pilot[None]) -> None:
         assert row_texts(app) == []
