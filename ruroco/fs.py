@@ -23,8 +23,11 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = N
     """Write ``data`` to ``path`` via a fsynced temp file in the same directory and rename."""
     target = os.fspath(path)
     tmp = f"{target}.{time.time_ns()}.tmp"
+    # A new file only (O_EXCL: never one planted at the name, nor a link), created with the
+    # final mode: whoever opened it while it was wider would keep reading it after a chmod.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        fd = os.open(tmp, flags, 0o666 if mode is None else mode)
     except OSError as exc:
         raise RurocoError(f"open {tmp}") from exc
     try:
@@ -39,7 +42,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = N
             os.fsync(fd)
         except OSError as exc:
             raise RurocoError(f"fsync tmp {tmp}") from exc
-        if mode is not None:
+        if mode is not None:  # exactly ``mode``, whatever the umask took from it at the open
             try:
                 os.fchmod(fd, mode)
             except OSError as exc:

@@ -21,6 +21,44 @@ def test_write_atomic_creates_overwrites_and_leaves_no_tmp(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
 
 
+def test_the_temp_file_never_has_a_wider_mode_than_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user who opens the temp file while it has the data keeps reading it through
+    that descriptor after any later chmod: the mode must be right from the open on."""
+    seen: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:  # observes the temp file once it holds all the data
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            seen.append(stat.S_IMODE(st.st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    old_umask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "secret", b"data", mode=0o600)
+    finally:
+        os.umask(old_umask)
+    assert seen == [0o600]
+    assert stat.S_IMODE((tmp_path / "secret").stat().st_mode) == 0o600
+
+
+def test_a_link_planted_at_the_temp_name_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"keep")
+    monkeypatch.setattr("ruroco.fs.time.time_ns", lambda: 7)
+    (tmp_path / "state.7.tmp").symlink_to(elsewhere)
+    with pytest.raises(RurocoError, match=r"^open "):
+        write_atomic(tmp_path / "state", b"new")
+    assert elsewhere.read_bytes() == b"keep"
+    assert not (tmp_path / "state").exists()
+    assert (tmp_path / "state.7.tmp").is_symlink()  # the failed open removes nothing
+
+
 def test_write_atomic_missing_parent_fails_with_open(tmp_path: Path) -> None:
     with pytest.raises(RurocoError, match=r"^open "):
         write_atomic(tmp_path / "missing" / "file", b"x")
