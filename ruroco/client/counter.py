@@ -64,16 +64,38 @@ def identity(st: os.stat_result) -> Identity:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
+class NotOurs(Exception):
+    """Why a counter file is refused without reading it (the cause in its error)."""
+
+
 def read_state(path: str) -> tuple[int, Identity] | None:
-    """The stored value and the file's ``identity``; ``None`` only when it does not exist."""
+    """The stored value and the file's ``identity``; ``None`` only when it does not exist.
+
+    Only a regular file of this user is read (root's: anyone's), never through a link: a
+    counter that someone else put there (in a directory they can write) would have the client
+    read 16 bytes of any file it can read and write them back, plus one (docs/files.md,
+    "Counter file"). ``O_NONBLOCK``: a FIFO is refused, not waited on."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if os.path.islink(path):
+            raise CounterError(f"Could not read counter file {qpath(path)}") from NotOurs(
+                "it is a symbolic link, not a regular file of this user"
+            )
         raise CounterError(f"Could not read counter file {qpath(path)}") from exc
     try:
-        which = identity(os.fstat(fd))
+        st = os.fstat(fd)
+        euid = os.geteuid()
+        # A directory of ours fails at the read below, with the OS cause as in the original.
+        kind_ok = stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
+        if not kind_ok or (euid != 0 and st.st_uid != euid):
+            raise CounterError(f"Could not read counter file {qpath(path)}") from NotOurs(
+                "it is not a regular file of this user"
+            )
+        which = identity(st)
         data = b""
         while len(data) < COUNTER_SIZE:  # read_exact: only the first 16 bytes count
             chunk = os.read(fd, COUNTER_SIZE - len(data))

@@ -36,6 +36,51 @@ def test_resolve_creates_the_directory_recursively(tmp_path: Path) -> None:
     assert ensure_conf_dir(target) == str(target)  # existing is fine
 
 
+def test_a_new_conf_dir_is_the_users_alone(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        ensure_conf_dir(tmp_path / "home" / ".config" / "ruroco")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "home" / ".config" / "ruroco").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "home").stat().st_mode & 0o777 == 0o755  # only the conf dir itself
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o1733])
+def test_a_conf_dir_every_user_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """Anyone could put a lock, counter or counter.next there first (and hold the lock)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    with pytest.raises(RurocoError) as info:
+        ensure_conf_dir(shared)
+    assert str(info.value) == (
+        f'Config dir "{shared}" can be written by every user (mode {mode:o}): use a directory'
+        " of your own (RUROCO_CONF_DIR)"
+    )
+    assert list(shared.iterdir()) == []
+
+
+def test_cli_without_home_in_a_shared_directory_refuses(tmp_path: Path) -> None:
+    import subprocess
+
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    env = client_env(tmp_path)
+    del env["RUROCO_CONF_DIR"]
+    env.pop("HOME", None)
+    result = subprocess.run(
+        [CLIENT, "reseed"], env=env, cwd=shared, capture_output=True, text=True, timeout=20
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f'Error: Config dir "{shared}" can be written by every user (mode 1777): use a'
+        " directory of your own (RUROCO_CONF_DIR)\n"
+    )
+    assert list(shared.iterdir()) == []
+
+
 def test_uncreatable_dir_is_an_error() -> None:
     with pytest.raises(RurocoError, match=r"^Could not create config dir"):
         resolve_conf_dir({"RUROCO_CONF_DIR": "/etc/hostname/ruroco_xyz"})

@@ -102,8 +102,9 @@ def test_short_file_is_a_hard_error_and_left_untouched(tmp_path: Path, content: 
 def test_directory_in_place_of_file_is_a_hard_error(tmp_path: Path) -> None:
     path = tmp_path / "counter"
     path.mkdir()
-    with pytest.raises(RurocoError, match=r"^Could not read counter file"):
+    with pytest.raises(RurocoError, match=r"^Could not read counter file") as info:
         Counter.create_and_init(str(path), 99)
+    assert format_error(info.value).endswith("    Is a directory (os error 21)")
     assert path.is_dir()
 
 
@@ -119,11 +120,49 @@ def test_unreadable_file_non_root_is_a_hard_error_and_unchanged() -> None:
         path = Path(raw) / "counter"
         path.write_bytes((11).to_bytes(16, "big"))
         path.chmod(0o644)
+        os.chown(path, 65534, 65534)  # nobody's own file (another user's is refused)
         assert _as_nobody(lambda: Counter.create_and_init(str(path), 99).value) == "ok 11"
         path.chmod(0o000)
         report = _as_nobody(lambda: Counter.create_and_init(str(path), 99).value)
         assert report == f'error Could not read counter file "{path}"'
         path.chmod(0o600)
+        assert int.from_bytes(path.read_bytes(), "big") == 11
+
+
+def test_a_link_in_place_of_the_counter_is_refused_and_never_read(tmp_path: Path) -> None:
+    """A link would make the client read 16 bytes of any file it can read (a key file, say)
+    and write them back, plus one, where the link's owner can read them."""
+    secret = tmp_path / "secret.key"
+    secret.write_bytes(b"y1Qes85FR+FKssuOrest-of-the-key")
+    path = tmp_path / "counter"
+    path.symlink_to(secret)
+    with pytest.raises(RurocoError) as info:
+        Counter.create_and_init(str(path), 99)
+    assert format_error(info.value) == (
+        f'Error: Could not read counter file "{path}"\n\nCaused by:\n'
+        "    it is a symbolic link, not a regular file of this user"
+    )
+    assert path.is_symlink()
+    assert secret.read_bytes() == b"y1Qes85FR+FKssuOrest-of-the-key"
+
+
+def test_a_fifo_in_place_of_the_counter_is_refused_without_waiting(tmp_path: Path) -> None:
+    path = tmp_path / "counter"
+    os.mkfifo(path)
+    with pytest.raises(RurocoError) as info:
+        Counter.create_and_init(str(path), 99)
+    assert format_error(info.value).endswith("    it is not a regular file of this user")
+
+
+def test_another_users_counter_is_refused() -> None:
+    """A counter file someone else put into a directory they can write: its value is theirs."""
+    with tempfile.TemporaryDirectory() as raw:
+        os.chmod(raw, 0o777)
+        path = Path(raw) / "counter"
+        path.write_bytes((11).to_bytes(16, "big"))
+        path.chmod(0o644)  # root's, readable by nobody
+        report = _as_nobody(lambda: Counter.create_and_init(str(path), 99).value)
+        assert report == f'error Could not read counter file "{path}"'
         assert int.from_bytes(path.read_bytes(), "big") == 11
 
 
