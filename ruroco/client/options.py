@@ -402,6 +402,8 @@ def _values(command: Command, seen: list[tuple[str, Opt | None, str | None]]) ->
                 )
             values[dest] = seconds
         else:
+            if dest == "command" and not _is_utf8(text or ""):  # clap's String: exit 2
+                raise usage_error(command, f"Invalid value for {opt.hint}: it is not valid UTF-8")
             values[dest] = text
     if "knock_port" in values and "address" in values:
         raise usage_error(
@@ -415,6 +417,15 @@ def _values(command: Command, seen: list[tuple[str, Opt | None, str | None]]) ->
                 raise usage_error(command, f"Missing option {opt.hint}.")
             values[opt.dest] = opt.default
     return {opt.dest: values[opt.dest] for opt in command.options}
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether an argument was valid UTF-8 (Python keeps other bytes as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _arguments(command: Command, positional: list[str]) -> dict[str, object]:

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from client_helpers import (
     CLIENT,
     FIXTURE_KEY,
@@ -240,6 +241,25 @@ def test_usage_errors_exit_2(conf_dir: Path, key_file: Path) -> None:
         result = run_client(*args, conf_dir=conf_dir)
         assert result.returncode == 2, (args, result.stderr)
         assert "Usage:" in result.stderr, args
+    assert not (conf_dir / "counter").exists()
+
+
+@pytest.mark.parametrize("command", ["send", "connect"])
+def test_a_command_name_that_is_not_utf8_is_a_usage_error(
+    conf_dir: Path, key_file: Path, command: str
+) -> None:
+    """As clap's String arguments: exit 2 and one error, no traceback, no counter used."""
+    where = ["-a", "127.0.0.1:9"] if command == "send" else ["127.0.0.1", "22"]
+    argv = [CLIENT.encode(), command.encode(), *(w.encode() for w in where)]
+    argv += [b"-k", str(key_file).encode(), b"-c", b"open\xffssh"]
+    result = subprocess.run(
+        argv, env=client_env(conf_dir), capture_output=True, timeout=20, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.decode().endswith(
+        "\nError: Invalid value for '-c' / '--command': it is not valid UTF-8\n"
+    )
+    assert b"Traceback" not in result.stderr
     assert not (conf_dir / "counter").exists()
 
 
