@@ -130,10 +130,16 @@ class PreparedRequest:
 
     __slots__ = ("address", "counter", "key", "request", "src_ip")
 
-    def __init__(self, request: SendRequest, conf_dir: str, reserve_ahead: bool = True) -> None:
+    def __init__(
+        self,
+        request: SendRequest,
+        conf_dir: str,
+        reserve_ahead: bool = True,
+        key_text: str | None = None,
+    ) -> None:
         self.request = request
         self.address, self.src_ip = _address_and_claim(request)
-        key_text = read_key_text(request)
+        key_text = read_key_text(request) if key_text is None else key_text
         path = counter_path(conf_dir)
         log.info(f"Loading counter from {qpath(path)} ...")
         self.key: Key = parse_key(key_text, (request.protocol,))
@@ -195,10 +201,11 @@ def send_to_destinations(prepared: PreparedRequest, dests: list[Destination]) ->
 
 
 def send_locked(
-    request: SendRequest, conf_dir: str, reserve_ahead: bool = True
+    request: SendRequest, conf_dir: str, reserve_ahead: bool = True, key_text: str | None = None
 ) -> list[SendResult]:
-    """``send`` for a caller that already holds the client lock of ``conf_dir``."""
-    prepared = PreparedRequest(request, conf_dir, reserve_ahead)
+    """``send`` for a caller that already holds the client lock of ``conf_dir`` (and may
+    have read the key already: ``key_text``)."""
+    prepared = PreparedRequest(request, conf_dir, reserve_ahead, key_text)
     try:
         log.info(f"Connecting to udp://{prepared.address}, using {_crypto_version()} ...")
         dests = destinations(prepared.address, request.ipv4, request.ipv6)
@@ -221,8 +228,12 @@ def send(
     knocks leaves the file at the last value used, as the original does (docs/files.md,
     "Counter reservation")."""
     directory = _conf_dir(conf_dir)
+    _address_and_claim(request)  # the original's order of errors: the address before the key
+    # The key is read before the lock: a slow source (``-k <(gpg -d …)`` at its passphrase
+    # prompt, a FIFO) must not hold the lock that every other knock of the conf dir needs.
+    key_text = read_key_text(request)
     with client_lock(directory).acquire(lock_timeout):
-        return send_locked(request, directory, reserve_ahead)
+        return send_locked(request, directory, reserve_ahead, key_text)
 
 
 def gen(conf_dir: str | os.PathLike[str] | None = None, out: TextIO | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import sys
 import time
@@ -302,6 +303,35 @@ def test_update_and_wizard_are_not_carried_over(conf_dir: Path) -> None:
         assert result.stdout == ""
         assert len(result.stderr.strip().splitlines()) == 1
         assert "Ansible collection" in result.stderr
+
+
+def test_a_key_from_a_slow_source_does_not_hold_the_lock(
+    conf_dir: Path, key_file: Path, tmp_path: Path, receiver_v4: Receiver
+) -> None:
+    """``-k <(gpg -d …)`` waits at a passphrase prompt: other knocks go on meanwhile."""
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    slow = subprocess.Popen(
+        [CLIENT, "send", "-a", receiver_v4.address, "-k", str(fifo), "-c", "slow"],
+        env=client_env(conf_dir),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.5)  # it waits for the key now
+        assert slow.poll() is None
+        fast = run_client("send", "-a", receiver_v4.address, "-k", str(key_file), conf_dir=conf_dir)
+        assert fast.returncode == 0, fast.stderr
+        assert receiver_v4.receive_data().cmd_hash == command_hash("default")
+        with open(fifo, "w") as fh:
+            fh.write(FIXTURE_KEY)
+        assert slow.wait(20) == 0, slow.stderr.read() if slow.stderr else ""
+        assert receiver_v4.receive_data().cmd_hash == command_hash("slow")
+    finally:
+        slow.kill()
+        slow.wait()
+        if slow.stderr:
+            slow.stderr.close()
 
 
 def test_cli_fails_fast_while_another_process_holds_the_lock(
