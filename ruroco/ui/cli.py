@@ -14,7 +14,7 @@ from ruroco.client.request import DEFAULT_PROTOCOL
 PROG = "ruroco-ui"
 MISSING_EXTRA = (
     f"Error: {PROG} needs the terminal UI framework Textual: install the ui extra,"
-    " e.g. pip install 'ruroco[ui]'"
+    " e.g. pip install 'ruroco-VERSION-py3-none-any.whl[ui]' (the wheel of make dist)"
 )
 
 

@@ -45,7 +45,7 @@ def test_without_textual_one_line_says_how_to_install_the_extra() -> None:
     assert res.stdout == ""
     assert res.stderr == (
         "Error: ruroco-ui needs the terminal UI framework Textual: install the ui extra,"
-        " e.g. pip install 'ruroco[ui]'\n"
+        " e.g. pip install 'ruroco-VERSION-py3-none-any.whl[ui]' (the wheel of make dist)\n"
     )
 
 
