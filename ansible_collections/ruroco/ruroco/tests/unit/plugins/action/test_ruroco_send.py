@@ -141,13 +141,8 @@ def test_protocol_0_sends_the_93_byte_packet_of_ruroco_0_14_2(udp, key_file, tmp
     assert later.counter > data.counter
 
 
-def run_playbook(cwd, knock, *options):
-    """``ansible-playbook`` with one ruroco_send task of the arguments ``knock``, started in
-    ``cwd`` with the playbook in ``cwd``/play (JSON is YAML: parsed and tagged as any)."""
-    (cwd / "play").mkdir(exist_ok=True)
-    play = cwd / "play" / "play.yml"
-    tasks = [{"ruroco.ruroco.ruroco_send": knock}]
-    play.write_text(json.dumps([dict(hosts="localhost", gather_facts=False, tasks=tasks)]))
+def ansible_playbook(cwd, *arguments):
+    """``ansible-playbook ARGUMENTS`` of this Python, started in ``cwd``, with this collection."""
     collections_root = os.path.abspath(__file__).split(os.sep + "ansible_collections" + os.sep)[0]
     env = dict(
         os.environ,
@@ -158,7 +153,7 @@ def run_playbook(cwd, knock, *options):
         ANSIBLE_PYTHON_INTERPRETER=sys.executable,
     )
     return subprocess.run(
-        [sys.executable, "-m", "ansible.cli.playbook", "-i", "localhost,", *options, str(play)],
+        [sys.executable, "-m", "ansible.cli.playbook", *arguments],
         capture_output=True,
         text=True,
         timeout=120,
@@ -166,6 +161,16 @@ def run_playbook(cwd, knock, *options):
         env=env,
         cwd=cwd,
     )
+
+
+def run_playbook(cwd, knock, *options):
+    """``ansible-playbook`` with one ruroco_send task of the arguments ``knock``, started in
+    ``cwd`` with the playbook in ``cwd``/play (JSON is YAML: parsed and tagged as any)."""
+    (cwd / "play").mkdir(exist_ok=True)
+    play = cwd / "play" / "play.yml"
+    tasks = [{"ruroco.ruroco.ruroco_send": knock}]
+    play.write_text(json.dumps([dict(hosts="localhost", gather_facts=False, tasks=tasks)]))
+    return ansible_playbook(cwd, "-i", "localhost,", *options, str(play))
 
 
 @pytest.mark.parametrize("protocol_no", [0, 1])
@@ -186,6 +191,92 @@ def test_protocol_set_in_a_real_playbook(udp, key_file, tmp_path, protocol_no):
     assert len(packet) == size
     data = protocol.ClientData.decode(KEY.decrypt(packet[8:], protocol_no), protocol_no)
     assert data.cmd_hash == protocol.command_hash("default")
+
+
+def run_knock_playbook(cwd, extra_vars):
+    """The collection's ``ruroco.ruroco.knock`` playbook with ``extra_vars`` (``-e`` JSON), for
+    one host of ``ruroco_servers`` whose ``ansible_host`` is 192.0.2.1 (TEST-NET-1, nothing
+    there): a packet reaches the test's socket only through ``ruroco_knock_address``."""
+    inventory = cwd / "inventory.yml"
+    host = dict(ansible_host="192.0.2.1", ansible_connection="local")
+    inventory.write_text(json.dumps(dict(ruroco_servers=dict(hosts=dict(server1=host)))))
+    extra = json.dumps(extra_vars)
+    return ansible_playbook(cwd, "-i", str(inventory), "-e", extra, "ruroco.ruroco.knock")
+
+
+def test_knock_playbook_passes_the_send_options(udp, key_file, tmp_path, closed_tcp):
+    """``ruroco_knock_*`` variables reach ruroco_send: address (else the packet went to
+    192.0.2.1), protocol 0 (93 bytes), ip and permissive (claimed source, strict flag off),
+    ipv4, send_delay_ms, lock_timeout and a wait_for with host, timeout and interval. The
+    playbook passed only command, port, key, key_file, conf_dir and wait_for.port."""
+    closed_tcp.listen(1)
+    out = run_knock_playbook(
+        tmp_path,
+        dict(
+            ruroco_knock_command="open_ssh",
+            ruroco_knock_key_file=key_file,
+            ruroco_knock_conf_dir=str(tmp_path / "c"),
+            ruroco_knock_address=f"127.0.0.1:{udp.getsockname()[1]}",
+            ruroco_knock_protocol=0,
+            ruroco_knock_ip="203.0.113.7",
+            ruroco_knock_permissive=True,
+            ruroco_knock_ipv4=True,
+            ruroco_knock_send_delay_ms=0,
+            ruroco_knock_lock_timeout=5,
+            ruroco_knock_wait_port=closed_tcp.getsockname()[1],
+            ruroco_knock_wait_host="127.0.0.1",
+            ruroco_knock_wait_timeout=10,
+            ruroco_knock_wait_interval=1,
+        ),
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    packet, _peer = udp.recvfrom(4096)
+    assert len(packet) == protocol.V0_MSG_SIZE == 93
+    data = protocol.ClientData.decode(KEY.decrypt(packet[protocol.KEY_ID_SIZE :], 0), 0)
+    assert data.cmd_hash == protocol.command_hash("open_ssh")
+    assert data.strict is False and data.src_ip == parse_ip("203.0.113.7")
+    assert nothing_arrives(udp)  # the port accepted after the first knock
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "message"),
+    [
+        (dict(ruroco_knock_ipv6=True), "Could not find any IPv6 address for 127.0.0.1"),
+        (
+            dict(ruroco_knock_ipv4=True, ruroco_knock_address="[::1]:9"),
+            "Could not find any IPv4 address",
+        ),
+        (dict(ruroco_knock_send_delay_ms=-5), "send_delay_ms must be 0 or more, not -5"),
+        (dict(ruroco_knock_lock_timeout=-1), "lock_timeout must be 0 or more seconds, not -1"),
+        (dict(ruroco_knock_ip="not-an-ip"), 'Invalid ip value \\"not-an-ip\\"'),
+        (dict(ruroco_knock_protocol=2), "value of protocol must be one of: 0, 1"),
+        (
+            dict(ruroco_knock_wait_port=1, ruroco_knock_wait_interval=0.5),
+            "wait_for.interval must be 1-86400 seconds, not 0.5",
+        ),
+        (dict(ruroco_knock_wait_timeout=1), "missing required arguments: port found in wait_for"),
+        (
+            dict(
+                ruroco_knock_wait_port=1,
+                ruroco_knock_wait_host="localhost",
+                ruroco_knock_wait_timeout=0,
+            ),
+            "Port 1 on localhost did not accept a TCP connection within 0s after 1 knock(s)",
+        ),
+    ],
+)
+def test_knock_playbook_fails_as_ruroco_send_would(udp, key_file, tmp_path, extra_vars, message):
+    """Each ``ruroco_knock_*`` variable is the ruroco_send option of that name: a value the
+    module refuses fails the playbook with the module's message. Any ``ruroco_knock_wait_*``
+    makes a wait_for (without ``ruroco_knock_wait_port`` the module asks for it)."""
+    base = dict(
+        ruroco_knock_key_file=key_file,
+        ruroco_knock_conf_dir=str(tmp_path / "c"),
+        ruroco_knock_address=f"127.0.0.1:{udp.getsockname()[1]}",
+    )
+    out = run_knock_playbook(tmp_path, dict(base, **extra_vars))
+    assert out.returncode != 0
+    assert message in out.stdout, out.stdout + out.stderr
 
 
 def test_inline_key_never_shows_up(udp, tmp_path, capfd):
