@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Role and module logic without systemd, on this host with connection local, in a scratch
 # directory: exclusive keys, OS checks, merged commands, rendered config and units, the
-# commander's drop-in, destination addresses, the client's ssh_config drop-in, error messages
-# and key secrecy.
+# commander's and the server's drop-ins, destination addresses, the client's ssh_config
+# drop-in, error messages and key secrecy.
 set -euo pipefail
 
 scratch=$(mktemp -d)
