@@ -34,8 +34,12 @@ def ensure_conf_dir(path: str | os.PathLike[str]) -> str:
     ``HOME``) is refused: anyone could put the lock, the counter or ``counter.next`` there
     first, hold the lock, or choose the counter (docs/security.md, "The client's files")."""
     text = os.fspath(path)
-    if not text:
-        return text  # like Rust's create_dir_all(""): nothing to create, files land in the CWD
+    if not text:  # like Rust's create_dir_all(""): nothing to create, files land in the CWD
+        try:
+            _refuse_shared(os.getcwd(), os.stat(".").st_mode)
+        except OSError as exc:
+            raise RurocoError("Could not use the working directory as config dir") from exc
+        return text
     try:  # the common case, a directory already there: one stat instead of makedirs, whose
         # mkdir fails with EEXIST (an exception costs a forked worker's knock ~40 us)
         st = os.stat(text)

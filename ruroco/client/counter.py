@@ -71,7 +71,8 @@ class NotOurs(Exception):
 def read_state(path: str) -> tuple[int, Identity] | None:
     """The stored value and the file's ``identity``; ``None`` only when it does not exist.
 
-    Only a regular file of this user is read (root's: anyone's), never through a link: a
+    Only a regular file of this user or of root is read (root reads anyone's), never through
+    a link: a
     counter that someone else put there (in a directory they can write) would have the client
     read 16 bytes of any file it can read and write them back, plus one (docs/files.md,
     "Counter file"). ``O_NONBLOCK``: a FIFO is refused, not waited on."""
@@ -91,7 +92,9 @@ def read_state(path: str) -> tuple[int, Identity] | None:
         euid = os.geteuid()
         # A directory of ours fails at the read below, with the OS cause as in the original.
         kind_ok = stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
-        if not kind_ok or (euid != 0 and st.st_uid != euid):
+        # Root's file is fine too: nobody else could have put it there (``sudo ruroco-client
+        # reseed`` in a user's conf dir leaves one; the user's next write takes it back).
+        if not kind_ok or st.st_uid not in (euid, 0) and euid != 0:
             raise CounterError(f"Could not read counter file {qpath(path)}") from NotOurs(
                 "it is not a regular file of this user"
             )

@@ -402,7 +402,8 @@ def _values(command: Command, seen: list[tuple[str, Opt | None, str | None]]) ->
                 )
             values[dest] = seconds
         else:
-            if dest == "command" and not _is_utf8(text or ""):  # clap's String: exit 2
+            # clap's String arguments: exit 2. Not the key file, a path (any bytes).
+            if dest != "key_file" and not _is_utf8(text or ""):
                 raise usage_error(command, f"Invalid value for {opt.hint}: it is not valid UTF-8")
             values[dest] = text
     if "knock_port" in values and "address" in values:
@@ -441,6 +442,8 @@ def _arguments(command: Command, positional: list[str]) -> dict[str, object]:
                     command, f"Invalid value for 'PORT': {text!r} is not a port (1-65535)"
                 )
             values["port"] = port
+        elif not _is_utf8(text):
+            raise usage_error(command, f"Invalid value for '{name}': it is not valid UTF-8")
         else:
             values[name.lower()] = text
     return values

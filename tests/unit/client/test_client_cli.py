@@ -245,20 +245,36 @@ def test_usage_errors_exit_2(conf_dir: Path, key_file: Path) -> None:
     assert not (conf_dir / "counter").exists()
 
 
-@pytest.mark.parametrize("command", ["send", "connect"])
-def test_a_command_name_that_is_not_utf8_is_a_usage_error(
-    conf_dir: Path, key_file: Path, command: str
+@pytest.mark.parametrize(
+    ("command", "option", "name"),
+    [
+        ("send", "-c", "'-c' / '--command'"),
+        ("send", "-a", "'-a' / '--address'"),
+        ("send", "-i", "'-i' / '--ip'"),
+        ("connect", "-c", "'-c' / '--command'"),
+        ("connect", "-a", "'-a' / '--address'"),
+        ("connect", "HOST", "'HOST'"),
+    ],
+)
+def test_text_that_is_not_utf8_is_a_usage_error(
+    conf_dir: Path, key_file: Path, command: str, option: str, name: str
 ) -> None:
     """As clap's String arguments: exit 2 and one error, no traceback, no counter used."""
-    where = ["-a", "127.0.0.1:9"] if command == "send" else ["127.0.0.1", "22"]
-    argv = [CLIENT.encode(), command.encode(), *(w.encode() for w in where)]
-    argv += [b"-k", str(key_file).encode(), b"-c", b"open\xffssh"]
+    bad = b"h\xffx"
+    where = [b"-a", b"127.0.0.1:9"] if command == "send" else [b"127.0.0.1", b"22"]
+    if option == "HOST":
+        where = [bad, b"22"]
+    elif option == "-a":
+        where = ([] if command == "send" else where) + [b"-a", bad]
+    else:
+        where += [option.encode(), bad]
+    argv = [CLIENT.encode(), command.encode(), *where, b"-k", str(key_file).encode()]
     result = subprocess.run(
         argv, env=client_env(conf_dir), capture_output=True, timeout=20, check=False
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.decode().endswith(
-        "\nError: Invalid value for '-c' / '--command': it is not valid UTF-8\n"
+        f"\nError: Invalid value for {name}: it is not valid UTF-8\n"
     )
     assert b"Traceback" not in result.stderr
     assert not (conf_dir / "counter").exists()

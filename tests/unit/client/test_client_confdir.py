@@ -61,6 +61,19 @@ def test_a_conf_dir_every_user_can_write_is_refused(tmp_path: Path, mode: int) -
     assert list(shared.iterdir()) == []
 
 
+def test_an_empty_conf_dir_in_a_shared_working_directory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    monkeypatch.chdir(shared)
+    with pytest.raises(RurocoError, match=r"can be written by every user \(mode 1777\)"):
+        ensure_conf_dir("")
+    monkeypatch.chdir(tmp_path)
+    assert ensure_conf_dir("") == ""
+
+
 def test_cli_without_home_in_a_shared_directory_refuses(tmp_path: Path) -> None:
     import subprocess
 

@@ -108,11 +108,15 @@ def test_directory_in_place_of_file_is_a_hard_error(tmp_path: Path) -> None:
     assert path.is_dir()
 
 
+NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as other users")
+
+
 def _as_nobody(fn: Callable[[], object]) -> str:
     """Run ``fn()`` in a forked child that dropped to uid/gid 65534; returns its report line."""
     return in_fork_as(65534, 65534, fn)
 
 
+@NEEDS_ROOT
 def test_unreadable_file_non_root_is_a_hard_error_and_unchanged() -> None:
     """Mode 000 read by an unprivileged process (root would read it anyway)."""
     with tempfile.TemporaryDirectory() as raw:  # under /tmp, so nobody can reach it
@@ -154,16 +158,43 @@ def test_a_fifo_in_place_of_the_counter_is_refused_without_waiting(tmp_path: Pat
     assert format_error(info.value).endswith("    it is not a regular file of this user")
 
 
+@NEEDS_ROOT
 def test_another_users_counter_is_refused() -> None:
-    """A counter file someone else put into a directory they can write: its value is theirs."""
+    """A counter file another (non-root) user put into a directory they can write: its value
+    is theirs."""
     with tempfile.TemporaryDirectory() as raw:
         os.chmod(raw, 0o777)
         path = Path(raw) / "counter"
         path.write_bytes((11).to_bytes(16, "big"))
-        path.chmod(0o644)  # root's, readable by nobody
+        path.chmod(0o644)
+        os.chown(path, 65533, 65533)  # some other user's, readable by nobody
         report = _as_nobody(lambda: Counter.create_and_init(str(path), 99).value)
         assert report == f'error Could not read counter file "{path}"'
         assert int.from_bytes(path.read_bytes(), "big") == 11
+
+
+@NEEDS_ROOT
+def test_a_counter_root_wrote_in_a_users_conf_dir_is_read_and_taken_back() -> None:
+    """``sudo ruroco-client reseed`` in a user's conf dir leaves a root-owned counter: only
+    root could have put it there, so the user reads it, and the user's next write makes the
+    file theirs again."""
+    with tempfile.TemporaryDirectory() as raw:
+        os.chmod(raw, 0o755)
+        conf = Path(raw) / "conf"
+        conf.mkdir(mode=0o700)
+        os.chown(conf, 65534, 65534)
+        path = conf / "counter"
+        path.write_bytes((11).to_bytes(16, "big"))  # root's, 0644
+        path.chmod(0o644)
+        assert _as_nobody(lambda: Counter.create_and_init(str(path), 99).value) == "ok 11"
+
+        def take() -> int:
+            counter = Counter.create_and_init(str(path), 99)
+            counter.take(1)
+            return counter.value
+
+        assert _as_nobody(take) == "ok 12"
+        assert path.stat().st_uid == 65534
 
 
 def test_counter_path_ends_with_counter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
