@@ -94,7 +94,7 @@ def read_state(path: str) -> tuple[int, Identity] | None:
         kind_ok = stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
         # Root's file is fine too: nobody else could have put it there (``sudo ruroco-client
         # reseed`` in a user's conf dir leaves one; the user's next write takes it back).
-        if not kind_ok or st.st_uid not in (euid, 0) and euid != 0:
+        if not kind_ok or (st.st_uid not in (euid, 0) and euid != 0):
             raise CounterError(f"Could not read counter file {qpath(path)}") from NotOurs(
                 "it is not a regular file of this user"
             )
