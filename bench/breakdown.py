@@ -238,7 +238,27 @@ def run_breakdown(root: Path, reps: int = 200) -> dict:
     result.update(_commander_stages(root / "commander", reps))
     result.update(_commander_stages(root / "commander_cold", reps, warm=False))
     result.update(_in_process_commander(root, reps))
+    result.update(_startup_stages(reps))
     return result
+
+
+def _startup_stages(reps: int) -> dict:
+    """Process start-up, split (``bench/startup.py``): exec alone, with glibc's start-up,
+    ``sh``; and one ``cpuid`` (its runs' averages, in µs like the rest)."""
+    from bench import startup
+
+    out: dict = {}
+    for key, name in (("exec_nolibc", "nolibc"), ("exec_glibc_static", "glibc_static")):
+        binary = startup.build(name)
+        if binary is not None:
+            out[key] = _summary(startup.spawn_to_reaped_ns([str(binary)], reps))
+    sh = shutil.which("sh")
+    if sh is not None:
+        out["exec_sh"] = _summary(startup.spawn_to_reaped_ns([sh, "-c", "exit 0"], reps))
+    probe = startup.build("cpuid")
+    if probe is not None:
+        out["cpuid"] = _summary([int(ns) for ns in startup.cpuid_ns(probe, min(reps, 20))])
+    return out
 
 
 if __name__ == "__main__":

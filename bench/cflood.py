@@ -18,19 +18,25 @@ SHAPES = ("random", "known", "oversized", "small", "mix")
 
 def build() -> Path | None:
     """Path of an up-to-date binary, or None without a working C compiler."""
-    if BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime:
-        return BINARY
+    return compile_c(SOURCE, BINARY)
+
+
+def compile_c(source: Path, binary: Path, flags: list[str] | None = None) -> Path | None:
+    """``binary`` built from ``source`` with ``flags`` (rebuilt only when the source is
+    newer), or None without a working C compiler or when the build fails."""
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None
-    BINARY.parent.mkdir(parents=True, exist_ok=True)
+    binary.parent.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        [cc, "-O2", "-Wall", "-Wextra", "-o", str(BINARY), str(SOURCE)],
+        [cc, "-O2", "-Wall", "-Wextra", *(flags or []), "-o", str(binary), str(source)],
         capture_output=True,
         timeout=120,
         check=False,
     )
-    return BINARY if done.returncode == 0 else None
+    return binary if done.returncode == 0 else None
 
 
 def argv(

@@ -623,6 +623,10 @@ STAGES = (
     ("dispatch_handoff", "commander: `Dispatcher.submit` -> task starts in a worker thread"),
     ("spawn_to_fifo", "commander: `Executor.run` -> `sh -c 'printf x > FIFO'` has written"),
     ("release_to_fifo", "commander: `Executor.run` releases a warm shell -> `printf` has written"),
+    ("exec_nolibc", "start-up: `posix_spawn` -> reaped, a static binary that only exits"),
+    ("exec_glibc_static", "start-up: the same with glibc's start-up (`main` returns 0)"),
+    ("exec_sh", "start-up: the same for `sh -c 'exit 0'` (what a warm shell's start costs)"),
+    ("cpuid", "start-up: one `cpuid` instruction (glibc's start-up runs dozens; a VM traps each)"),
 )
 
 
@@ -738,6 +742,16 @@ def observations(results: dict) -> list[str]:
                 else " before the run, but shells were replaced during that run: not comparable"
             )
             + ' (docs/performance.md, "Back to back: the replacement shell").'
+        )
+    startup_keys = ("exec_nolibc", "exec_glibc_static", "exec_sh", "cpuid")
+    bare, libc, sh50, cpuid = (bd.get(k, {}).get("p50_us") for k in startup_keys)
+    if None not in (bare, libc, sh50, cpuid) and cpuid:
+        out.append(
+            f"* Process start-up: a static binary that only exits takes {_num(bare)} µs from"
+            f" `posix_spawn` to reaped, the same with glibc's start-up {_num(libc)} µs, `sh -c"
+            f" 'exit 0'` {_num(sh50)} µs; one `cpuid` costs {_num(cpuid)} µs here, so glibc's"
+            f" start-up takes as long as about {_num(max(0.0, libc - bare) / cpuid, 0)} of them"
+            ' (docs/performance.md, "What starting `sh` costs").'
         )
     t50 = results.get("tmpfs_latency", {}).get("p50_ms")
     if p50 is not None and t50 is not None:

@@ -294,6 +294,17 @@ def test_breakdown_times_every_stage_with_real_parts(tmp_path: Path):
     assert result["pipeline_disk"]["p50_us"] > result["decrypt_decode"]["p50_us"]
 
 
+def test_startup_probes_split_exec_from_the_c_librarys_start_up():
+    from bench import startup
+
+    nolibc, glibc, cpuid = (startup.build(n) for n in ("nolibc", "glibc_static", "cpuid"))
+    assert nolibc is not None and glibc is not None and cpuid is not None, "needs cc, libc.a"
+    bare = sorted(startup.spawn_to_reaped_ns([str(nolibc)], 30))[15]
+    with_libc = sorted(startup.spawn_to_reaped_ns([str(glibc)], 30))[15]
+    assert bare < with_libc  # the C library's start-up is work on top of execve
+    assert all(0 < ns < 1e6 for ns in startup.cpuid_ns(cpuid, 3))
+
+
 def test_tmpfs_latency_run_keeps_the_blocklist_off_the_deployment_dir(tmp_path: Path):
     from bench.latency import run_latency_tmpfs
 

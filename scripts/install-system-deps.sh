@@ -9,6 +9,7 @@ packages=(
     openssh-client
     openssh-server
     nftables
+    gcc libc6-dev
 )
 missing=()
 for p in "${packages[@]}"; do
