@@ -72,10 +72,10 @@ def read_state(path: str) -> tuple[int, Identity] | None:
     """The stored value and the file's ``identity``; ``None`` only when it does not exist.
 
     Only a regular file of this user or of root is read (root reads anyone's), never through
-    a link: a
-    counter that someone else put there (in a directory they can write) would have the client
-    read 16 bytes of any file it can read and write them back, plus one (docs/files.md,
-    "Counter file"). ``O_NONBLOCK``: a FIFO is refused, not waited on."""
+    a link: a counter that someone else put there (in a directory they can write) would have
+    the client read 16 bytes of any file it can read and write them back, plus one
+    (docs/security.md, "The client's files"). ``O_NONBLOCK``: a FIFO is refused, not waited
+    on."""
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
         fd = os.open(path, flags)
