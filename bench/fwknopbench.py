@@ -15,12 +15,14 @@ send, exactly like the ruroco latency run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import proc, stats
@@ -85,15 +87,9 @@ def write_configs(root: Path, port: int, keys: dict[str, str], fifo: Path) -> di
     return out
 
 
-def run_fwknop(root: Path, knocks: int = 200, client_runs: int = 30) -> dict:
-    why = available()
-    if why:
-        return {"error": why}
-    if os.environ.get("RUROCO_BENCH_NETNS") != "1":
-        return {
-            "error": "not run outside a private network namespace: fwknopd sets up iptables"
-            " chains and its UDP server binds INADDR_ANY (run bench/run.sh as root)"
-        }
+@contextlib.contextmanager
+def _fwknopd(root: Path) -> Iterator[_Daemon]:
+    """A running fwknopd with its keys, configs and FIFO under ``root``; stopped after."""
     root.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HOME=str(root))
     gen = subprocess.run(
@@ -121,7 +117,6 @@ def run_fwknop(root: Path, knocks: int = 200, client_runs: int = 30) -> dict:
         str(files["client.rc"]),
     ]
     daemon = None
-    result: dict = {"port": port}
     try:
         daemon = proc.start(
             [
@@ -141,27 +136,83 @@ def run_fwknop(root: Path, knocks: int = 200, client_runs: int = 30) -> dict:
         )
         proc.wait_for(lambda: proc.udp_port_bound(port), 20, "fwknopd", daemon)
         time.sleep(0.2)
-        result["latency"] = _latency(client, env, fifo, port, knocks, daemon)
-        # The same with idle time between knocks, as ruroco's spaced run (fresh packets:
-        # fwknopd refuses a digest it has seen).
-        result["latency_spaced"] = _latency(
-            client, env, fifo, port, knocks, daemon, gap_s=SPACED_GAP_S
-        )
-        result["latency_spaced"]["gap_ms"] = SPACED_GAP_S * 1000
-        before = fifo.total
-        result["client"] = time_runs(client, client_runs, env)
-        fifo.drain(1.0)
-        # +1: time_runs makes one untimed run first
-        result["client"]["commands_ran"] = fifo.total - before
-        result["client"]["commands_expected"] = client_runs + 1
-        result["rss_mb"] = (stats.peak_rss_kb(daemon.pid) or 0) / 1024
-        if daemon.poll() is not None:
-            tail = (root / "fwknopd.log").read_text(errors="replace").strip().splitlines()
-            result["error"] = f"fwknopd exited with {daemon.returncode}: {(tail or [''])[-1]}"
+        yield _Daemon(client, env, fifo, port, daemon)
     finally:
         if daemon is not None:
             proc.stop(daemon)
         fifo.close()
+
+
+class _Daemon:
+    def __init__(
+        self,
+        client: list[str],
+        env: dict[str, str],
+        fifo: Fifo,
+        port: int,
+        daemon: subprocess.Popen,
+    ) -> None:
+        self.client, self.env, self.fifo, self.port, self.daemon = client, env, fifo, port, daemon
+
+    def latency(self, knocks: int, gap_s: float = 0.0) -> dict:
+        return _latency(
+            self.client, self.env, self.fifo, self.port, knocks, self.daemon, gap_s=gap_s
+        )
+
+    def exited(self, root: Path) -> str | None:
+        if self.daemon.poll() is None:
+            return None
+        tail = (root / "fwknopd.log").read_text(errors="replace").strip().splitlines()
+        return f"fwknopd exited with {self.daemon.returncode}: {(tail or [''])[-1]}"
+
+
+def _unavailable() -> str | None:
+    why = available()
+    if why:
+        return why
+    if os.environ.get("RUROCO_BENCH_NETNS") != "1":
+        return (
+            "not run outside a private network namespace: fwknopd sets up iptables"
+            " chains and its UDP server binds INADDR_ANY (run bench/run.sh as root)"
+        )
+    return None
+
+
+def run_fwknop_latency(root: Path, knocks: int = 1000) -> dict:
+    """One back-to-back run of ``knocks``, a fresh fwknopd as each ruroco latency run has
+    fresh daemons; main.py runs one right after each of ruroco's, and the report compares
+    the medians of both (docs/performance.md)."""
+    why = _unavailable()
+    if why:
+        return {"error": why}
+    with _fwknopd(root) as d:
+        result = d.latency(knocks)
+        if error := d.exited(root):
+            result["error"] = error
+    return result
+
+
+def run_fwknop(root: Path, knocks: int = 1000, client_runs: int = 30) -> dict:
+    """The spaced run (idle time between knocks, as ruroco's), the client's wall time and
+    fwknopd's RSS."""
+    why = _unavailable()
+    if why:
+        return {"error": why}
+    result: dict = {}
+    with _fwknopd(root) as d:
+        result["port"] = d.port
+        # Fresh packets: fwknopd refuses a digest it has seen.
+        result["latency_spaced"] = d.latency(knocks, gap_s=SPACED_GAP_S)
+        result["latency_spaced"]["gap_ms"] = SPACED_GAP_S * 1000
+        before = d.fifo.total
+        result["client"] = time_runs(d.client, client_runs, d.env)
+        d.fifo.drain(1.0)
+        # +1: time_runs makes one untimed run first
+        result["client"]["commands_ran"] = d.fifo.total - before
+        result["client"]["commands_expected"] = client_runs + 1
+        result["rss_mb"] = (stats.peak_rss_kb(d.daemon.pid) or 0) / 1024
+        if error := d.exited(root):
+            result["error"] = error
     return result
 
 

@@ -26,7 +26,7 @@ from bench.connect import run_connect
 from bench.defaultflood import SHAPES as DEFAULT_FLOOD_SHAPES
 from bench.defaultflood import run_default_flood
 from bench.floodbench import run_flood
-from bench.fwknopbench import run_fwknop
+from bench.fwknopbench import run_fwknop, run_fwknop_latency
 from bench.grants import run_grants
 from bench.latency import (
     run_latency,
@@ -139,12 +139,20 @@ def main(
         _stage(results, "context", context, work)
         for i in range(latency_runs):
             _stage(results, f"latency_{i + 1}", run_latency, work / f"latency{i + 1}", knocks)
+            # fwknopd's runs interleaved with ruroco's, as many and as long: the machine's
+            # speed drifts within minutes here, and the targets compare the two medians.
+            _stage(
+                results,
+                f"fwknop_latency_{i + 1}",
+                run_fwknop_latency,
+                work / f"fwknop_latency{i + 1}",
+                knocks,
+            )
         # Knocks with idle time between them (not "latency_": the back-to-back median
         # takes every stage named so).
         _stage(results, "spaced_latency", run_latency_spaced, work / "latency_spaced", knocks)
-        # fwknopd right after, not minutes later behind the floods: on a shared VM the
-        # machine's speed drifts within minutes, and the targets compare the two.
-        _stage(results, "fwknop", run_fwknop, work / "fwknop", 200, client_runs)
+        # fwknopd's spaced run right after, not minutes later behind the floods.
+        _stage(results, "fwknop", run_fwknop, work / "fwknop", knocks, client_runs)
         # Same path with the blocklist on tmpfs, then each stage alone: where the time goes.
         _stage(results, "tmpfs_latency", run_latency_tmpfs, work / "latency_tmpfs", knocks)
         # Back to back without a replacement shell starting beside each knock: what that

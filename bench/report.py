@@ -32,14 +32,19 @@ def _num(value, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
-def _latency(results: dict, field: str) -> float | None:
-    """Median over the latency runs of one per-run figure (p50 or p99)."""
+def _latency(results: dict, field: str, prefix: str = "latency_") -> float | None:
+    """Median over the back-to-back latency runs (ruroco's; fwknopd's with ``PEER``) of one
+    per-run figure (p50 or p99)."""
     vals = [
         r[field]
         for k, r in results.items()
-        if k.startswith("latency_") and r.get(field) is not None
+        if k.startswith(prefix) and isinstance(r, dict) and r.get(field) is not None
     ]
     return stats.median(vals) if vals else None
+
+
+# fwknopd's back-to-back runs, one after each of ruroco's (bench/main.py)
+PEER = "fwknop_latency_"
 
 
 def _legit(r: dict) -> str:
@@ -78,7 +83,7 @@ def _verdict(ok: bool | None) -> str:
 
 def table(results: dict) -> list[str]:
     fw = results.get("fwknop", {})
-    fwl = fw.get("latency", {})
+    fwl = {f: _latency(results, f, PEER) for f in ("p50_ms", "p99_ms")}
     fwc = fw.get("client", {})
     cl = results.get("client", {})
     lib = results.get("client_library", {})
@@ -424,6 +429,7 @@ def write_results(results: dict, path: Path, out: Path = OUT) -> None:
     otherwise kept as ``path`` has it: ``make bench`` never drops ``make fuzz``'s figures."""
     m = results.get("machine", {})
     lat_runs = [r for k, r in sorted(results.items()) if k.startswith("latency_")]
+    peer_runs = [r for k, r in sorted(results.items()) if k.startswith(PEER)]
     errors = [
         f"* `{k}`: {v['error']}"
         for k, v in results.items()
@@ -523,13 +529,18 @@ def write_results(results: dict, path: Path, out: Path = OUT) -> None:
             f" `python -c pass` takes {_num(ctx['python_start_ms'], 1)} ms (median of 10)"
         )
     fw = results.get("fwknop", {})
-    if "latency" in fw:
-        fl, fc = fw["latency"], fw.get("client", {})
+    for i, r in enumerate(peer_runs, 1):
         lines.append(
-            f"* fwknop: {fl.get('measured')} of {fl.get('knocks')} knocks measured, p50"
-            f" {_num(fl.get('p50_ms'), 2)} ms, p99 {_num(fl.get('p99_ms'), 2)} ms; client runs"
-            f" ran the command {fc.get('commands_ran')} of {fc.get('commands_expected')} times;"
-            f" fwknopd RSS {_num(fw.get('rss_mb'))} MB"
+            f"* fwknop latency run {i} (right after ruroco's run {i}): {r.get('measured', NA)}"
+            f" of {r.get('knocks', NA)} knocks measured, {r.get('lost', NA)} lost; p50"
+            f" {_num(r.get('p50_ms'), 2)} ms, p99 {_num(r.get('p99_ms'), 2)} ms,"
+            f" max {_num(r.get('max_ms'), 2)} ms"
+        )
+    if "client" in fw:
+        fc = fw["client"]
+        lines.append(
+            f"* fwknop: client runs ran the command {fc.get('commands_ran')} of"
+            f" {fc.get('commands_expected')} times; fwknopd RSS {_num(fw.get('rss_mb'))} MB"
         )
     if "latency_spaced" in fw:
         fs = fw["latency_spaced"]
@@ -907,8 +918,10 @@ METHOD = [
     "  stanza with `CMD_CYCLE_OPEN /bin/sh knock.sh` (script = the same `printf x > FIFO`),",
     "  `CMD_CYCLE_CLOSE NONE`, keys from `fwknop --key-gen`, HMAC on. Client wall time is",
     "  `fwknop -A tcp/22 -a 127.0.0.1 -D 127.0.0.1 --use-hmac --rc-file …` (median of 30).",
-    "  Latency packets are produced by the real client with `-T` and sent by the bench, 200",
-    "  knocks. fwknopd has no rate limit, so no flood comparison is made against it.",
+    "  Latency packets are produced by the real client with `-T` and sent by the bench as",
+    "  ruroco's are: a fresh fwknopd right after each of ruroco's back-to-back runs, as many",
+    "  runs of as many knocks, compared median to median; then one spaced run of as many.",
+    "  fwknopd has no rate limit, so no flood comparison is made against it.",
 ]
 
 

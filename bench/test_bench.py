@@ -249,6 +249,61 @@ def test_results_file_shows_given_figures_and_marks_missing_ones(tmp_path: Path)
     assert "n/a" in text
 
 
+def test_back_to_back_is_compared_median_to_median_with_fwknopds_runs(tmp_path: Path):
+    """fwknopd runs as often as ruroco, each right after one of ruroco's; the verdict
+    compares the medians of both, never ruroco's median with one of fwknopd's runs."""
+    results = {
+        "machine": {"nproc": 2, "cpu": "Test CPU", "kernel": "6.1", "own_netns": True},
+        **{
+            f"latency_{i}": {"p50_ms": p50, "p99_ms": 2.0, "knocks": 10, "measured": 10}
+            for i, p50 in ((1, 1.00), (2, 1.10), (3, 1.20))
+        },
+        **{
+            f"fwknop_latency_{i}": {"p50_ms": p50, "p99_ms": 1.5, "knocks": 10, "measured": 10}
+            for i, p50 in ((1, 0.95), (2, 1.15), (3, 1.30))
+        },
+    }
+    out = tmp_path / "RESULTS.md"
+    write_results(results, out)
+    text = out.read_text()
+    row = "| Knock → command p50 / p99 against fwknop, back to back | ≤ 1× / ≤ 2× fwknop |"
+    assert f"{row} 1.10 / 2.00 ✓ | 1.15 / 1.50 (fwknop) | ms |" in text
+    assert "* fwknop latency run 1 (right after ruroco's run 1): 10 of 10 knocks" in text
+    results["fwknop_latency_2"]["p50_ms"] = 1.05  # the peer's median is now 1.05
+    write_results(results, out)
+    assert f"{row} 1.10 / 2.00 ✗ | 1.05 / 1.50 (fwknop) | ms |" in out.read_text()
+
+
+FWKNOP_RUN = """
+import json, sys
+from pathlib import Path
+from bench.fwknopbench import run_fwknop_latency
+print(json.dumps(run_fwknop_latency(Path(sys.argv[1]), 20)))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="fwknopd needs root and a network namespace")
+def test_a_fwknop_latency_run_times_real_knocks_of_a_fresh_fwknopd(tmp_path: Path):
+    """The peer's stage for real: fwknopd started, 20 knocks by the real client's packets,
+    each timed to the FIFO byte, fwknopd stopped (in a network namespace of its own)."""
+    script = 'ip link set lo up && RUROCO_BENCH_NETNS=1 exec "$0" -c "$1" "$2"'
+    done = subprocess.run(
+        ["unshare", "-n", "--", "bash", "-c", script, sys.executable, FWKNOP_RUN, tmp_path],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in result, result
+    assert result["knocks"] == result["measured"] == 20 and result["lost"] == 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    pid = int((tmp_path / "fwknopd.pid").read_text().split()[0])
+    assert not Path(f"/proc/{pid}").exists()  # stopped
+
+
 def test_c_sender_builds_and_floods_from_every_source():
     from bench import cflood
 
