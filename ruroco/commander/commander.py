@@ -264,7 +264,11 @@ class Commander:
             f"Grants: table {nft.FAMILY} {nft.TABLE} applied ({keeper.describe()}); "
             f"{kept} live grant(s) kept"
         )
-        keeper.watch()
+        try:
+            _watch(keeper)
+        except RurocoError as exc:
+            keeper.stop()  # the table stays: its guards keep the ports shut, as wanted
+            raise RurocoError(f"Grants: {exc}") from None
         self.keeper = keeper
 
     # -- loop --------------------------------------------------------------------------------
@@ -541,7 +545,13 @@ class Commander:
             keeper = GrantKeeper(grants, nft.Nft(), os.path.dirname(self.socket_path))
             try:
                 kept = keeper.apply()
-                keeper.watch()
+                try:
+                    _watch(keeper)
+                except RurocoError:
+                    # The reload fails and the file in use had no grants: no table either,
+                    # rather than guards nobody keeps or opens (NftError if nft refuses).
+                    keeper.update(())
+                    raise
             except BaseException:
                 keeper.stop()  # gives the table lock back: a later reload may try again
                 raise
@@ -604,6 +614,15 @@ def _turn_tail(wait: Wait) -> Tail:
 def _whole_turn(parts: Callable[[], Wait]) -> Tail:
     """The same as one task, for a request that waited in its name's queue."""
     return _turn_tail(parts())
+
+
+def _watch(keeper: GrantKeeper) -> None:
+    """Start the keeper's watcher; a thread that cannot start (a task limit such as the unit's
+    ``TasksMax=``) is a ``RurocoError``, one line, not a traceback."""
+    try:
+        keeper.watch()
+    except RuntimeError as exc:
+        raise RurocoError(f"could not start the watcher of the guard ({exc})") from None
 
 
 def _remove_stale_table() -> None:

@@ -482,6 +482,79 @@ def test_grants_added_kept_and_removed_by_reload(tmp_path: Path, agent: NetnsAge
     print(f"\nreloads with an nft transaction took {', '.join(f'{t:.1f}' for t in took)} ms")
 
 
+# Put on the commander's PYTHONPATH: while the marker file exists, the guard's watcher thread
+# cannot start, as under a task limit (the unit's TasksMax=), which a test cannot bring about
+# for that one thread without also stopping the nft runs before it.
+NO_WATCHER_SITECUSTOMIZE = """
+import os, threading
+_start = threading.Thread.start
+def start(self):
+    if self.name == "ruroco-guard" and os.path.exists(os.environ["RUROCO_TEST_NO_WATCHER"]):
+        raise RuntimeError("can't start new thread")
+    return _start(self)
+threading.Thread.start = start
+"""
+
+
+def test_first_grants_whose_watcher_cannot_start_fail_the_reload_and_leave_no_table(
+    tmp_path: Path, agent: NetnsAgent
+) -> None:
+    """Before, the reload's RuntimeError ended the commander and left guards that nobody
+    kept or opened: the guarded ports shut for good."""
+    a = agent
+    hook, marker = tmp_path / "hook", tmp_path / "no-watcher"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(NO_WATCHER_SITECUSTOMIZE)
+    host = Host(tmp_path, agent, HELLO)
+    pythonpath = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
+    pid = host.start({"PYTHONPATH": pythonpath, "RUROCO_TEST_NO_WATCHER": str(marker)})
+    marker.touch()
+    host.write_commands(HELLO + grant("ssh", PORT))
+    line = hup(host)
+    assert FAILED in line and 'commands.toml": grants: could not start the watcher' in line
+    assert "can't start new thread" in line
+    assert a.nft("list", "tables")["stdout"].strip() == ""  # taken out again
+    assert a.connect(SRC4) == "open"  # as before the reload: not guarded
+    assert "Traceback" not in host.log_text()
+    before = host.log_text().count("Unknown command name")
+    host.send("open_ssh", SRC4)  # the old file is in use
+    host.wait_log("Unknown command name", before + 1)
+
+    marker.unlink()  # the same file again, now that a thread can start
+    line = hup(host)
+    assert '1 grant(s), 1 added ("ssh"), 0 removed, 0 changed, 0 live grant(s) kept' in line
+    assert a.connect(SRC4) == "dropped"
+    host.open(SRC4)
+    assert a.connect(SRC4) == "open"
+    assert a.nft("flush", "ruleset")["rc"] == 0  # and its watcher keeps the guard
+    host.wait_log("Grants: guard restored")
+    assert a.connect(OTHER4) == "dropped"
+    assert host.pid == pid
+
+
+def test_a_start_whose_watcher_cannot_start_is_one_line_and_keeps_the_ports_shut(
+    tmp_path: Path, agent: NetnsAgent
+) -> None:
+    a = agent
+    hook, marker = tmp_path / "hook", tmp_path / "no-watcher"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(NO_WATCHER_SITECUSTOMIZE)
+    marker.touch()
+    host = Host(tmp_path, agent, HELLO + grant("ssh", PORT))
+    pythonpath = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
+    env = base_env(PYTHONPATH=pythonpath, RUROCO_TEST_NO_WATCHER=str(marker))
+    argv = [str(COMMANDER), "-c", str(host.config), "--commands", str(host.commands)]
+    pid = int(a("spawn", argv=argv, log=str(host.log), env=env)["pid"])
+    assert a("wait", pid=pid, timeout=20)["rc"] == 1
+    lines = host.log_text().splitlines()
+    assert lines[-1] == (
+        "Error: Grants: could not start the watcher of the guard (can't start new thread)"
+    ), lines
+    assert not [x for x in lines if "ERROR" in x or "Error" in x][:-1]
+    assert "Traceback" not in host.log_text()
+    assert a.connect(SRC4) == "dropped"  # the guard stays: the port is shut, not open
+
+
 def test_the_last_grant_removed_deletes_the_table_and_the_first_one_brings_it_back(
     tmp_path: Path, agent: NetnsAgent
 ) -> None:

@@ -108,10 +108,12 @@ class Host:
         self.commands.write_text(text)
         os.chmod(self.commands, 0o600)
 
-    def start(self) -> int:
+    def start(self, env: dict[str, str] | None = None) -> int:
+        """Start the commander (``env``: added to its environment)."""
         mark = self.log_text().count("Commander listening")
         argv = [str(COMMANDER), "-c", str(self.config), "--commands", str(self.commands)]
-        self.pid = int(self.agent("spawn", argv=argv, log=str(self.log), env=base_env())["pid"])
+        full = {**base_env(), **(env or {})}
+        self.pid = int(self.agent("spawn", argv=argv, log=str(self.log), env=full)["pid"])
         wait_for(
             lambda: self.log_text().count("Commander listening") > mark or self._died(),
             20,
