@@ -547,10 +547,13 @@ class Commander:
                 kept = keeper.apply()
                 try:
                     _watch(keeper)
-                except RurocoError:
+                except RurocoError as exc:
                     # The reload fails and the file in use had no grants: no table either,
-                    # rather than guards nobody keeps or opens (NftError if nft refuses).
-                    keeper.update(())
+                    # rather than guards nobody keeps or opens.
+                    try:
+                        keeper.update(())
+                    except nft.NftError as left:
+                        raise RurocoError(f"{exc}; the table stays: {left}") from None
                     raise
             except BaseException:
                 keeper.stop()  # gives the table lock back: a later reload may try again
