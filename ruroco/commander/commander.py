@@ -55,7 +55,7 @@ from ruroco.commander.config import CommanderConfig, load_config
 from ruroco.commander.dispatch import Dispatcher, Tail, Task
 from ruroco.commander.executor import Executor, Wait
 from ruroco.commander.grants import Grant, GrantAction
-from ruroco.commander.guard import GrantKeeper
+from ruroco.commander.guard import GrantKeeper, WatcherError
 from ruroco.commander.ipfilter import is_non_routable
 from ruroco.commander.reload import (
     FAILED,
@@ -265,8 +265,8 @@ class Commander:
             f"{kept} live grant(s) kept"
         )
         try:
-            _watch(keeper)
-        except RurocoError as exc:
+            keeper.watch()
+        except WatcherError as exc:
             keeper.stop()  # the table stays: its guards keep the ports shut, as wanted
             raise RurocoError(f"Grants: {exc}") from None
         self.keeper = keeper
@@ -541,19 +541,24 @@ class Commander:
         """
         if self.keeper is None:
             if not grants:
+                # As a start without grants: a table an earlier failure left goes
+                _remove_stale_table()
                 return None
             keeper = GrantKeeper(grants, nft.Nft(), os.path.dirname(self.socket_path))
             try:
                 kept = keeper.apply()
                 try:
-                    _watch(keeper)
-                except RurocoError as exc:
+                    keeper.watch()
+                except WatcherError as exc:
                     # The reload fails and the file in use had no grants: no table either,
                     # rather than guards nobody keeps or opens.
                     try:
                         keeper.update(())
                     except nft.NftError as left:
-                        raise RurocoError(f"{exc}; the table stays: {left}") from None
+                        raise RurocoError(
+                            f"{exc}; the table stays, its ports shut until a reload or a "
+                            f"restart removes it: {left}"
+                        ) from None
                     raise
             except BaseException:
                 keeper.stop()  # gives the table lock back: a later reload may try again
@@ -617,15 +622,6 @@ def _turn_tail(wait: Wait) -> Tail:
 def _whole_turn(parts: Callable[[], Wait]) -> Tail:
     """The same as one task, for a request that waited in its name's queue."""
     return _turn_tail(parts())
-
-
-def _watch(keeper: GrantKeeper) -> None:
-    """Start the keeper's watcher; a thread that cannot start (a task limit such as the unit's
-    ``TasksMax=``) is a ``RurocoError``, one line, not a traceback."""
-    try:
-        keeper.watch()
-    except RuntimeError as exc:
-        raise RurocoError(f"could not start the watcher of the guard ({exc})") from None
 
 
 def _remove_stale_table() -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from ruroco import log
 from ruroco.commander import nft, tablelock
 from ruroco.commander.grants import Action, Grant, GrantAction
+from ruroco.errors import RurocoError
 from ruroco.ipaddr import ip_text
 from ruroco.lock import InstanceLock
 
@@ -55,6 +56,10 @@ def _relevant(data: bytes) -> bool:
             return True  # malformed: look rather than guess
         offset += (length + 3) & ~3
     return False
+
+
+class WatcherError(RurocoError):
+    """The watcher's thread could not start: ``stop`` still gives everything back."""
 
 
 class GrantKeeper:
@@ -232,7 +237,10 @@ class GrantKeeper:
             events = None
         self._events = events
         self._thread = threading.Thread(target=self._loop, name="ruroco-guard", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError as exc:  # a task limit, such as the unit's TasksMax=
+            raise WatcherError(f"could not start the watcher of the guard ({exc})") from None
         self.repair()  # anything that changed between apply and subscribing
 
     def stop(self) -> None:

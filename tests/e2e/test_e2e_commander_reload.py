@@ -532,6 +532,26 @@ def test_first_grants_whose_watcher_cannot_start_fail_the_reload_and_leave_no_ta
     assert host.pid == pid
 
 
+def test_a_reload_without_grants_removes_a_table_nobody_manages(
+    tmp_path: Path, agent: NetnsAgent
+) -> None:
+    """As a start without grants does: a table left by a reload whose watcher and clean-up
+    both failed, or by a commander that died, would keep its ports shut for good."""
+    a = agent
+    host = Host(tmp_path, agent, HELLO)
+    pid = host.start()
+    guard = "add table inet ruroco; add chain inet ruroco input { type filter hook input"
+    rule = f" priority 0; policy accept; }}; add rule inet ruroco input tcp dport {PORT} drop"
+    assert a("run", argv=["nft", guard + rule])["rc"] == 0
+    assert a.connect(SRC4) == "dropped"
+    line = hup(host)
+    assert "Reloaded " in line
+    assert "Grants: none configured, removed table inet ruroco" in host.log_text()
+    assert a.nft("list", "tables")["stdout"].strip() == ""
+    assert a.connect(SRC4) == "open"
+    assert host.pid == pid
+
+
 def test_a_start_whose_watcher_cannot_start_is_one_line_and_keeps_the_ports_shut(
     tmp_path: Path, agent: NetnsAgent
 ) -> None:
