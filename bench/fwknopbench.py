@@ -28,7 +28,7 @@ from pathlib import Path
 from bench import proc, stats
 from bench.clientbench import time_runs
 from bench.fifo import Fifo
-from bench.latency import SPACED_GAP_S
+from bench.latency import SPACED_GAP_S, WARMUP
 
 KEY_LINE = re.compile(r"^(KEY_BASE64|HMAC_KEY_BASE64):\s+(\S+)$", re.M)
 FINAL = re.compile(r"Final SPA Data:\s+(\S+)")
@@ -102,8 +102,7 @@ def _fwknopd(root: Path) -> Iterator[_Daemon]:
     )
     keys = parse_keygen(gen.stdout)
     port = proc.free_udp_port()
-    fifo = Fifo(root / "cmd.fifo")
-    files = write_configs(root, port, keys, fifo.path)
+    files = write_configs(root, port, keys, root / "cmd.fifo")
     client = [
         "fwknop",
         "-A",
@@ -117,6 +116,7 @@ def _fwknopd(root: Path) -> Iterator[_Daemon]:
         str(files["client.rc"]),
     ]
     daemon = None
+    fifo = Fifo(root / "cmd.fifo")  # the last step before the try that closes it
     try:
         daemon = proc.start(
             [
@@ -180,8 +180,8 @@ def _unavailable() -> str | None:
 
 def run_fwknop_latency(root: Path, knocks: int = 1000) -> dict:
     """One back-to-back run of ``knocks``, a fresh fwknopd as each ruroco latency run has
-    fresh daemons; main.py runs one right after each of ruroco's, and the report compares
-    the medians of both (docs/performance.md)."""
+    fresh daemons; main.py pairs one with each of ruroco's, and the report compares the
+    medians of both (docs/performance.md)."""
     why = _unavailable()
     if why:
         return {"error": why}
@@ -226,11 +226,12 @@ def _latency(
     time_limit: float = 60.0,
     gap_s: float = 0.0,
 ) -> dict:
-    """Build ``knocks`` packets with the real client (-T), then time send -> FIFO byte,
-    sending each ``gap_s`` after the previous byte arrived (0: back to back)."""
+    """Build ``WARMUP`` + ``knocks`` packets with the real client (-T), then time send -> FIFO
+    byte, sending each ``gap_s`` after the previous byte arrived (0: back to back); the first
+    ``WARMUP`` are sent and not timed, as in ruroco's runs (``bench/latency.py``)."""
     packets = []
     deadline = time.monotonic() + time_limit
-    for _ in range(knocks):
+    for _ in range(WARMUP + knocks):
         if time.monotonic() > deadline:
             break
         done = subprocess.run(
@@ -243,20 +244,27 @@ def _latency(
     lost = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        for pkt in packets:
+        for i, pkt in enumerate(packets):
             if time.monotonic() > deadline or daemon.poll() is not None:
                 break
             t0 = time.perf_counter_ns()
             sock.sendto(pkt, ("127.0.0.1", port))
             t1 = fifo.wait_byte(2.0)
+            if gap_s:
+                time.sleep(gap_s)
+            if i < WARMUP:
+                continue
             if t1 is None:
                 lost += 1
             else:
                 lat_ms.append((t1 - t0) / 1e6)
-            if gap_s:
-                time.sleep(gap_s)
     fifo.drain(0.5)
-    out: dict = {"knocks": len(packets), "measured": len(lat_ms), "lost": lost}
+    out: dict = {
+        "knocks": max(0, len(packets) - WARMUP),
+        "measured": len(lat_ms),
+        "lost": lost,
+        "warmup": WARMUP,
+    }
     if lat_ms:
         out.update(
             p50_ms=stats.percentile(lat_ms, 50),

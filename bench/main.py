@@ -138,16 +138,15 @@ def main(
     try:
         _stage(results, "context", context, work)
         for i in range(latency_runs):
-            _stage(results, f"latency_{i + 1}", run_latency, work / f"latency{i + 1}", knocks)
-            # fwknopd's runs interleaved with ruroco's, as many and as long: the machine's
-            # speed drifts within minutes here, and the targets compare the two medians.
-            _stage(
-                results,
-                f"fwknop_latency_{i + 1}",
-                run_fwknop_latency,
-                work / f"fwknop_latency{i + 1}",
-                knocks,
-            )
+            # fwknopd's runs interleaved with ruroco's, as many and as long, each pair in the
+            # other order than the last (ABBA): the machine's speed drifts within minutes
+            # here, and the targets compare the two medians.
+            pair = [
+                (f"latency_{i + 1}", run_latency, work / f"latency{i + 1}"),
+                (f"fwknop_latency_{i + 1}", run_fwknop_latency, work / f"fwknop_latency{i + 1}"),
+            ]
+            for name, run, where in pair if i % 2 == 0 else reversed(pair):
+                _stage(results, name, run, where, knocks)
         # Knocks with idle time between them (not "latency_": the back-to-back median
         # takes every stage named so).
         _stage(results, "spaced_latency", run_latency_spaced, work / "latency_spaced", knocks)

@@ -32,14 +32,23 @@ def _num(value, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
-def _latency(results: dict, field: str, prefix: str = "latency_") -> float | None:
-    """Median over the back-to-back latency runs (ruroco's; fwknopd's with ``PEER``) of one
-    per-run figure (p50 or p99)."""
-    vals = [
-        r[field]
-        for k, r in results.items()
-        if k.startswith(prefix) and isinstance(r, dict) and r.get(field) is not None
+def _complete_runs(results: dict, prefix: str) -> list[dict]:
+    """The back-to-back runs (ruroco's; fwknopd's with ``PEER``) that ended without an error
+    and timed every knock they sent (a lost knock counts as sent)."""
+    return [
+        r
+        for k, r in sorted(results.items())
+        if k.startswith(prefix)
+        and isinstance(r, dict)
+        and "error" not in r
+        and r.get("p50_ms") is not None
+        and r.get("measured", 0) + r.get("lost", 0) >= r.get("knocks", 0)
     ]
+
+
+def _latency(results: dict, field: str, prefix: str = "latency_") -> float | None:
+    """Median over the complete back-to-back runs of one per-run figure (p50 or p99)."""
+    vals = [r[field] for r in _complete_runs(results, prefix) if r.get(field) is not None]
     return stats.median(vals) if vals else None
 
 
@@ -138,7 +147,11 @@ def table(results: dict) -> list[str]:
             "Knock → command p50 / p99 against fwknop, back to back",
             "≤ 1× / ≤ 2× fwknop",
             f"{_num(p50, 2)} / {_num(p99, 2)}"
-            + _verdict(_vs_peer(p50, p99, fwl.get("p50_ms"), fwl.get("p99_ms"))),
+            + _verdict(
+                _vs_peer(p50, p99, fwl.get("p50_ms"), fwl.get("p99_ms"))
+                if len(_complete_runs(results, "latency_")) == len(_complete_runs(results, PEER))
+                else None  # a failed run on one side: no verdict from unequal samples
+            ),
             f"{_num(fwl.get('p50_ms'), 2)} / {_num(fwl.get('p99_ms'), 2)} (fwknop)",
             "ms",
         ),
@@ -531,7 +544,7 @@ def write_results(results: dict, path: Path, out: Path = OUT) -> None:
     fw = results.get("fwknop", {})
     for i, r in enumerate(peer_runs, 1):
         lines.append(
-            f"* fwknop latency run {i} (right after ruroco's run {i}): {r.get('measured', NA)}"
+            f"* fwknop latency run {i} (paired with ruroco's run {i}): {r.get('measured', NA)}"
             f" of {r.get('knocks', NA)} knocks measured, {r.get('lost', NA)} lost; p50"
             f" {_num(r.get('p50_ms'), 2)} ms, p99 {_num(r.get('p99_ms'), 2)} ms,"
             f" max {_num(r.get('max_ms'), 2)} ms"
@@ -919,8 +932,9 @@ METHOD = [
     "  `CMD_CYCLE_CLOSE NONE`, keys from `fwknop --key-gen`, HMAC on. Client wall time is",
     "  `fwknop -A tcp/22 -a 127.0.0.1 -D 127.0.0.1 --use-hmac --rc-file …` (median of 30).",
     "  Latency packets are produced by the real client with `-T` and sent by the bench as",
-    "  ruroco's are: a fresh fwknopd right after each of ruroco's back-to-back runs, as many",
-    "  runs of as many knocks, compared median to median; then one spaced run of as many.",
+    "  ruroco's are, after the same 20 untimed knocks: a fresh fwknopd paired with each of",
+    "  ruroco's back-to-back runs (after it, then before the next, in turn), as many runs of",
+    "  as many knocks, compared median to median; then one spaced run of as many.",
     "  fwknopd has no rate limit, so no flood comparison is made against it.",
 ]
 

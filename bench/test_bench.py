@@ -250,7 +250,7 @@ def test_results_file_shows_given_figures_and_marks_missing_ones(tmp_path: Path)
 
 
 def test_back_to_back_is_compared_median_to_median_with_fwknopds_runs(tmp_path: Path):
-    """fwknopd runs as often as ruroco, each right after one of ruroco's; the verdict
+    """fwknopd runs as often as ruroco, paired with ruroco's runs; the verdict
     compares the medians of both, never ruroco's median with one of fwknopd's runs."""
     results = {
         "machine": {"nproc": 2, "cpu": "Test CPU", "kernel": "6.1", "own_netns": True},
@@ -268,10 +268,16 @@ def test_back_to_back_is_compared_median_to_median_with_fwknopds_runs(tmp_path: 
     text = out.read_text()
     row = "| Knock → command p50 / p99 against fwknop, back to back | ≤ 1× / ≤ 2× fwknop |"
     assert f"{row} 1.10 / 2.00 ✓ | 1.15 / 1.50 (fwknop) | ms |" in text
-    assert "* fwknop latency run 1 (right after ruroco's run 1): 10 of 10 knocks" in text
+    assert "* fwknop latency run 1 (paired with ruroco's run 1): 10 of 10 knocks" in text
     results["fwknop_latency_2"]["p50_ms"] = 1.05  # the peer's median is now 1.05
     write_results(results, out)
     assert f"{row} 1.10 / 2.00 ✗ | 1.05 / 1.50 (fwknop) | ms |" in out.read_text()
+    # a peer run that failed or timed only part of its knocks is left out, and with unequal
+    # samples on the two sides there is no verdict
+    results["fwknop_latency_2"]["error"] = "fwknopd exited with 1"
+    results["fwknop_latency_3"]["measured"] = 2
+    write_results(results, out)
+    assert f"{row} 1.10 / 2.00 | 0.95 / 1.50 (fwknop) | ms |" in out.read_text()
 
 
 FWKNOP_RUN = """
@@ -299,6 +305,7 @@ def test_a_fwknop_latency_run_times_real_knocks_of_a_fresh_fwknopd(tmp_path: Pat
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert "error" not in result, result
     assert result["knocks"] == result["measured"] == 20 and result["lost"] == 0
+    assert result["warmup"] == 20  # sent before the timed ones, as ruroco's runs do
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     pid = int((tmp_path / "fwknopd.pid").read_text().split()[0])
     assert not Path(f"/proc/{pid}").exists()  # stopped
