@@ -136,7 +136,7 @@ def _fwknopd(root: Path) -> Iterator[_Daemon]:
         )
         proc.wait_for(lambda: proc.udp_port_bound(port), 20, "fwknopd", daemon)
         time.sleep(0.2)
-        yield _Daemon(client, env, fifo, port, daemon)
+        yield _Daemon(root, client, env, fifo, port, daemon)
     finally:
         if daemon is not None:
             proc.stop(daemon)
@@ -144,25 +144,77 @@ def _fwknopd(root: Path) -> Iterator[_Daemon]:
 
 
 class _Daemon:
+    """A running fwknopd (``_fwknopd``): its client command line, FIFO and port."""
+
     def __init__(
         self,
+        root: Path,
         client: list[str],
         env: dict[str, str],
         fifo: Fifo,
         port: int,
         daemon: subprocess.Popen,
     ) -> None:
-        self.client, self.env, self.fifo, self.port, self.daemon = client, env, fifo, port, daemon
+        self.root, self.client, self.env, self.fifo = root, client, env, fifo
+        self.port, self.daemon = port, daemon
 
-    def latency(self, knocks: int, gap_s: float = 0.0) -> dict:
-        return _latency(
-            self.client, self.env, self.fifo, self.port, knocks, self.daemon, gap_s=gap_s
-        )
+    def latency(self, knocks: int, gap_s: float = 0.0, time_limit: float = 60.0) -> dict:
+        """Build ``WARMUP`` + ``knocks`` packets with the real client (-T), then time send -> FIFO
+        byte, sending each ``gap_s`` after the previous byte arrived (0: back to back); the first
+        ``WARMUP`` are sent and not timed, as in ruroco's runs (``bench/latency.py``)."""
+        packets = []
+        deadline = time.monotonic() + time_limit
+        for _ in range(WARMUP + knocks):
+            if time.monotonic() > deadline:
+                break
+            done = subprocess.run(
+                [*self.client, "-T"],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+            m = FINAL.search(done.stdout)
+            if m:
+                packets.append(m.group(1).encode("ascii"))
+        lat_ms: list[float] = []
+        lost = 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            for i, pkt in enumerate(packets):
+                if time.monotonic() > deadline or self.daemon.poll() is not None:
+                    break
+                t0 = time.perf_counter_ns()
+                sock.sendto(pkt, ("127.0.0.1", self.port))
+                t1 = self.fifo.wait_byte(2.0)
+                if gap_s:
+                    time.sleep(gap_s)
+                if i < WARMUP:
+                    continue
+                if t1 is None:
+                    lost += 1
+                else:
+                    lat_ms.append((t1 - t0) / 1e6)
+        self.fifo.drain(0.5)
+        out: dict = {
+            "knocks": max(0, len(packets) - WARMUP),
+            "measured": len(lat_ms),
+            "lost": lost,
+            "warmup": WARMUP,
+        }
+        if lat_ms:
+            out.update(
+                p50_ms=stats.percentile(lat_ms, 50),
+                p99_ms=stats.percentile(lat_ms, 99),
+                max_ms=max(lat_ms),
+            )
+        return out
 
-    def exited(self, root: Path) -> str | None:
+    def exited(self) -> str | None:
         if self.daemon.poll() is None:
             return None
-        tail = (root / "fwknopd.log").read_text(errors="replace").strip().splitlines()
+        tail = (self.root / "fwknopd.log").read_text(errors="replace").strip().splitlines()
         return f"fwknopd exited with {self.daemon.returncode}: {(tail or [''])[-1]}"
 
 
@@ -187,7 +239,7 @@ def run_fwknop_latency(root: Path, knocks: int = 1000) -> dict:
         return {"error": why}
     with _fwknopd(root) as d:
         result = d.latency(knocks)
-        if error := d.exited(root):
+        if error := d.exited():
             result["error"] = error
     return result
 
@@ -211,64 +263,6 @@ def run_fwknop(root: Path, knocks: int = 1000, client_runs: int = 30) -> dict:
         result["client"]["commands_ran"] = d.fifo.total - before
         result["client"]["commands_expected"] = client_runs + 1
         result["rss_mb"] = (stats.peak_rss_kb(d.daemon.pid) or 0) / 1024
-        if error := d.exited(root):
+        if error := d.exited():
             result["error"] = error
     return result
-
-
-def _latency(
-    client: list[str],
-    env: dict[str, str],
-    fifo: Fifo,
-    port: int,
-    knocks: int,
-    daemon: subprocess.Popen,
-    time_limit: float = 60.0,
-    gap_s: float = 0.0,
-) -> dict:
-    """Build ``WARMUP`` + ``knocks`` packets with the real client (-T), then time send -> FIFO
-    byte, sending each ``gap_s`` after the previous byte arrived (0: back to back); the first
-    ``WARMUP`` are sent and not timed, as in ruroco's runs (``bench/latency.py``)."""
-    packets = []
-    deadline = time.monotonic() + time_limit
-    for _ in range(WARMUP + knocks):
-        if time.monotonic() > deadline:
-            break
-        done = subprocess.run(
-            [*client, "-T"], env=env, capture_output=True, text=True, timeout=10, check=False
-        )
-        m = FINAL.search(done.stdout)
-        if m:
-            packets.append(m.group(1).encode("ascii"))
-    lat_ms: list[float] = []
-    lost = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        for i, pkt in enumerate(packets):
-            if time.monotonic() > deadline or daemon.poll() is not None:
-                break
-            t0 = time.perf_counter_ns()
-            sock.sendto(pkt, ("127.0.0.1", port))
-            t1 = fifo.wait_byte(2.0)
-            if gap_s:
-                time.sleep(gap_s)
-            if i < WARMUP:
-                continue
-            if t1 is None:
-                lost += 1
-            else:
-                lat_ms.append((t1 - t0) / 1e6)
-    fifo.drain(0.5)
-    out: dict = {
-        "knocks": max(0, len(packets) - WARMUP),
-        "measured": len(lat_ms),
-        "lost": lost,
-        "warmup": WARMUP,
-    }
-    if lat_ms:
-        out.update(
-            p50_ms=stats.percentile(lat_ms, 50),
-            p99_ms=stats.percentile(lat_ms, 99),
-            max_ms=max(lat_ms),
-        )
-    return out
