@@ -41,6 +41,7 @@ COMMANDER = frozenset(
         "max_concurrent_commands",
         "pid_namespace",
         "warm_shells",
+        "warm_shell_groups",
     }
 )
 # A ``[commands]`` entry written as a table (``name = { cmd = "...", timeout_sec = 5 }``).

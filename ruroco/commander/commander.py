@@ -210,7 +210,9 @@ class Commander:
         self.grants = loaded.grants
         self.keeper: GrantKeeper | None = None
         self.socket_path = config.socket_path()
-        self.executor = Executor(pid_namespace=config.pid_namespace)
+        self.executor = Executor(
+            pid_namespace=config.pid_namespace, shell_groups=config.warm_shell_groups
+        )
         self.dispatcher: Dispatcher | None = None
         self._lock: InstanceLock | None = None
         self._listener: socket.socket | None = None
@@ -686,7 +688,8 @@ def run(
                 + (f", {len(commander.grants)} grant(s)" if commander.grants else "")
                 + f", up to {config.max_concurrent_commands} in parallel, "
                 f"isolation: {commander.executor.isolation}, "
-                f"warm shells: {commander.executor.warm_shells()}"
+                f"warm shells: {commander.executor.warm_shells()} "
+                f"(CPU groups: {commander.executor.shell_groups})"
             )
             commander.serve(wakeup.reader)
             commander.close_listener()

@@ -3,8 +3,9 @@
 The same file also feeds the server, so unknown keys are ignored and every key is optional;
 only syntax and type errors fail. Errors name the file and key, never the content.
 
-``max_concurrent_commands``, ``pid_namespace`` and ``warm_shells`` are ours; the original
-ignores unknown keys, so a file carrying them stays valid for both implementations.
+``max_concurrent_commands``, ``pid_namespace``, ``warm_shells`` and ``warm_shell_groups`` are
+ours; the original ignores unknown keys, so a file carrying them stays valid for both
+implementations.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class CommanderConfig:
     # Ours too: a warm shell per command, released at a request (docs/performance.md,
     # "Warm shells"; docs/deviations.md #24).
     warm_shells: bool = True
+    # Ours too: each warm shell in an idle CPU group of its own until its release, where the
+    # commander can make them (docs/performance.md, "An idle group per warm shell").
+    warm_shell_groups: bool = True
 
     def socket_path(self) -> Path:
         """Resolved at use time, like the server does, so both sides agree on relative dirs."""
@@ -63,6 +67,7 @@ def parse_config(data: dict[str, Any], path: str | os.PathLike[str]) -> Commande
         ),
         pid_namespace=table.flag("pid_namespace", True),
         warm_shells=table.flag("warm_shells", True),
+        warm_shell_groups=table.flag("warm_shell_groups", True),
     )
 
 

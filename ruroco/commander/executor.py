@@ -59,6 +59,7 @@ from typing import Any
 from ruroco import log
 from ruroco.cmdhash import command_hash
 from ruroco.commander.commands import Command
+from ruroco.commander.shellgroup import ShellGroup, ShellGroups
 from ruroco.commander.spawn import IdleRefused, Spawner
 from ruroco.commander.warm import SCRIPT as WARM_SCRIPT
 from ruroco.commander.warm import WarmShells
@@ -162,13 +163,15 @@ class _Capture:
 
 
 class _Started:
-    """A command that was spawned: its ``sh`` and its two output pipes (read ends)."""
+    """A command that was spawned: its ``sh`` and its two output pipes (read ends); a
+    released warm shell's CPU group, removed once ``sh`` is reaped."""
 
-    __slots__ = ("captures", "child")
+    __slots__ = ("captures", "child", "group")
 
     def __init__(self, child: _Child, captures: tuple[_Capture, _Capture]) -> None:
         self.child = child
         self.captures = captures
+        self.group: ShellGroup | None = None
 
 
 _Sched = tuple[int, "os.sched_param"]
@@ -204,11 +207,20 @@ class _Warm:
         """Hand the shell its address: the command runs. False: the shell is gone (ended).
 
         If it started up under SCHED_IDLE (``Executor._spawn_warm``), it gets the commander's
-        policy back first, so the command runs as a cold spawned one would."""
+        policy back first, and its CPU group loses its idle mark, so the command runs as a
+        cold spawned one would. If that fails, the shell is ended unreleased (the caller then
+        spawns cold): a command never runs idle."""
         if self.alive():
+            group = self.started.group
             try:
                 if self.sched is not None:
                     os.sched_setscheduler(self.started.child.pid, *self.sched)
+                if group is not None:
+                    try:
+                        group.wake()
+                    except OSError as exc:
+                        log.error(f"Could not release a warm shell of {group.name}: {exc}")
+                        raise
                 # One write far below PIPE_BUF into an empty pipe: all of it or nothing.
                 os.write(self.release, f"{ip_str}\n".encode("ascii"))
             except OSError:  # ESRCH, EPIPE: it died just now
@@ -236,6 +248,8 @@ class _Warm:
             child.pidfd = -1
         for capture in self.started.captures:
             os.close(capture.fd)
+        if self.started.group is not None:
+            self.started.group.remove()
 
 
 class _PidNamespaces:
@@ -312,9 +326,10 @@ class Executor:
 
     ``pid_namespace=False`` skips the namespace probe and forces the process-group fallback;
     it exists so tests can exercise that mode on a host that has CAP_SYS_ADMIN.
+    ``shell_groups=False`` likewise keeps warm shells in the commander's CPU group.
     """
 
-    def __init__(self, pid_namespace: bool = True) -> None:
+    def __init__(self, pid_namespace: bool = True, shell_groups: bool = True) -> None:
         self._lock = threading.Lock()
         self._running: set[_Child] = set()
         self._ns: _PidNamespaces | None = None
@@ -333,6 +348,12 @@ class Executor:
         self._spawner = Spawner()  # posix_spawn with the GIL released (ruroco.commander.spawn)
         self._sched: _Sched = (os.sched_getscheduler(0), os.sched_getparam(0))
         self._idle_start = _can_leave_sched_idle()
+        # An idle CPU group per warm shell where the commander can make them (shellgroup).
+        self._groups: ShellGroups | None = None
+        self.shell_groups = "off"
+        if shell_groups:
+            self._groups, reason = ShellGroups.probe()
+            self.shell_groups = "idle" if self._groups is not None else f"off ({reason})"
         _close_on_exec_inherited()
         self._warm: WarmShells[_Warm] = WarmShells(self._spawn_warm)
         self.released_warm = 0  # commands started from a warm shell (tests, bench)
@@ -388,8 +409,11 @@ class Executor:
         return len(procs)
 
     def close(self) -> None:
-        """End the warm shells, unreleased (each run closes its own pipes)."""
+        """End the warm shells, unreleased (each run closes its own pipes), and remove what
+        is left of their CPU groups."""
         self._warm.close()
+        if self._groups is not None:
+            self._groups.sweep()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -430,19 +454,41 @@ class Executor:
         ``self._sched``."""
         release_r, release_w = _pipe("release", nonblocking_read=False)
         idle = self._idle_start
+        group = self._new_group()
         try:
             env = warm_environment(self._env, command.cmd)
             started = self._start_process(command.cmd, env, release_r, idle)
         except BaseException:
             os.close(release_w)
+            if group is not None:
+                group.remove()
             raise
         finally:
             os.close(release_r)  # only the shell holds the read end now
+        if group is not None:
+            try:
+                group.enter(started.child.pid)
+            except OSError as exc:  # it waits in our group, as without groups
+                group.remove()
+                log.error(f"Could not move a warm shell of {command.name} to its group: {exc}")
+            else:
+                started.group = group
         # ``idle_works`` turns False at the spawn whose child could not take the policy (a
         # seccomp filter, say): that one and all later ones start at our priority.
         if idle and self._spawner.idle_works:
             return _Warm(command.cmd, started, release_w, self._sched)
         return _Warm(command.cmd, started, release_w)
+
+    def _new_group(self) -> ShellGroup | None:
+        """A new idle CPU group for a warm shell, if the executor makes them; a failure is
+        one line, and that shell starts in the commander's group."""
+        if self._groups is None:
+            return None
+        try:
+            return self._groups.new()
+        except OSError as exc:
+            log.error(f"Could not make a CPU group in {self._groups.where}: {exc}")
+            return None
 
     def _start_process(
         self, cmd: str, env: dict[str, str], release: int = -1, idle: bool = False
@@ -501,6 +547,7 @@ class Executor:
         except Exception as exc:  # never let one command take a worker (or the daemon) down
             for capture in captures:
                 os.close(capture.fd)
+            _remove_group(started)
             announce()
             log.error(f"Error executing {command.cmd} for {ip_str}: {exc}")
             return _error_outcome
@@ -522,6 +569,7 @@ class Executor:
             finally:
                 for capture in captures:
                     os.close(capture.fd)  # a writer left behind gets EPIPE from now on
+                _remove_group(started)  # after the turn: the next request need not wait
             stdout, stderr = captures[0].text(), captures[1].text()
         except Exception as exc:  # as in ``_wait_exit``
             announce()
@@ -639,6 +687,13 @@ class Executor:
             child.returncode = os.waitstatus_to_exitcode(status)
             self._running.discard(child)
             return True
+
+
+def _remove_group(started: _Started) -> None:
+    """Remove a released warm shell's CPU group once its ``sh`` is reaped."""
+    if started.group is not None:
+        started.group.remove()
+        started.group = None
 
 
 def _can_leave_sched_idle() -> bool:

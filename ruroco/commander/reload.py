@@ -28,6 +28,7 @@ RESTART_ONLY = (
     "socket_group",
     "max_concurrent_commands",
     "pid_namespace",
+    "warm_shell_groups",
 )
 
 #: Settings a reload applies from the next message on (``warm_shells``: the warm shells are

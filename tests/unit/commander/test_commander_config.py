@@ -140,6 +140,15 @@ def test_roundtrip_any_values(
     assert os.fspath(config.socket_path()).endswith("ruroco.socket")
 
 
+def test_warm_shell_groups_default_on_and_can_be_turned_off(tmp_path: Path) -> None:
+    """docs/files.md: ``warm_shell_groups``, a boolean, on unless set to false."""
+    assert load_config(_write(tmp_path, "")).warm_shell_groups is True
+    off = load_config(_write(tmp_path, "warm_shell_groups = false\n"))
+    assert off.warm_shell_groups is False and off.warm_shells is True
+    with pytest.raises(ConfigError, match="warm_shell_groups"):
+        load_config(_write(tmp_path, "warm_shell_groups = 1\n"))
+
+
 def test_warm_shells_default_on_and_can_be_turned_off(tmp_path: Path) -> None:
     """docs/files.md: ``warm_shells``, a boolean, on unless set to false."""
     assert load_config(_write(tmp_path, "")).warm_shells is True

@@ -33,6 +33,7 @@ CHANGED = {
     "pid_namespace": False,
     "allow_non_routable_ips": True,
     "warm_shells": False,
+    "warm_shell_groups": False,
 }
 
 

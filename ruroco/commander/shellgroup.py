@@ -1,0 +1,222 @@
+"""An idle CPU group for each warm shell while it starts and waits (docs/performance.md,
+"An idle group per warm shell").
+
+Back to back, the shell that replaces a released one starts up (exec, dynamic linking, the C
+library probing the CPU) while the next knock's server and commander need the CPU. Linux
+decides whether a waking task preempts the running one by comparing their scheduling groups,
+so the shell's own ``SCHED_IDLE`` does not make it give way to the server; a cgroup marked
+``cpu.idle`` does, to every waking task of a sibling group that is not marked.
+
+So each warm shell gets a cgroup of its own in the ``cpu`` hierarchy, a child of the
+commander's, marked idle before the shell is moved in; the release clears the mark (a
+one-byte write of a few µs) before it writes the address, so the command runs in a group of
+normal weight, as a session of its own would. The shell is moved in once, by the warm thread;
+moving it back at the release instead would take an RCU grace period (~8 ms here) whenever
+moves are rare. The group is removed once its command is reaped, or the shell ended.
+
+Only a cgroup v1 ``cpu`` hierarchy is used: under cgroup v2 a child group needs a delegated
+subtree with the commander out of its own group, which is not built. There, and wherever the
+commander cannot make the groups (not root, a read-only ``/sys/fs/cgroup``), warm shells start
+in the commander's group as before; the start line says which.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import threading
+
+# A group's name: this prefix, the commander's pid, a number. The pid lets a commander remove
+# what one that was killed left behind without touching a running one's groups.
+PREFIX = "ruroco-shell-"
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class ShellGroup:
+    """One warm shell's group: idle until ``wake``; ``remove`` once nothing is in it."""
+
+    __slots__ = ("_groups", "_idle", "_procs", "name")
+
+    def __init__(self, groups: ShellGroups, name: str, idle: int, procs: int) -> None:
+        self._groups = groups
+        self.name = name
+        self._idle = idle  # cpu.idle, open for the release's write
+        self._procs = procs  # cgroup.procs, open for the move in
+
+    def enter(self, pid: int) -> None:
+        """Move ``pid`` (the shell, still starting up) into the group."""
+        try:
+            os.write(self._procs, str(pid).encode("ascii"))
+        finally:
+            os.close(self._procs)
+            self._procs = -1
+
+    def wake(self) -> None:
+        """Clear the idle mark: from now on the group competes at normal weight."""
+        os.write(self._idle, b"0")
+        os.close(self._idle)
+        self._idle = -1
+
+    def remove(self) -> None:
+        """Close the group's files and remove it; one a process still holds (a command's
+        descendant outside a PID namespace) is removed later (``ShellGroups.sweep``)."""
+        for fd in (self._idle, self._procs):
+            if fd >= 0:
+                os.close(fd)
+        self._idle = self._procs = -1
+        self._groups.remove(self.name)
+
+
+class ShellGroups:
+    """Makes the warm shells' groups below ``home``, the commander's own ``cpu`` cgroup (an
+    open directory, so a group is always made where the probe checked)."""
+
+    def __init__(self, home: int, where: str) -> None:
+        self._home = home
+        self.where = where  # for the start line and errors
+        self._lock = threading.Lock()
+        self._count = 0
+        self._busy: set[str] = set()  # removals that found a process still inside
+
+    @classmethod
+    def probe(cls) -> tuple[ShellGroups | None, str]:
+        """Groups below the commander's ``cpu`` cgroup, or None and why not. Removes the
+        groups of commanders that are gone."""
+        try:
+            where = _own_cpu_cgroup()
+        except OSError as exc:
+            return None, exc.strerror or str(exc)
+        try:
+            home = os.open(where, _DIR)
+        except OSError as exc:
+            return None, f"{where}: {exc.strerror}"
+        groups = cls(home, where)
+        try:
+            info = os.fstat(home)
+            if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                raise OSError(errno.EPERM, f"{where} is writable by others than root")
+            groups.sweep()
+            groups.new().remove()  # may we, and does the kernel know cpu.idle?
+        except OSError as exc:
+            groups.close()
+            return None, exc.strerror or str(exc)
+        return groups, ""
+
+    def new(self) -> ShellGroup:
+        """A fresh group marked idle; OSError if it cannot be made."""
+        with self._lock:
+            self._count += 1
+            name = f"{PREFIX}{os.getpid()}-{self._count}"
+        os.mkdir(name, 0o755, dir_fd=self._home)
+        idle = procs = -1
+        try:
+            group = os.open(name, _DIR, dir_fd=self._home)
+            try:
+                idle = os.open("cpu.idle", _FILE, dir_fd=group)
+                procs = os.open("cgroup.procs", _FILE, dir_fd=group)
+            finally:
+                os.close(group)
+            os.write(idle, b"1")
+        except BaseException:
+            for fd in (idle, procs):
+                if fd >= 0:
+                    os.close(fd)
+            with contextlib.suppress(OSError):
+                os.rmdir(name, dir_fd=self._home)
+            raise
+        return ShellGroup(self, name, idle, procs)
+
+    def remove(self, name: str) -> None:
+        try:
+            os.rmdir(name, dir_fd=self._home)
+        except FileNotFoundError:
+            pass
+        except OSError:  # EBUSY: a process is still inside; tried again at the next sweep
+            with self._lock:
+                self._busy.add(name)
+
+    def sweep(self) -> None:
+        """Remove the groups of commanders that are gone (killed: their shells have exited)
+        and our own that a process held at their removal; those still held stay."""
+        with self._lock:
+            busy, self._busy = self._busy, set()
+        mine = f"{PREFIX}{os.getpid()}-"
+        for name in os.listdir(self._home):
+            if not name.startswith(PREFIX) or (name.startswith(mine) and name not in busy):
+                continue
+            if not name.startswith(mine) and _alive(name[len(PREFIX) :].split("-", 1)[0]):
+                continue
+            self.remove(name)
+
+    def close(self) -> None:
+        """Try the leftover groups once more and let go of the directory."""
+        if self._home >= 0:
+            with contextlib.suppress(OSError):
+                self.sweep()
+            os.close(self._home)
+            self._home = -1
+
+
+def _alive(pid: str) -> bool:
+    """Whether the process of a group's name still exists (a name we cannot read: yes)."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _own_cpu_cgroup() -> str:
+    """This process's ``cpu_cgroup_dir``."""
+    with open("/proc/self/cgroup", encoding="utf-8") as fh:
+        cgroup = fh.read()
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        mountinfo = fh.read()
+    return cpu_cgroup_dir(cgroup, mountinfo)
+
+
+def cpu_cgroup_dir(cgroup: str, mountinfo: str) -> str:
+    """The directory of a process's cgroup in a v1 hierarchy with the ``cpu`` controller,
+    from the texts of its /proc/PID/cgroup and /proc/PID/mountinfo; OSError when there is
+    none. Lines of another shape are passed over."""
+    path = None
+    for line in cgroup.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3 and "cpu" in parts[1].split(",") and parts[2].startswith("/"):
+            path = parts[2]
+    if path is None:
+        raise OSError(errno.ENOENT, "no cgroup v1 hierarchy has the cpu controller")
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if "-" not in fields[6:]:
+            continue
+        sep = fields.index("-", 6)
+        if len(fields) < sep + 4 or fields[sep + 1] != "cgroup":
+            continue
+        if "cpu" not in fields[sep + 3].split(","):
+            continue
+        root, mount = _unescape(fields[3]), fields[4]
+        if root == "/":
+            inside = path
+        elif path == root or path.startswith(root + "/"):
+            inside = path[len(root) :]
+        else:
+            continue  # a mount of another part of the hierarchy
+        if not mount.startswith("/"):
+            continue
+        return _unescape(mount) + inside.rstrip("/")
+    raise OSError(errno.ENOENT, "the cpu controller's cgroup v1 hierarchy is not mounted")
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    for escaped, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(escaped, char)
+    return field
