@@ -413,7 +413,8 @@ class Executor:
         is left of their CPU groups."""
         self._warm.close()
         if self._groups is not None:
-            self._groups.sweep()
+            with contextlib.suppress(OSError):  # what is left stays for the next start
+                self._groups.sweep()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

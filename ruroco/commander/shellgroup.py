@@ -24,26 +24,35 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import stat
 import threading
+import time
 
-# A group's name: this prefix, the commander's pid, a number. The pid lets a commander remove
-# what one that was killed left behind without touching a running one's groups.
+# A group's name: this prefix, its commander's pid and start time (``<pid>.<ticks>``), a
+# number. Pid and start time let a commander remove what one that was killed left behind,
+# even under the same pid, without touching a running one's groups.
 PREFIX = "ruroco-shell-"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Groups a process still held at their removal are tried again when a group is made, at most
+# this often (one ``rmdir`` each), and at ``sweep``.
+RETRY_BUSY_SEC = 1.0
+_NO_IDLE = "this kernel's cpu controller has no cpu.idle (Linux 5.15 or later has it)"
+_NUMBERS = itertools.count(1)  # one series per process, whatever makes groups in it
+_RT = "the commander runs under a real-time policy, which a group without real-time time refuses"
 
 
 class ShellGroup:
-    """One warm shell's group: idle until ``wake``; ``remove`` once nothing is in it."""
+    """One warm shell's group: idle until ``wake``; ``remove`` once nothing is in it. Only
+    ``cgroup.procs`` stays open, until ``enter``: a waiting shell costs no descriptor more."""
 
-    __slots__ = ("_groups", "_idle", "_procs", "name")
+    __slots__ = ("_groups", "_procs", "name")
 
-    def __init__(self, groups: ShellGroups, name: str, idle: int, procs: int) -> None:
+    def __init__(self, groups: ShellGroups, name: str, procs: int) -> None:
         self._groups = groups
         self.name = name
-        self._idle = idle  # cpu.idle, open for the release's write
         self._procs = procs  # cgroup.procs, open for the move in
 
     def enter(self, pid: int) -> None:
@@ -56,17 +65,14 @@ class ShellGroup:
 
     def wake(self) -> None:
         """Clear the idle mark: from now on the group competes at normal weight."""
-        os.write(self._idle, b"0")
-        os.close(self._idle)
-        self._idle = -1
+        self._groups.mark(self.name, b"0")
 
     def remove(self) -> None:
-        """Close the group's files and remove it; one a process still holds (a command's
-        descendant outside a PID namespace) is removed later (``ShellGroups.sweep``)."""
-        for fd in (self._idle, self._procs):
-            if fd >= 0:
-                os.close(fd)
-        self._idle = self._procs = -1
+        """Remove the group; one a process still holds (a command's descendant outside a PID
+        namespace) is tried again later (``RETRY_BUSY_SEC``)."""
+        if self._procs >= 0:
+            os.close(self._procs)
+            self._procs = -1
         self._groups.remove(self.name)
 
 
@@ -77,9 +83,10 @@ class ShellGroups:
     def __init__(self, home: int, where: str) -> None:
         self._home = home
         self.where = where  # for the start line and errors
+        self._owner = _owner(os.getpid())
         self._lock = threading.Lock()
-        self._count = 0
         self._busy: set[str] = set()  # removals that found a process still inside
+        self._retry_at = 0.0
 
     @classmethod
     def probe(cls) -> tuple[ShellGroups | None, str]:
@@ -99,7 +106,13 @@ class ShellGroups:
             if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
                 raise OSError(errno.EPERM, f"{where} is writable by others than root")
             groups.sweep()
-            groups.new().remove()  # may we, and does the kernel know cpu.idle?
+            group = groups.new()  # may we, and does the kernel know cpu.idle?
+            try:
+                group.wake()
+                if _realtime() and groups.rt_runtime(group.name) == 0:
+                    raise OSError(errno.EPERM, _RT)
+            finally:
+                group.remove()
         except OSError as exc:
             groups.close()
             return None, exc.strerror or str(exc)
@@ -107,43 +120,79 @@ class ShellGroups:
 
     def new(self) -> ShellGroup:
         """A fresh group marked idle; OSError if it cannot be made."""
-        with self._lock:
-            self._count += 1
-            name = f"{PREFIX}{os.getpid()}-{self._count}"
-        os.mkdir(name, 0o755, dir_fd=self._home)
-        idle = procs = -1
-        try:
-            group = os.open(name, _DIR, dir_fd=self._home)
+        self._retry_busy()
+        for _ in range(100):  # a name taken (a leftover we may not remove): the next one
+            name = f"{PREFIX}{self._owner}-{next(_NUMBERS)}"
             try:
-                idle = os.open("cpu.idle", _FILE, dir_fd=group)
-                procs = os.open("cgroup.procs", _FILE, dir_fd=group)
-            finally:
-                os.close(group)
-            os.write(idle, b"1")
+                os.mkdir(name, 0o755, dir_fd=self._home)
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise OSError(errno.EEXIST, f"{PREFIX}{self._owner}-*: 100 names in a row are taken")
+        procs = -1
+        try:
+            self.mark(name, b"1")
+            procs = os.open(f"{name}/cgroup.procs", _FILE, dir_fd=self._home)
         except BaseException:
-            for fd in (idle, procs):
-                if fd >= 0:
-                    os.close(fd)
+            if procs >= 0:
+                os.close(procs)
             with contextlib.suppress(OSError):
                 os.rmdir(name, dir_fd=self._home)
             raise
-        return ShellGroup(self, name, idle, procs)
+        return ShellGroup(self, name, procs)
+
+    def mark(self, name: str, value: bytes) -> None:
+        """Write ``value`` to group ``name``'s ``cpu.idle``."""
+        try:
+            fd = os.open(f"{name}/cpu.idle", _FILE, dir_fd=self._home)
+        except FileNotFoundError:
+            if os.path.isdir(f"/proc/self/fd/{self._home}/{name}"):
+                raise OSError(errno.ENOENT, _NO_IDLE) from None
+            raise
+        try:
+            os.write(fd, value)
+        finally:
+            os.close(fd)
+
+    def rt_runtime(self, name: str) -> int | None:
+        """Group ``name``'s real-time budget (µs per period); None without real-time group
+        scheduling (``CONFIG_RT_GROUP_SCHED``: then real-time tasks run in any group)."""
+        try:
+            fd = os.open(f"{name}/cpu.rt_runtime_us", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._home)
+        except FileNotFoundError:
+            return None
+        try:
+            return int(os.read(fd, 64))
+        finally:
+            os.close(fd)
 
     def remove(self, name: str) -> None:
         try:
             os.rmdir(name, dir_fd=self._home)
         except FileNotFoundError:
             pass
-        except OSError:  # EBUSY: a process is still inside; tried again at the next sweep
+        except OSError:  # EBUSY: a process is still inside; tried again later
             with self._lock:
                 self._busy.add(name)
+
+    def _retry_busy(self) -> None:
+        """Remove the groups that were held at their removal, if it is time to try again."""
+        with self._lock:
+            now = time.monotonic()
+            if not self._busy or now < self._retry_at:
+                return
+            self._retry_at = now + RETRY_BUSY_SEC
+            busy, self._busy = self._busy, set()
+        for name in busy:
+            self.remove(name)
 
     def sweep(self) -> None:
         """Remove the groups of commanders that are gone (killed: their shells have exited)
         and our own that a process held at their removal; those still held stay."""
         with self._lock:
             busy, self._busy = self._busy, set()
-        mine = f"{PREFIX}{os.getpid()}-"
+        mine = f"{PREFIX}{self._owner}-"
         for name in os.listdir(self._home):
             if not name.startswith(PREFIX) or (name.startswith(mine) and name not in busy):
                 continue
@@ -160,17 +209,27 @@ class ShellGroups:
             self._home = -1
 
 
-def _alive(pid: str) -> bool:
-    """Whether the process of a group's name still exists (a name we cannot read: yes)."""
-    if not pid.isdigit():
+def _owner(pid: int) -> str:
+    """``<pid>.<start time in clock ticks since boot>``: names one process for all time."""
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+        return f"{pid}.{fh.read().rsplit(')', 1)[1].split()[19]}"
+
+
+def _alive(owner: str) -> bool:
+    """Whether the commander a group's name names still runs (a name we cannot read: yes)."""
+    pid, _, start = owner.partition(".")
+    if not pid.isdigit() or not start.isdigit():
         return True
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
+        return _owner(int(pid)) == owner
+    except FileNotFoundError:
         return False
-    except OSError:
+    except (OSError, IndexError):
         return True
-    return True
+
+
+def _realtime() -> bool:
+    return os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR)
 
 
 def _own_cpu_cgroup() -> str:
@@ -191,6 +250,8 @@ def cpu_cgroup_dir(cgroup: str, mountinfo: str) -> str:
         parts = line.split(":", 2)
         if len(parts) == 3 and "cpu" in parts[1].split(",") and parts[2].startswith("/"):
             path = parts[2]
+    if path is not None and ".." in path.split("/"):
+        raise OSError(errno.ENOENT, f"the cpu cgroup {path} is outside this cgroup namespace")
     if path is None:
         raise OSError(errno.ENOENT, "no cgroup v1 hierarchy has the cpu controller")
     for line in mountinfo.splitlines():

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from test_commander_warm import ready, warm_shells_of
 
 from ruroco.commander.commands import Command
 from ruroco.commander.executor import Executor
-from ruroco.commander.shellgroup import PREFIX, ShellGroups, cpu_cgroup_dir
+from ruroco.commander.shellgroup import _RT, PREFIX, RETRY_BUSY_SEC, ShellGroups, cpu_cgroup_dir
+from ruroco.commander.warm import FDS_PER_SHELL, SHELLS_PER_COMMAND
 from ruroco.ipaddr import parse_ip
 
 IP = parse_ip("203.0.113.7")
@@ -64,7 +66,7 @@ def group_of(pid: int) -> str:
 
 def our_groups() -> list[str]:
     assert HOME is not None
-    return sorted(p.name for p in HOME.iterdir() if p.name.startswith(f"{PREFIX}{os.getpid()}-"))
+    return sorted(p.name for p in HOME.iterdir() if p.name.startswith(f"{PREFIX}{os.getpid()}."))
 
 
 @pytest.fixture
@@ -118,49 +120,145 @@ def test_close_removes_every_group() -> None:
 def test_a_command_never_runs_idle_when_the_mark_cannot_be_cleared(
     executor: Executor, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """Every waiting shell's mark becomes unwritable (its file reopened read-only): the
-    release ends each of them and the command is spawned cold, in the commander's group."""
+    """Every waiting shell's group is renamed behind the executor's back, so its mark cannot
+    be cleared: the release ends each shell and the command is spawned cold, in the
+    commander's group."""
     if HOME is None:
         assert executor.shell_groups.startswith("off")
         return
     command = Command("t", SHOW, 5)
     executor.keep_warm([command])
     assert ready(executor)
-    waiting = list(executor._warm._shells["t"])
-    for shell in waiting:
-        group = shell.started.group
-        assert group is not None
-        os.close(group._idle)
-        group._idle = os.open(HOME / group.name / "cpu.idle", os.O_RDONLY | os.O_CLOEXEC)
-    outcome = executor.run(command, IP)
-    assert executor.released_warm == 0
-    where, mark = outcome.stdout.split()
-    assert (where, mark) == (OWN, Path(HOME, "cpu.idle").read_text().strip())
-    assert all(not Path(HOME, shell.started.group.name).exists() for shell in waiting)
-    assert capfd.readouterr().err.count("Could not release a warm shell of ruroco-shell-") == 3
+    waiting = [shell.started.group.name for shell in executor._warm._shells["t"]]
+    for name in waiting:
+        (HOME / name).rename(HOME / f"{name}-moved")
+    try:
+        outcome = executor.run(command, IP)
+        assert executor.released_warm == 0
+        where, mark = outcome.stdout.split()
+        assert (where, mark) == (OWN, Path(HOME, "cpu.idle").read_text().strip())
+        err = capfd.readouterr().err
+        assert err.count("Could not release a warm shell of ruroco-shell-") == 3, err
+        # each was ended: its (renamed) group is empty
+        for name in waiting:
+            assert (HOME / f"{name}-moved" / "cgroup.procs").read_text() == ""
+    finally:
+        for name in waiting:
+            (HOME / f"{name}-moved").rmdir()
 
 
-def test_a_group_a_leftover_process_holds_is_removed_once_it_is_empty() -> None:
+def test_a_group_a_leftover_process_holds_is_removed_once_it_is_empty(tmp_path: Path) -> None:
     """Outside a PID namespace a command's background process outlives ``sh``: its group
-    stays until that process is gone, and the next sweep (here: close) removes it."""
+    stays until that process is gone; the next group made after ``RETRY_BUSY_SEC`` (here:
+    the replacement of the next knock's shell) removes it."""
     executor = Executor(pid_namespace=False)
     try:
-        command = Command("t", "setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $!", 5)
+        once = tmp_path / "once"  # only the first knock leaves a process behind
+        command = Command(
+            "t",
+            f"[ -e {once} ] || {{ : > {once}; "
+            "setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $!; }",
+            5,
+        )
         executor.keep_warm([command])
         assert ready(executor)
-        outcome = executor.run(command, IP)
+        sleeper = int(executor.run(command, IP).stdout)
         assert executor.released_warm == 1
-        sleeper = int(outcome.stdout)
         if HOME is None:
+            os.kill(sleeper, signal.SIGKILL)
             return
         held = Path(group_of(sleeper))
-        assert held.name.startswith(f"{PREFIX}{os.getpid()}-") and held.exists()
+        assert held.name.startswith(PREFIX) and held.name in our_groups()
+        time.sleep(RETRY_BUSY_SEC)
+        executor.run(command, IP)  # a new group: too early for the held one to be retried
+        assert ready(executor)
+        assert held.exists()
         os.kill(sleeper, signal.SIGKILL)
         assert wait_for(lambda: (held / "cgroup.procs").read_text() == "", WAIT)
+        time.sleep(RETRY_BUSY_SEC)
+        executor.run(command, IP)
+        assert wait_for(lambda: not held.exists(), WAIT)  # while the commander runs on
+        assert ready(executor)
+        assert wait_for(lambda: len(our_groups()) == 3, WAIT)
     finally:
         executor.close()
     if HOME is not None:
-        assert not held.exists() and our_groups() == []
+        assert our_groups() == []
+
+
+def test_a_taken_name_is_skipped_and_a_dead_namesakes_groups_are_removed() -> None:
+    """A group name that exists already (a leftover it may not remove) is passed over; groups
+    of a commander that had our pid before us (another start time) are removed at start."""
+    if HOME is None:
+        return
+    me = os.getpid()
+    namesake = HOME / f"{PREFIX}{me}.1-1"  # our pid, started at tick 1: long gone
+    namesake.mkdir()
+    groups, reason = ShellGroups.probe()
+    assert groups is not None, reason
+    try:
+        assert not namesake.exists()
+        owner = our_groups_owner()
+        probe = groups.new()
+        number = int(probe.name.rsplit("-", 1)[1])
+        probe.remove()
+        taken = HOME / f"{PREFIX}{owner}-{number + 1}"
+        taken.mkdir()
+        group = groups.new()
+        assert group.name == f"{PREFIX}{owner}-{number + 2}"
+        group.remove()
+    finally:
+        groups.close()
+        taken.rmdir()
+    assert our_groups() == []
+
+
+def our_groups_owner() -> str:
+    """This process's ``<pid>.<start time>``, as its groups are named."""
+    start = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]
+    return f"{os.getpid()}.{start}"
+
+
+def test_a_waiting_shell_holds_no_more_descriptors_than_without_groups(
+    executor: Executor,
+) -> None:
+    """``warm.FDS_PER_SHELL`` sizes the cap on warm commands: a group adds none while its
+    shell waits (``cpu.idle`` is opened at the release)."""
+    before = len(os.listdir("/proc/self/fd"))
+    executor.keep_warm([Command("t", "true", 5)])
+    assert ready(executor)
+    assert len(os.listdir("/proc/self/fd")) - before == SHELLS_PER_COMMAND * FDS_PER_SHELL
+
+
+_REALTIME = """
+from ruroco.commander.executor import Executor
+from ruroco.commander.shellgroup import ShellGroups
+print(Executor().shell_groups)
+"""
+
+
+def test_a_realtime_commander_makes_no_groups_where_they_get_no_realtime_time() -> None:
+    """With real-time group scheduling a new group has no real-time budget, so the release
+    could not give a real-time commander's policy back: groups are off (the reason says why),
+    where the kernel has it; elsewhere they are on."""
+    result = subprocess.run(
+        ["chrt", "-f", "10", sys.executable, "-c", _REALTIME],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    if HOME is None:
+        assert result.stdout.startswith("off (no cgroup v1")
+    elif (HOME / "cpu.rt_runtime_us").exists():
+        assert result.stdout.strip() == f"off ({_RT})"
+    else:
+        assert result.stdout.strip() == "idle"
+
+
+def test_a_path_outside_the_cgroup_namespace_is_refused() -> None:
+    with pytest.raises(OSError, match="outside this cgroup namespace"):
+        cpu_cgroup_dir("1:cpu:/../../x\n", V1_MOUNTS.replace("cpu,cpuacct", "cpu"))
 
 
 _KILLED = """
@@ -188,7 +286,7 @@ def test_a_killed_commanders_groups_are_removed_by_the_next() -> None:
         proc.wait()
     if HOME is None:
         return
-    left = [p for p in HOME.iterdir() if p.name.startswith(f"{PREFIX}{pid}-")]
+    left = [p for p in HOME.iterdir() if p.name.startswith(f"{PREFIX}{pid}.")]
     assert len(left) == 3
     # its warm shells read end of file and exit: the groups empty
     assert wait_for(lambda: all((p / "cgroup.procs").read_text() == "" for p in left), WAIT)
@@ -355,4 +453,4 @@ def test_a_commander_says_whether_it_uses_groups_and_the_key_turns_them_off(
     pid = on.proc.pid
     assert wait_for(lambda: len(warm_shells_of("true", pid)) == 3, WAIT)
     groups = {group_of(shell) for shell in warm_shells_of("true", pid)}
-    assert len(groups) == 3 and all(f"/{PREFIX}{pid}-" in group for group in groups)
+    assert len(groups) == 3 and all(f"/{PREFIX}{pid}." in group for group in groups)
