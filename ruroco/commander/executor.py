@@ -59,6 +59,7 @@ from typing import Any
 from ruroco import log
 from ruroco.cmdhash import command_hash
 from ruroco.commander.commands import Command
+from ruroco.commander.procstat import stat_fields
 from ruroco.commander.shellgroup import ShellGroup, ShellGroups
 from ruroco.commander.spawn import IdleRefused, Spawner
 from ruroco.commander.warm import SCRIPT as WARM_SCRIPT
@@ -248,8 +249,7 @@ class _Warm:
             child.pidfd = -1
         for capture in self.started.captures:
             os.close(capture.fd)
-        if self.started.group is not None:
-            self.started.group.remove()
+        _remove_group(self.started)
 
 
 class _PidNamespaces:
@@ -413,8 +413,7 @@ class Executor:
         is left of their CPU groups."""
         self._warm.close()
         if self._groups is not None:
-            with contextlib.suppress(OSError):  # what is left stays for the next start
-                self._groups.sweep()
+            self._groups.sweep()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -691,7 +690,7 @@ class Executor:
 
 
 def _remove_group(started: _Started) -> None:
-    """Remove a released warm shell's CPU group once its ``sh`` is reaped."""
+    """Remove a warm shell's CPU group once its ``sh`` is reaped."""
     if started.group is not None:
         started.group.remove()
         started.group = None
@@ -839,8 +838,7 @@ def _tree(root: int) -> set[int]:
 def _stopped(pid: int) -> bool:
     """Stopped, dead or gone: in no case forking any more."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        state = stat_fields(pid)[0]
     except (OSError, IndexError):
         return True
     return state in (b"T", b"t", b"Z", b"X")

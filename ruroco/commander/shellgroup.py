@@ -30,6 +30,8 @@ import stat
 import threading
 import time
 
+from ruroco.commander.procstat import stat_fields
+
 # A group's name: this prefix, its commander's pid and start time (``<pid>.<ticks>``), a
 # number. Pid and start time let a commander remove what one that was killed left behind,
 # even under the same pid, without touching a running one's groups.
@@ -120,7 +122,7 @@ class ShellGroups:
 
     def new(self) -> ShellGroup:
         """A fresh group marked idle; OSError if it cannot be made."""
-        self._retry_busy()
+        self._remove_busy(wait=True)
         for _ in range(100):  # a name taken (a leftover we may not remove): the next one
             name = f"{PREFIX}{self._owner}-{next(_NUMBERS)}"
             try:
@@ -176,11 +178,12 @@ class ShellGroups:
             with self._lock:
                 self._busy.add(name)
 
-    def _retry_busy(self) -> None:
-        """Remove the groups that were held at their removal, if it is time to try again."""
+    def _remove_busy(self, wait: bool = False) -> None:
+        """Try again the groups that were held at their removal (``wait``: only if
+        ``RETRY_BUSY_SEC`` passed since the last try); those still held stay listed."""
         with self._lock:
             now = time.monotonic()
-            if not self._busy or now < self._retry_at:
+            if not self._busy or (wait and now < self._retry_at):
                 return
             self._retry_at = now + RETRY_BUSY_SEC
             busy, self._busy = self._busy, set()
@@ -188,31 +191,30 @@ class ShellGroups:
             self.remove(name)
 
     def sweep(self) -> None:
-        """Remove the groups of commanders that are gone (killed: their shells have exited)
-        and our own that a process held at their removal; those still held stay."""
-        with self._lock:
-            busy, self._busy = self._busy, set()
-        mine = f"{PREFIX}{self._owner}-"
-        for name in os.listdir(self._home):
-            if not name.startswith(PREFIX) or (name.startswith(mine) and name not in busy):
-                continue
-            if not name.startswith(mine) and _alive(name[len(PREFIX) :].split("-", 1)[0]):
-                continue
-            self.remove(name)
+        """Remove our groups that a process held at their removal and the groups of
+        commanders that are gone (killed: their shells have exited); never raises, what
+        cannot be removed stays for a later sweep."""
+        self._remove_busy()
+        try:
+            names = os.listdir(self._home)
+        except OSError:
+            return
+        for name in names:
+            owner = name[len(PREFIX) :].rpartition("-")[0]
+            if name.startswith(PREFIX) and owner != self._owner and not _alive(owner):
+                self.remove(name)
 
     def close(self) -> None:
         """Try the leftover groups once more and let go of the directory."""
         if self._home >= 0:
-            with contextlib.suppress(OSError):
-                self.sweep()
+            self.sweep()
             os.close(self._home)
             self._home = -1
 
 
 def _owner(pid: int) -> str:
     """``<pid>.<start time in clock ticks since boot>``: names one process for all time."""
-    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-        return f"{pid}.{fh.read().rsplit(')', 1)[1].split()[19]}"
+    return f"{pid}.{stat_fields(pid)[19].decode('ascii', 'replace')}"
 
 
 def _alive(owner: str) -> bool:
