@@ -27,6 +27,7 @@ from test_commander_warm import ready, warm_shells_of
 
 from ruroco.commander.commands import Command
 from ruroco.commander.executor import Executor
+from ruroco.commander.procstat import stat_fields
 from ruroco.commander.shellgroup import _RT, PREFIX, RETRY_BUSY_SEC, ShellGroups, cpu_cgroup_dir
 from ruroco.commander.warm import FDS_PER_SHELL, SHELLS_PER_COMMAND
 from ruroco.ipaddr import parse_ip
@@ -215,8 +216,7 @@ def test_a_taken_name_is_skipped_and_a_dead_namesakes_groups_are_removed() -> No
 
 def our_groups_owner() -> str:
     """This process's ``<pid>.<start time>``, as its groups are named."""
-    start = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]
-    return f"{os.getpid()}.{start}"
+    return f"{os.getpid()}.{stat_fields(os.getpid())[19].decode()}"
 
 
 def test_a_waiting_shell_holds_no_more_descriptors_than_without_groups(
@@ -230,19 +230,12 @@ def test_a_waiting_shell_holds_no_more_descriptors_than_without_groups(
     assert len(os.listdir("/proc/self/fd")) - before == SHELLS_PER_COMMAND * FDS_PER_SHELL
 
 
-_REALTIME = """
-from ruroco.commander.executor import Executor
-from ruroco.commander.shellgroup import ShellGroups
-print(Executor().shell_groups)
-"""
-
-
 def test_a_realtime_commander_makes_no_groups_where_they_get_no_realtime_time() -> None:
     """With real-time group scheduling a new group has no real-time budget, so the release
     could not give a real-time commander's policy back: groups are off (the reason says why),
     where the kernel has it; elsewhere they are on."""
     result = subprocess.run(
-        ["chrt", "-f", "10", sys.executable, "-c", _REALTIME],
+        ["chrt", "-f", "10", sys.executable, "-c", _PROBE],
         capture_output=True,
         text=True,
         timeout=30,
